@@ -1,0 +1,80 @@
+"""Runtime settings, read once from ``YIELD_ENSEMBLE_*`` environment variables at start-up."""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The member models, in the order their votes are reported.
+MEMBERS: tuple[str, ...] = ("random_forest", "xgboost", "keras")
+
+#: Model-store names of the members.
+MODEL_NAMES: dict[str, str] = {
+    "random_forest": "yield-random-forest",
+    "xgboost": "yield-xgboost",
+    "keras": "yield-keras",
+}
+
+
+class ChaosSpec(BaseModel):
+    """Deliberate faults for one member, for failure drills and tests; off by default."""
+
+    delay_ms: float = Field(0.0, ge=0, description="Sleep this long before answering.")
+    fail: bool = Field(False, description="Answer every call with an error.")
+
+
+class Settings(BaseSettings):
+    """yield-ensemble's knobs. Each is set by ``YIELD_ENSEMBLE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="YIELD_ENSEMBLE_", extra="ignore")
+
+    model_version: str = Field(
+        "latest",
+        description="Model-store version of all three members (e.g. a training run's tag).",
+    )
+    member_timeout_s: float = Field(
+        2.0, gt=0, le=120, description="Per-member call timeout; a slower member is left out."
+    )
+    max_batch_devices: int = Field(
+        50_000, ge=1, description="Most devices accepted by one /predict_batch request."
+    )
+    coalesce_max_rows: int = Field(
+        16_384, ge=1, description="Most rows the entry service sends a member in one call."
+    )
+    coalesce_max_in_flight: int = Field(
+        2, ge=1, le=64, description="Concurrent calls per member before requests are coalesced."
+    )
+    member_max_batch_size: int = Field(
+        16_384, ge=1, description="BentoML adaptive batching: most rows a member runs at once."
+    )
+    member_max_latency_ms: int = Field(
+        1_000, ge=1, description="BentoML adaptive batching: longest a row may queue in a member."
+    )
+    keras_runtime: Literal["tensorflow"] = Field(
+        "tensorflow", description="Runtime the Keras member serves with."
+    )
+    chaos: dict[Literal["random_forest", "xgboost", "keras"], ChaosSpec] = Field(
+        default_factory=dict,
+        description='Fault injection, JSON: {"keras": {"delay_ms": 300, "fail": true}}.',
+    )
+
+
+class SettingsError(RuntimeError):
+    """A setting is invalid; the message names the environment variable."""
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, validated once; raises SettingsError naming the bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"YIELD_ENSEMBLE_{'_'.join(str(p) for p in err['loc'][:1]).upper()}"
+            f"{''.join(f'[{p}]' for p in err['loc'][1:])}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid yield-ensemble setting: {problems}") from None

@@ -1,0 +1,130 @@
+"""Turn request JSON into float32 feature rows, or say exactly which field is wrong."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ensemble.schema import FeatureSchema
+
+
+class InvalidInput(ValueError):
+    """A request field is wrong. ``field`` is a dotted path into the request body."""
+
+    status_code = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": str(self), "field": self.field}
+
+
+def _number(value: Any, field: str) -> float:
+    # bool is an int subclass; a yield dashboard sending true/false for Vdd is a bug.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(field, f"must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidInput(field, f"must be finite, got {value!r}")
+    return number
+
+
+def parse_features(raw: Any, schema: FeatureSchema, field: str = "features") -> list[float]:
+    """One device's features as a list in schema order.
+
+    ``raw`` is either a list of numbers in schema order or a mapping from
+    feature name to number; every feature must be present, no others.
+    """
+    if isinstance(raw, Mapping):
+        unknown = [k for k in raw if schema.index(k) is None]
+        if unknown:
+            raise InvalidInput(
+                f"{field}.{unknown[0]}",
+                f"unknown feature; expected the features {list(schema.names)}",
+            )
+        missing = [n for n in schema.names if n not in raw]
+        if missing:
+            raise InvalidInput(f"{field}.{missing[0]}", "missing feature")
+        return [_number(raw[n], f"{field}.{n}") for n in schema.names]
+    if isinstance(raw, Sequence) and not isinstance(raw, (str, bytes)):
+        if len(raw) != len(schema):
+            raise InvalidInput(
+                field,
+                f"expected {len(schema)} values in the order {list(schema.names)}, got {len(raw)}",
+            )
+        return [_number(v, f"{field}[{i}] ({schema.names[i]})") for i, v in enumerate(raw)]
+    raise InvalidInput(
+        field, f"must be a list of {len(schema)} numbers or an object keyed by feature name"
+    )
+
+
+def _fast_rows(rows: list[Any], width: int) -> np.ndarray | None:
+    """Vectorised path for the common case of all-list, all-numeric rows.
+
+    Returns None when anything is unusual; the caller then validates row by row,
+    which also produces the precise error message.
+    """
+    if not all(type(r) is list and len(r) == width for r in rows):
+        return None
+    for row in rows:
+        for v in row:
+            if type(v) is not float and type(v) is not int:
+                return None
+    arr = np.asarray(rows, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        return None
+    return arr.astype(np.float32)
+
+
+def parse_rows(rows: list[Any], schema: FeatureSchema, field: str) -> np.ndarray:
+    """Many devices' features, ``rows[i]`` being ``parse_features`` input, as (n, k) float32."""
+    fast = _fast_rows(rows, len(schema))
+    if fast is not None:
+        return fast
+    parsed = [parse_features(r, schema, f"{field}[{i}].features") for i, r in enumerate(rows)]
+    return np.asarray(parsed, dtype=np.float32).reshape(len(parsed), len(schema))
+
+
+def parse_device_id(raw: Any, field: str) -> str | None:
+    """An optional device identifier: a non-empty string of at most 256 characters."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise InvalidInput(field, f"must be a string, got {raw!r}")
+    text = str(raw)
+    if not text or len(text) > 256:
+        raise InvalidInput(field, "must be 1 to 256 characters long")
+    return text
+
+
+def parse_batch(
+    devices: Any, schema: FeatureSchema, max_devices: int
+) -> tuple[np.ndarray, list[str | None]]:
+    """A ``/predict_batch`` body's ``devices`` list as (features, device ids)."""
+    if not isinstance(devices, list):
+        raise InvalidInput("devices", "must be a list of {features, device_id} objects")
+    if not devices:
+        raise InvalidInput("devices", "must hold at least one device")
+    if len(devices) > max_devices:
+        raise InvalidInput(
+            "devices", f"at most {max_devices} devices per request, got {len(devices)}"
+        )
+    feature_rows: list[Any] = []
+    ids: list[str | None] = []
+    for i, device in enumerate(devices):
+        if not isinstance(device, Mapping):
+            raise InvalidInput(f"devices[{i}]", "must be an object with 'features'")
+        if "features" not in device:
+            raise InvalidInput(f"devices[{i}].features", "missing")
+        extra = set(device) - {"features", "device_id"}
+        if extra:
+            raise InvalidInput(f"devices[{i}].{sorted(extra)[0]}", "unknown field")
+        feature_rows.append(device["features"])
+        ids.append(parse_device_id(device.get("device_id"), f"devices[{i}].device_id"))
+    return parse_rows(feature_rows, schema, "devices"), ids

@@ -1,0 +1,49 @@
+"""What every member adapter offers, and how members find their models in the store."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import bentoml
+import numpy as np
+from bentoml._internal.configuration.containers import BentoMLContainer
+from bentoml.exceptions import NotFound
+
+from ensemble.schema import FeatureSchema
+from ensemble.settings import MODEL_NAMES, get_settings
+
+
+class MemberAdapter(Protocol):
+    """One model family behind the same two calls; the runtime is the adapter's business."""
+
+    runtime: str
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        """P(pass) for ``rows`` (n, k) float32, shaped (n,) float32."""
+        ...
+
+
+class ModelMissing(RuntimeError):
+    """A member's model is not in the model store."""
+
+
+def model_tag(member: str) -> str:
+    """The store tag the settings select for ``member``, e.g. ``yield-keras:latest``."""
+    return f"{MODEL_NAMES[member]}:{get_settings().model_version}"
+
+
+def stored_model(member: str) -> bentoml.Model:
+    """The member's model from the store, or a ModelMissing that says how to make it."""
+    tag = model_tag(member)
+    try:
+        return bentoml.models.get(tag)
+    except NotFound:
+        raise ModelMissing(
+            f"model {tag} is not in the BentoML model store under "
+            f"{BentoMLContainer.bentoml_home.get()}; train it with `yield-ensemble train`"
+        ) from None
+
+
+def model_schema(model: bentoml.Model) -> FeatureSchema:
+    """The feature schema a stored member was trained on."""
+    return FeatureSchema.from_dict(model.info.metadata["features"])

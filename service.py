@@ -1,0 +1,172 @@
+"""yield-ensemble's entry service: validation, parallel member calls, majority vote.
+
+Wiring only: the maths lives in ``ensemble/``, the models in ``models/``.
+Serve with ``bentoml serve`` from the repository root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+from bentoml._internal.context import trace_context
+from pydantic import Field
+from starlette.responses import JSONResponse
+
+from ensemble import EnsemblePredictor, EnsembleResult, InvalidInput, MembersUnavailable
+from ensemble.schema import common_schema
+from ensemble.settings import MEMBERS, get_settings
+from ensemble.validation import parse_batch, parse_device_id, parse_features
+from models.base import model_schema, stored_model
+from models.services import KerasMember, RandomForestMember, XGBoostMember
+
+logger = logging.getLogger("yield_ensemble")
+SETTINGS = get_settings()
+FEATURES_DOC = (
+    "The device's parametric measurements: a list in schema order "
+    "(vdd_v, idd_ma, freq_mhz, temp_c, test_time_ms, neighbor_yield by default) "
+    "or an object keyed by feature name."
+)
+
+
+def _request_id() -> str:
+    """The id BentoML returns in ``X-BentoML-Request-ID``, so logs and responses join."""
+    span = trace_context.request_id
+    return format(span, "016x") if span is not None else secrets.token_hex(8)
+
+
+def _member_call(proxy: Any) -> Any:
+    """``proxy.to_async.predict_proba``, looked up per call: BentoML binds it after __init__."""
+
+    async def call(rows: np.ndarray) -> np.ndarray:
+        return await proxy.to_async.predict_proba(rows)
+
+    return call
+
+
+def _error(status: int, message: str, request_id: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, "request_id": request_id, **extra}, status_code=status)
+
+
+@bentoml.service(name="yield_ensemble", workers=1, traffic={"timeout": 60})
+class YieldEnsemble:
+    """POST /predict and /predict_batch: pass/fail for devices from parametric test data."""
+
+    random_forest = bentoml.depends(RandomForestMember)
+    xgboost = bentoml.depends(XGBoostMember)
+    keras = bentoml.depends(KerasMember)
+
+    def __init__(self) -> None:
+        stored = {m: stored_model(m) for m in MEMBERS}
+        # Refuse to start on models trained on different features: their votes would be noise.
+        self.schema = common_schema({m: model_schema(s) for m, s in stored.items()})
+        self.model_versions = {m: str(s.tag) for m, s in stored.items()}
+        self._proxies = {m: getattr(self, m) for m in MEMBERS}
+        self.predictor = EnsemblePredictor(
+            {m: _member_call(proxy) for m, proxy in self._proxies.items()},
+            timeout_s=SETTINGS.member_timeout_s,
+            max_rows_per_call=SETTINGS.coalesce_max_rows,
+            max_in_flight=SETTINGS.coalesce_max_in_flight,
+        )
+        self._members_verified = False
+        logger.info("serving %s on features %s", self.model_versions, list(self.schema.names))
+
+    async def __is_ready__(self) -> bool:
+        """Ready once every member answers and serves the model version we report."""
+        if self._members_verified:
+            return True
+        try:
+            infos = await asyncio.gather(*(p.to_async.info() for p in self._proxies.values()))
+        except Exception as exc:  # a member still starting up
+            logger.info("not ready: %s", exc)
+            return False
+        for info in infos:
+            expected = self.model_versions[info["member"]]
+            if info["tag"] != expected:
+                logger.error(
+                    "member %s serves %s but the entry reports %s; restart the service",
+                    info["member"],
+                    info["tag"],
+                    expected,
+                )
+                return False
+        self._members_verified = True
+        return True
+
+    def _device_result(self, result: EnsembleResult, i: int) -> dict[str, Any]:
+        return {
+            "prediction": "pass" if result.passed[i] else "fail",
+            "probability": float(result.probability[i]),
+            "votes": {m: float(p[i]) for m, p in result.p_pass.items()},
+        }
+
+    @bentoml.api(route="/predict")
+    async def predict(
+        self,
+        features: Annotated[Any, Field(description=FEATURES_DOC)],
+        device_id: Annotated[str | int | None, Field(description="Optional device key.")] = None,
+    ) -> dict[str, Any]:
+        """Pass/fail for one device. ``features``: a list in schema order, or name -> value."""
+        request_id = _request_id()
+        try:
+            row = np.asarray([parse_features(features, self.schema)], dtype=np.float32)
+            device = parse_device_id(device_id, "device_id")
+        except InvalidInput as exc:
+            return _error(exc.status_code, str(exc), request_id, field=exc.field)  # type: ignore[return-value]
+        try:
+            result = await self.predictor.predict(row)
+        except MembersUnavailable as exc:
+            logger.error("request %s: %s", request_id, exc)
+            return _error(exc.status_code, str(exc), request_id)  # type: ignore[return-value]
+        return {
+            "request_id": request_id,
+            "device_id": device,
+            **self._device_result(result, 0),
+            "arm": "ensemble",
+            "model_versions": self.model_versions,
+            "degraded": result.degraded,
+            "missing_members": sorted(result.missing),
+        }
+
+    @bentoml.api(route="/predict_batch")
+    async def predict_batch(
+        self,
+        devices: Annotated[Any, Field(description="List of {features, device_id} objects.")],
+    ) -> dict[str, Any]:
+        """Pass/fail for many devices (a whole wafer); results keep the request's order."""
+        request_id = _request_id()
+        try:
+            rows, ids = parse_batch(devices, self.schema, SETTINGS.max_batch_devices)
+        except InvalidInput as exc:
+            return _error(exc.status_code, str(exc), request_id, field=exc.field)  # type: ignore[return-value]
+        try:
+            result = await self.predictor.predict(rows)
+        except MembersUnavailable as exc:
+            logger.error("request %s: %s", request_id, exc)
+            return _error(exc.status_code, str(exc), request_id)  # type: ignore[return-value]
+        passed = result.passed.tolist()
+        probability = result.probability.tolist()
+        votes = {m: p.tolist() for m, p in result.p_pass.items()}
+        results = [
+            {
+                "request_id": f"{request_id}.{i}",
+                "device_id": ids[i],
+                "prediction": "pass" if passed[i] else "fail",
+                "probability": probability[i],
+                "votes": {m: v[i] for m, v in votes.items()},
+            }
+            for i in range(len(ids))
+        ]
+        return {
+            "request_id": request_id,
+            "count": len(results),
+            "results": results,
+            "arm": "ensemble",
+            "model_versions": self.model_versions,
+            "degraded": result.degraded,
+            "missing_members": sorted(result.missing),
+        }

@@ -1,0 +1,37 @@
+"""Held-out evaluation: accuracy, fail-class recall and precision, Brier score."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def classification_metrics(
+    labels: np.ndarray, p_pass: np.ndarray, passed: np.ndarray
+) -> dict[str, float]:
+    """Metrics of pass decisions ``passed`` and P(pass) ``p_pass`` against ``labels`` (1 = pass).
+
+    Fail is the class a yield engineer hunts, so recall and precision are of fail.
+    """
+    labels = np.asarray(labels).astype(bool)
+    passed = np.asarray(passed).astype(bool)
+    failed, truly_failed = ~passed, ~labels
+    caught = int((failed & truly_failed).sum())
+    return {
+        "accuracy": float((passed == labels).mean()),
+        "fail_recall": caught / max(int(truly_failed.sum()), 1),
+        "fail_precision": caught / max(int(failed.sum()), 1),
+        "brier": float(np.mean((np.asarray(p_pass, dtype=np.float64) - labels) ** 2)),
+        "n": len(labels),
+    }
+
+
+def format_table(rows: dict[str, dict[str, float]]) -> str:
+    """A plain-text table, one row per model."""
+    header = f"{'model':<16}{'accuracy':>10}{'fail recall':>13}{'fail prec.':>12}{'Brier':>9}"
+    lines = [header, "-" * len(header)]
+    for name, m in rows.items():
+        lines.append(
+            f"{name:<16}{m['accuracy']:>10.4f}{m['fail_recall']:>13.4f}"
+            f"{m['fail_precision']:>12.4f}{m['brier']:>9.4f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""A seeded generator of device-parametric test data, for when no real data is given.
+
+Each wafer is a disc of dies on a grid. Per wafer: a process corner (a shift in
+supply and speed) and zero to three defect clusters. Per die:
+
+- ``vdd_v``: supply at test, around 1.2 V, shifted by the wafer corner;
+- ``temp_c``: the test insertion, one of -40, 25, 85, 125 C;
+- ``freq_mhz``: maximum frequency found, around 2000 MHz, faster at higher Vdd
+  and on fast wafers, slower when hot;
+- ``idd_ma``: supply current, around 100 mA, growing with Vdd and exponentially
+  with temperature, with a leaky tail;
+- ``test_time_ms``: around 50 ms, longer for marginal dies (retests);
+- ``neighbor_yield``: share of the die's (up to 8) grid neighbours that passed an
+  earlier wafer-sort screen, so defect clusters show up in it.
+
+A die fails final test (``passed`` = 0) when it sits in a defect (spatial), leaks
+too much for its temperature, misses the speed bin when hot, or runs outside the
+Vdd window at low speed; then 3% of labels are flipped as noise. With the
+defaults about 18% of dies fail.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ensemble.schema import DEFAULT_FEATURES
+
+TEMPERATURES_C = np.array([-40.0, 25.0, 85.0, 125.0])
+LABEL_NOISE = 0.03
+
+
+def _wafer_grid(radius: int) -> np.ndarray:
+    """(x, y) of the dies whose centre lies within ``radius`` grid steps of the centre."""
+    span = np.arange(-radius, radius + 1)
+    xx, yy = np.meshgrid(span, span)
+    inside = xx**2 + yy**2 <= radius**2
+    return np.column_stack([xx[inside], yy[inside]])
+
+
+def generate(n_devices: int = 20_000, seed: int = 7, wafer_radius: int = 15) -> pd.DataFrame:
+    """``n_devices`` dies (whole wafers, the last one cut short) as a DataFrame.
+
+    Columns: ``device_id``, ``wafer_id``, ``die_x``, ``die_y``, the six default
+    features, and ``passed`` (1 pass, 0 fail).
+    """
+    if n_devices < 1:
+        raise ValueError(f"n_devices must be positive, got {n_devices}")
+    rng = np.random.default_rng(seed)
+    grid = _wafer_grid(wafer_radius)
+    n_wafers = -(-n_devices // len(grid))
+    frames = [_wafer(rng, grid, wafer_radius, w) for w in range(n_wafers)]
+    data = pd.concat(frames, ignore_index=True).iloc[:n_devices].reset_index(drop=True)
+    return data
+
+
+def _wafer(rng: np.random.Generator, grid: np.ndarray, radius: int, wafer: int) -> pd.DataFrame:
+    n = len(grid)
+    x, y = grid[:, 0].astype(float), grid[:, 1].astype(float)
+    r = np.hypot(x, y) / radius
+
+    # Spatial defects: Gaussian clusters plus an edge ring.
+    density = 0.6 * np.clip(r - 0.8, 0, None) / 0.2
+    for _ in range(rng.integers(0, 4)):
+        cx, cy = rng.uniform(-radius * 0.8, radius * 0.8, 2)
+        size = rng.uniform(1.5, 4.0)
+        density += 2.5 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * size**2))
+    p_defect = 1 / (1 + np.exp(-(4.0 * density - 5.2)))
+    defect = rng.random(n) < p_defect
+    # Wafer sort sees the defect through a noisy screen; neighbours' results are known.
+    screened_bad = defect ^ (rng.random(n) < 0.05)
+    neighbor_yield = _neighbour_pass_share(grid, ~screened_bad)
+
+    vdd_shift, speed_corner = rng.normal(0, 0.015), rng.normal(0, 1)
+    vdd = 1.2 + vdd_shift + rng.normal(0, 0.03, n)
+    temp = rng.choice(TEMPERATURES_C, n)
+    leak = rng.lognormal(0, 0.25, n)
+    idd = 100 * (vdd / 1.2) ** 2 * np.exp(0.006 * (temp - 25)) * leak + rng.normal(0, 3, n)
+    freq = (
+        2000
+        + 900 * (vdd - 1.2)
+        + 60 * speed_corner
+        - 0.8 * (temp - 25)
+        + rng.normal(0, 55, n)
+        - 120 * defect * rng.random(n)
+    )
+    marginal = (np.abs(vdd - 1.2) > 0.05) | (leak > 1.4)
+    test_time = 50 + rng.normal(0, 4, n) + 25 * marginal * rng.random(n)
+
+    leaky = idd > 165 * np.exp(0.006 * (temp - 25))
+    slow_hot = (temp >= 85) & (freq < 1790)
+    out_of_window = (np.abs(vdd - 1.2) > 0.06) & (freq < 1980)
+    fail = defect | leaky | slow_hot | out_of_window
+    fail ^= rng.random(n) < LABEL_NOISE
+
+    columns = dict(
+        zip(DEFAULT_FEATURES, (vdd, idd, freq, temp, test_time, neighbor_yield), strict=True)
+    )
+    return pd.DataFrame(
+        {
+            "device_id": [f"W{wafer:04d}-X{int(a):+03d}Y{int(b):+03d}" for a, b in grid],
+            "wafer_id": f"W{wafer:04d}",
+            "die_x": grid[:, 0],
+            "die_y": grid[:, 1],
+            **{k: v.astype(np.float32) for k, v in columns.items()},
+            "passed": (~fail).astype(np.int8),
+        }
+    )
+
+
+def _neighbour_pass_share(grid: np.ndarray, passed: np.ndarray) -> np.ndarray:
+    """For each die, the share of its existing 8-neighbours that ``passed``."""
+    offset = grid.min(axis=0)
+    shape = grid.max(axis=0) - offset + 3
+    good = np.zeros(shape)
+    present = np.zeros(shape)
+    gx, gy = (grid - offset + 1).T
+    good[gx, gy] = passed
+    present[gx, gy] = 1
+    total_good = np.zeros(len(grid))
+    total_present = np.zeros(len(grid))
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            if dx or dy:
+                total_good += good[gx + dx, gy + dy]
+                total_present += present[gx + dx, gy + dy]
+    return total_good / np.maximum(total_present, 1)
