@@ -1,0 +1,125 @@
+"""Real servers: tiny models trained into a temporary BENTOML_HOME, `bentoml serve` on free ports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTDATA = ROOT / "tests" / "testdata"
+READY_TIMEOUT_S = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_env(home: Path, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YIELD_ENSEMBLE_")}
+    env.update(BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true", TF_CPP_MIN_LOG_LEVEL="2")
+    env.update({f"YIELD_ENSEMBLE_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                return self.proc.wait()
+        return int(self.proc.returncode)
+
+
+def start_server(home: Path, log: Path, **settings: str) -> Server:
+    """Start `bentoml serve` and wait for /readyz; raises with the log if it never gets ready."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "service:YieldEnsemble",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=base_env(home, **settings),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = Server(f"http://127.0.0.1:{port}", proc, log)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"bentoml serve exited {proc.returncode}:\n{server.log_text()[-3000:]}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return server
+        time.sleep(0.5)
+    server.stop(signal.SIGKILL)
+    raise RuntimeError(f"not ready after {READY_TIMEOUT_S} s:\n{server.log_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BENTOML_HOME holding tiny members trained by the real CLI."""
+    home = tmp_path_factory.mktemp("bentoml_home")
+    subprocess.run(
+        [sys.executable, "-m", "train.cli", "train", "--tiny", "--n-devices", "3000"],
+        cwd=ROOT,
+        env=base_env(home),
+        check=True,
+        capture_output=True,
+    )
+    return home
+
+
+@contextlib.contextmanager
+def running(home: Path, tmp: Path, **settings: str) -> Iterator[Server]:
+    server = start_server(home, tmp / f"serve-{_free_port()}.log", **settings)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The default service, shared by the read-only API tests."""
+    with running(model_home, tmp_path_factory.mktemp("serve")) as srv:
+        yield srv
+
+
+def sample(name: str) -> dict[str, object]:
+    return json.loads((TESTDATA / name).read_text())

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ensemble.schema import DEFAULT_FEATURES
+from train.data import TrainingDataError, from_frame, load_table, synthetic
+from train.synthetic import generate
+
+
+def test_synthetic_is_seeded_and_realistic() -> None:
+    a, b = generate(3000, seed=3), generate(3000, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert not generate(3000, seed=4).equals(a)
+    assert list(a.columns[4:10]) == list(DEFAULT_FEATURES)
+    assert 1.1 < a.vdd_v.mean() < 1.3
+    assert 80 < a.idd_ma.median() < 130
+    assert 1900 < a.freq_mhz.mean() < 2100
+    assert set(a.temp_c.unique()) <= {-40.0, 25.0, 85.0, 125.0}
+    assert 45 < a.test_time_ms.mean() < 60
+    assert a.neighbor_yield.between(0, 1).all()
+    assert 0.10 <= 1 - a.passed.mean() <= 0.22
+
+
+def test_neighbor_yield_carries_spatial_signal() -> None:
+    data = generate(20_000, seed=1)
+    low = data[data.neighbor_yield < 0.5].passed.mean()
+    high = data[data.neighbor_yield == 1.0].passed.mean()
+    assert high - low > 0.3
+
+
+def test_dataset_schema_and_hash() -> None:
+    ds = synthetic(1000, seed=2)
+    assert ds.schema.names == DEFAULT_FEATURES
+    assert ds.features.dtype == np.float32 and ds.features.shape == (1000, 6)
+    assert ds.schema.minimums[3] == -40.0
+    assert ds.sha256 == synthetic(1000, seed=2).sha256
+    assert ds.sha256 != synthetic(1000, seed=3).sha256
+
+
+def _frame(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "vdd": rng.normal(1.2, 0.03, n),
+            "idd": rng.normal(100, 5, n),
+            "result": np.where(rng.random(n) < 0.8, "PASS", "fail"),
+        }
+    )
+
+
+def test_label_words_and_feature_default(tmp_path: Path) -> None:
+    path = tmp_path / "lot.csv"
+    _frame().to_csv(path, index=False)
+    ds = load_table(path, "result")
+    assert ds.schema.names == ("vdd", "idd")
+    assert set(np.unique(ds.labels)) == {0, 1}
+
+
+def test_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "lot.parquet"
+    frame = _frame()
+    frame["result"] = (frame["result"] == "PASS").astype(int)
+    frame.to_parquet(path)
+    assert load_table(path, "result").features.shape == (300, 2)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.drop(columns="result"), "label column 'result' not found"),
+        (lambda f: f.assign(lot=["L1"] * len(f)), "feature column 'lot' is not numeric"),
+        (lambda f: f.head(50), "at least 200 are needed"),
+        (lambda f: f.assign(result="pass"), "every row"),
+        (lambda f: f.assign(result="maybe"), "must say pass or fail"),
+        (lambda f: f.assign(result=2), "must hold 1 (pass) and 0 (fail)"),
+        (lambda f: f.assign(vdd=np.nan), "feature column 'vdd' has 300 missing"),
+        (lambda f: f.assign(result=["fail"] * 5 + ["pass"] * (len(f) - 5)), "at least 10 of each"),
+    ],
+)
+def test_bad_tables_say_why(change, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TrainingDataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        from_frame(change(_frame()), "result", source="lot.csv")
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(TrainingDataError, match="no such file"):
+        load_table(tmp_path / "missing.csv", "result")
+    (tmp_path / "x.xlsx").write_text("x")
+    with pytest.raises(TrainingDataError, match="expected a .csv or .parquet"):
+        load_table(tmp_path / "x.xlsx", "result")
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(TrainingDataError, match="cannot read"):
+        load_table(tmp_path / "bad.parquet", "result")

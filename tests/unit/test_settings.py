@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from ensemble.settings import Settings, SettingsError, get_settings
+
+
+def test_defaults() -> None:
+    s = Settings()
+    assert s.member_timeout_s > 0 and s.model_version == "latest" and s.chaos == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("YIELD_ENSEMBLE_MEMBER_TIMEOUT_S", "-1", "YIELD_ENSEMBLE_MEMBER_TIMEOUT_S"),
+        ("YIELD_ENSEMBLE_MAX_BATCH_DEVICES", "many", "YIELD_ENSEMBLE_MAX_BATCH_DEVICES"),
+        ("YIELD_ENSEMBLE_CHAOS", '{"lstm": {"fail": true}}', "YIELD_ENSEMBLE_CHAOS"),
+    ],
+)
+def test_bad_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, words: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match=words):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_chaos_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YIELD_ENSEMBLE_CHAOS", '{"keras": {"delay_ms": 300, "fail": true}}')
+    s = Settings()
+    assert s.chaos["keras"].delay_ms == 300 and s.chaos["keras"].fail
