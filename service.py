@@ -18,7 +18,7 @@ from pydantic import Field
 from starlette.responses import JSONResponse
 
 from ensemble import EnsemblePredictor, EnsembleResult, InvalidInput, MembersUnavailable
-from ensemble.schema import common_schema
+from ensemble.schema import FeatureSchema, common_schema
 from ensemble.settings import MEMBERS, get_settings
 from ensemble.validation import parse_batch, parse_device_id, parse_features
 from models.base import model_schema, stored_model
@@ -48,6 +48,14 @@ def _member_call(proxy: Any) -> Any:
     return call
 
 
+def check_members() -> tuple[FeatureSchema, dict[str, str]]:
+    """The members' common schema and tags; raises ModelMissing or SchemaMismatch, both clear."""
+    stored = {m: stored_model(m) for m in MEMBERS}
+    # Models trained on different features would vote noise: refuse to start.
+    schema = common_schema({m: model_schema(s) for m, s in stored.items()})
+    return schema, {m: str(s.tag) for m, s in stored.items()}
+
+
 def _error(status: int, message: str, request_id: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, "request_id": request_id, **extra}, status_code=status)
 
@@ -60,11 +68,14 @@ class YieldEnsemble:
     xgboost = bentoml.depends(XGBoostMember)
     keras = bentoml.depends(KerasMember)
 
+    @bentoml.on_deployment
+    def _check_before_workers_start() -> None:
+        # Runs once in the `bentoml serve` process: a bad store stops the server
+        # with the message, instead of a worker restarting in a loop.
+        check_members()
+
     def __init__(self) -> None:
-        stored = {m: stored_model(m) for m in MEMBERS}
-        # Refuse to start on models trained on different features: their votes would be noise.
-        self.schema = common_schema({m: model_schema(s) for m, s in stored.items()})
-        self.model_versions = {m: str(s.tag) for m, s in stored.items()}
+        self.schema, self.model_versions = check_members()
         self._proxies = {m: getattr(self, m) for m in MEMBERS}
         self.predictor = EnsemblePredictor(
             {m: _member_call(proxy) for m, proxy in self._proxies.items()},

@@ -46,4 +46,7 @@ def stored_model(member: str) -> bentoml.Model:
 
 def model_schema(model: bentoml.Model) -> FeatureSchema:
     """The feature schema a stored member was trained on."""
-    return FeatureSchema.from_dict(model.info.metadata["features"])
+    features = model.info.metadata["features"]
+    if not isinstance(features, dict):
+        raise ValueError(f"model {model.tag} has no feature schema in its metadata")
+    return FeatureSchema.from_dict(features)

@@ -1,4 +1,4 @@
-"""Real servers: tiny models trained into a temporary BENTOML_HOME, `bentoml serve` on free ports."""
+"""Real servers: tiny models in a temporary BENTOML_HOME, `bentoml serve` on free ports."""
 
 from __future__ import annotations
 

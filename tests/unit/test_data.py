@@ -90,7 +90,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(TrainingDataError, match="no such file"):
         load_table(tmp_path / "missing.csv", "result")
     (tmp_path / "x.xlsx").write_text("x")
-    with pytest.raises(TrainingDataError, match="expected a .csv or .parquet"):
+    with pytest.raises(TrainingDataError, match=r"expected a \.csv or \.parquet"):
         load_table(tmp_path / "x.xlsx", "result")
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(TrainingDataError, match="cannot read"):
