@@ -1,0 +1,106 @@
+"""What `yield-ensemble train` stores, and how it refuses bad data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ensemble.schema import DEFAULT_FEATURES
+from ensemble.settings import MEMBERS, MODEL_NAMES
+
+from .conftest import ROOT, base_env
+
+pytestmark = pytest.mark.integration
+
+
+def _metadata(home: Path) -> dict[str, dict[str, object]]:
+    code = (
+        "import bentoml, json\n"
+        f"names = {MODEL_NAMES!r}\n"
+        "out = {m: dict(bentoml.models.get(n + ':latest').info.metadata, "
+        "tag=str(bentoml.models.get(n + ':latest').tag)) for m, n in names.items()}\n"
+        "print(json.dumps(out))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=base_env(home),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def test_members_saved_with_metadata(model_home: Path) -> None:
+    meta = _metadata(model_home)
+    assert set(meta) == set(MEMBERS)
+    versions = {str(m["tag"]).split(":")[1] for m in meta.values()}
+    assert len(versions) == 1  # one training run, one shared version
+    for member, m in meta.items():
+        assert m["member"] == member
+        assert m["features"]["names"] == list(DEFAULT_FEATURES)  # type: ignore[index]
+        assert len(str(m["data_sha256"])) == 64
+        metrics = m["metrics"]
+        assert 0.5 < metrics["accuracy"] <= 1 and 0 <= metrics["brier"] < 0.25  # type: ignore[index]
+        assert {"scikit-learn", "xgboost", "keras", "bentoml"} <= set(m["versions"])  # type: ignore[arg-type]
+        assert m["train_config"]["seed"] == 7  # type: ignore[index]
+
+
+def test_training_on_a_user_table(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    table = pd.DataFrame({"vdd": rng.normal(1.2, 0.03, n), "leak_na": rng.lognormal(0, 1, n)})
+    table["bin"] = np.where(table.leak_na > 2.5, "FAIL", "PASS")
+    table.to_csv(tmp_path / "lot.csv", index=False)
+    home = tmp_path / "home"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train.cli",
+            "train",
+            "--tiny",
+            "--data",
+            str(tmp_path / "lot.csv"),
+            "--label",
+            "bin",
+        ],
+        cwd=ROOT,
+        env=base_env(home),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "majority_vote" in run.stdout
+    assert _metadata(home)["keras"]["features"]["names"] == ["vdd", "leak_na"]  # type: ignore[index]
+
+
+def test_bad_table_exits_with_message(tmp_path: Path) -> None:
+    pd.DataFrame({"vdd": [1.2] * 300, "lot": ["L1"] * 300, "bin": [1, 0] * 150}).to_csv(
+        tmp_path / "lot.csv", index=False
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train.cli",
+            "train",
+            "--data",
+            str(tmp_path / "lot.csv"),
+            "--label",
+            "bin",
+        ],
+        cwd=ROOT,
+        env=base_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert "feature column 'lot' is not numeric" in run.stderr
