@@ -61,9 +61,21 @@ def measure(system: str, target: str, n_requests: int, log: Path) -> dict[str, A
     env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port",
-         str(port)],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -79,11 +91,16 @@ def measure(system: str, target: str, n_requests: int, log: Path) -> dict[str, A
                 time.sleep(0.05)
             cold_start = time.perf_counter() - start
             rng = np.random.default_rng(0)
-            rows = np.column_stack([
-                rng.normal(1.2, 0.03, n_requests), rng.normal(100, 10, n_requests),
-                rng.normal(2000, 80, n_requests), rng.choice([-40, 25, 85, 125], n_requests),
-                rng.normal(50, 4, n_requests), rng.uniform(0, 1, n_requests),
-            ]).tolist()
+            rows = np.column_stack(
+                [
+                    rng.normal(1.2, 0.03, n_requests),
+                    rng.normal(100, 10, n_requests),
+                    rng.normal(2000, 80, n_requests),
+                    rng.choice([-40, 25, 85, 125], n_requests),
+                    rng.normal(50, 4, n_requests),
+                    rng.uniform(0, 1, n_requests),
+                ]
+            ).tolist()
             for row in rows[:50]:  # warm-up
                 http.post("/predict", json={"features": row})
             latencies, errors = [], 0
@@ -106,8 +123,12 @@ def measure(system: str, target: str, n_requests: int, log: Path) -> dict[str, A
     return {
         "system": system,
         "cold_start_s": cold_start,
-        "sequential": {"n": n_requests, "median_ms": statistics.median(latencies),
-                       "p99_ms": _percentile(latencies, 99), "errors": errors},
+        "sequential": {
+            "n": n_requests,
+            "median_ms": statistics.median(latencies),
+            "p99_ms": _percentile(latencies, 99),
+            "errors": errors,
+        },
         "batch_10000": {"runs": 10, "median_ms": statistics.median(batch_ms)},
         "memory": memory,
     }
@@ -133,16 +154,22 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
-    subprocess.run([sys.executable, "-m", "train.cli", "train", "--if-missing"], cwd=ROOT,
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "train.cli", "train", "--if-missing"], cwd=ROOT, check=True
+    )
     args.out.mkdir(parents=True, exist_ok=True)
-    results = [measure(name, target, args.requests, args.out / f"{name}.log")
-               for name, target in SYSTEMS.items()]
+    results = [
+        measure(name, target, args.requests, args.out / f"{name}.log")
+        for name, target in SYSTEMS.items()
+    ]
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        },
         "results": results,
     }
     (args.out / "latest.json").write_text(json.dumps(report, indent=2))
