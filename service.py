@@ -17,10 +17,12 @@ from bentoml._internal.context import trace_context
 from pydantic import Field
 from starlette.responses import JSONResponse
 
-from ensemble import EnsemblePredictor, EnsembleResult, InvalidInput, MembersUnavailable
+from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable
+from ensemble.cache import PredictionCache
+from ensemble.router import Router, SplitConfig
 from ensemble.schema import FeatureSchema, common_schema
 from ensemble.settings import MEMBERS, get_settings
-from ensemble.validation import parse_batch, parse_device_id, parse_features
+from ensemble.validation import parse_batch, parse_features, parse_identifier, split_key
 from models.base import model_schema, stored_model
 from models.services import KerasMember, RandomForestMember, XGBoostMember
 
@@ -31,6 +33,7 @@ FEATURES_DOC = (
     "(vdd_v, idd_ma, freq_mhz, temp_c, test_time_ms, neighbor_yield by default) "
     "or an object keyed by feature name."
 )
+ID_DOC = "Optional key; the first of device_id, wafer_id, lot_id given fixes the A/B arm."
 
 
 def _request_id() -> str:
@@ -83,6 +86,12 @@ class YieldEnsemble:
             max_rows_per_call=SETTINGS.coalesce_max_rows,
             max_in_flight=SETTINGS.coalesce_max_in_flight,
         )
+        self.router = Router(
+            self.predictor,
+            PredictionCache(SETTINGS.cache_maxsize, SETTINGS.cache_ttl_s),
+            SplitConfig(SETTINGS.challenger, SETTINGS.challenger_fraction, SETTINGS.split_salt),
+            self.model_versions,
+        )
         self._members_verified = False
         logger.info("serving %s on features %s", self.model_versions, list(self.schema.names))
 
@@ -108,39 +117,32 @@ class YieldEnsemble:
         self._members_verified = True
         return True
 
-    def _device_result(self, result: EnsembleResult, i: int) -> dict[str, Any]:
-        return {
-            "prediction": "pass" if result.passed[i] else "fail",
-            "probability": float(result.probability[i]),
-            "votes": {m: float(p[i]) for m, p in result.p_pass.items()},
-        }
-
     @bentoml.api(route="/predict")
     async def predict(
         self,
         features: Annotated[Any, Field(description=FEATURES_DOC)],
-        device_id: Annotated[str | int | None, Field(description="Optional device key.")] = None,
+        device_id: Annotated[str | int | None, Field(description=ID_DOC)] = None,
+        wafer_id: Annotated[str | int | None, Field(description=ID_DOC)] = None,
+        lot_id: Annotated[str | int | None, Field(description=ID_DOC)] = None,
     ) -> dict[str, Any]:
         """Pass/fail for one device. ``features``: a list in schema order, or name -> value."""
         request_id = _request_id()
+        raw_ids = {"device_id": device_id, "wafer_id": wafer_id, "lot_id": lot_id}
         try:
             row = np.asarray([parse_features(features, self.schema)], dtype=np.float32)
-            device = parse_device_id(device_id, "device_id")
+            ids = {f: parse_identifier(v, f) for f, v in raw_ids.items()}
         except InvalidInput as exc:
             return _error(exc.status_code, str(exc), request_id, field=exc.field)  # type: ignore[return-value]
         try:
-            result = await self.predictor.predict(row)
+            (result,) = await self.router.predict(row, [split_key(ids)])
         except MembersUnavailable as exc:
             logger.error("request %s: %s", request_id, exc)
             return _error(exc.status_code, str(exc), request_id)  # type: ignore[return-value]
         return {
             "request_id": request_id,
-            "device_id": device,
-            **self._device_result(result, 0),
-            "arm": "ensemble",
+            **{f: v for f, v in ids.items() if v is not None or f == "device_id"},
+            **result,
             "model_versions": self.model_versions,
-            "degraded": result.degraded,
-            "missing_members": sorted(result.missing),
         }
 
     @bentoml.api(route="/predict_batch")
@@ -155,29 +157,17 @@ class YieldEnsemble:
         except InvalidInput as exc:
             return _error(exc.status_code, str(exc), request_id, field=exc.field)  # type: ignore[return-value]
         try:
-            result = await self.predictor.predict(rows)
+            results = await self.router.predict(rows, [split_key(i) for i in ids])
         except MembersUnavailable as exc:
             logger.error("request %s: %s", request_id, exc)
             return _error(exc.status_code, str(exc), request_id)  # type: ignore[return-value]
-        passed = result.passed.tolist()
-        probability = result.probability.tolist()
-        votes = {m: p.tolist() for m, p in result.p_pass.items()}
-        results = [
-            {
-                "request_id": f"{request_id}.{i}",
-                "device_id": ids[i],
-                "prediction": "pass" if passed[i] else "fail",
-                "probability": probability[i],
-                "votes": {m: v[i] for m, v in votes.items()},
-            }
-            for i in range(len(ids))
-        ]
+        for i, (r, device) in enumerate(zip(results, ids, strict=True)):
+            r["request_id"] = f"{request_id}.{i}"
+            r["device_id"] = device["device_id"]
         return {
             "request_id": request_id,
             "count": len(results),
             "results": results,
-            "arm": "ensemble",
             "model_versions": self.model_versions,
-            "degraded": result.degraded,
-            "missing_members": sorted(result.missing),
+            "degraded": any(r["degraded"] for r in results),
         }

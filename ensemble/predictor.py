@@ -64,7 +64,8 @@ class EnsemblePredictor:
             for name, call in members.items()
         }
 
-    async def _ask(self, name: str, rows: np.ndarray) -> tuple[np.ndarray | None, str, float]:
+    async def ask(self, name: str, rows: np.ndarray) -> tuple[np.ndarray | None, str, float]:
+        """One member's P(pass), or (None, why) when it failed or timed out; never raises."""
         start = time.perf_counter()
         try:
             p = await asyncio.wait_for(self.coalescers[name].submit(rows), self.timeout_s)
@@ -79,7 +80,7 @@ class EnsemblePredictor:
     async def predict(self, rows: np.ndarray) -> EnsembleResult:
         """Vote on ``rows`` (n, k) float32; raises MembersUnavailable below two members."""
         names = list(self.coalescers)
-        answers = await asyncio.gather(*(self._ask(name, rows) for name in names))
+        answers = await asyncio.gather(*(self.ask(name, rows) for name in names))
         p_pass = {n: p for n, (p, _, _) in zip(names, answers, strict=True) if p is not None}
         missing = {n: why for n, (p, why, _) in zip(names, answers, strict=True) if p is None}
         if len(p_pass) < MIN_MEMBERS:

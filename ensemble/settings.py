@@ -56,6 +56,25 @@ class Settings(BaseSettings):
     keras_runtime: Literal["tensorflow"] = Field(
         "tensorflow", description="Runtime the Keras member serves with."
     )
+    cache_maxsize: int = Field(
+        100_000,
+        ge=0,
+        description="Most predictions kept in the LRU cache (0 disables it); ~1 KB each.",
+    )
+    cache_ttl_s: float | None = Field(
+        None, gt=0, description="Forget cached predictions after this many seconds (default never)."
+    )
+    challenger: Literal["random_forest", "xgboost", "keras"] = Field(
+        "xgboost", description="The single member that serves the challenger arm."
+    )
+    challenger_fraction: float = Field(
+        0.10, ge=0, le=1, description="Share of traffic (of split keys) sent to the challenger."
+    )
+    split_salt: str = Field(
+        "yield-ensemble",
+        min_length=1,
+        description="Salt of the sticky split hash; change to reshuffle.",
+    )
     chaos: dict[Literal["random_forest", "xgboost", "keras"], ChaosSpec] = Field(
         default_factory=dict,
         description='Fault injection, JSON: {"keras": {"delay_ms": 300, "fail": true}}.',

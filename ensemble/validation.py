@@ -91,8 +91,8 @@ def parse_rows(rows: list[Any], schema: FeatureSchema, field: str) -> np.ndarray
     return np.asarray(parsed, dtype=np.float32).reshape(len(parsed), len(schema))
 
 
-def parse_device_id(raw: Any, field: str) -> str | None:
-    """An optional device identifier: a non-empty string of at most 256 characters."""
+def parse_identifier(raw: Any, field: str) -> str | None:
+    """An optional identifier (device, wafer, lot): a non-empty string of at most 256 chars."""
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
@@ -103,10 +103,19 @@ def parse_device_id(raw: Any, field: str) -> str | None:
     return text
 
 
+#: Identifier fields of a device, in the order they are tried as the sticky A/B split key.
+ID_FIELDS: tuple[str, ...] = ("device_id", "wafer_id", "lot_id")
+
+
+def split_key(ids: dict[str, str | None]) -> str | None:
+    """The sticky split key: the first of device_id, wafer_id, lot_id that is given."""
+    return next((ids[f] for f in ID_FIELDS if ids.get(f) is not None), None)
+
+
 def parse_batch(
     devices: Any, schema: FeatureSchema, max_devices: int
-) -> tuple[np.ndarray, list[str | None]]:
-    """A ``/predict_batch`` body's ``devices`` list as (features, device ids)."""
+) -> tuple[np.ndarray, list[dict[str, str | None]]]:
+    """A ``/predict_batch`` body's ``devices`` list as (features, identifiers per device)."""
     if not isinstance(devices, list):
         raise InvalidInput("devices", "must be a list of {features, device_id} objects")
     if not devices:
@@ -116,15 +125,15 @@ def parse_batch(
             "devices", f"at most {max_devices} devices per request, got {len(devices)}"
         )
     feature_rows: list[Any] = []
-    ids: list[str | None] = []
+    ids: list[dict[str, str | None]] = []
     for i, device in enumerate(devices):
         if not isinstance(device, Mapping):
             raise InvalidInput(f"devices[{i}]", "must be an object with 'features'")
         if "features" not in device:
             raise InvalidInput(f"devices[{i}].features", "missing")
-        extra = set(device) - {"features", "device_id"}
+        extra = set(device) - {"features", *ID_FIELDS}
         if extra:
             raise InvalidInput(f"devices[{i}].{sorted(extra)[0]}", "unknown field")
         feature_rows.append(device["features"])
-        ids.append(parse_device_id(device.get("device_id"), f"devices[{i}].device_id"))
+        ids.append({f: parse_identifier(device.get(f), f"devices[{i}].{f}") for f in ID_FIELDS})
     return parse_rows(feature_rows, schema, "devices"), ids

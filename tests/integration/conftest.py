@@ -116,8 +116,8 @@ def running(home: Path, tmp: Path, **settings: str) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def server(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The default service, shared by the read-only API tests."""
-    with running(model_home, tmp_path_factory.mktemp("serve")) as srv:
+    """The service with every request on the ensemble arm, shared by the API tests."""
+    with running(model_home, tmp_path_factory.mktemp("serve"), challenger_fraction="0") as srv:
         yield srv
 
 

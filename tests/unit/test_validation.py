@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ensemble.schema import DEFAULT_FEATURES, FeatureSchema
-from ensemble.validation import InvalidInput, parse_batch, parse_device_id, parse_features
+from ensemble.validation import InvalidInput, parse_batch, parse_features, parse_identifier
 
 SCHEMA = FeatureSchema(DEFAULT_FEATURES)
 GOOD = [1.2, 100, 2000, 25, 50, 0.95]
@@ -92,11 +92,11 @@ def test_device_ids_kept_in_order() -> None:
         SCHEMA,
         10,
     )
-    assert ids == ["a", None, "7"]
+    assert [i["device_id"] for i in ids] == ["a", None, "7"]
 
 
 def test_device_id_length() -> None:
     with pytest.raises(InvalidInput):
-        parse_device_id("x" * 257, "device_id")
+        parse_identifier("x" * 257, "device_id")
     with pytest.raises(InvalidInput):
-        parse_device_id("", "device_id")
+        parse_identifier("", "device_id")

@@ -1,0 +1,123 @@
+"""Route rows to an arm, answer from the cache where possible, ask members for the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ensemble.cache import PredictionCache, row_keys
+from ensemble.predictor import EnsemblePredictor, EnsembleResult
+from ensemble.split import CHALLENGER, ENSEMBLE, assign_arm
+from ensemble.vote import PASS_THRESHOLD
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Which member is the challenger, for what share of keys, with which salt."""
+
+    challenger: str
+    fraction: float
+    salt: str
+
+
+class Router:
+    """The request path below validation: A/B split, cache, members, vote.
+
+    Returns one result dict per row: ``prediction``, ``probability``, ``votes``,
+    ``arm``, ``cached``, ``degraded``, ``missing_members``.
+    """
+
+    def __init__(
+        self,
+        predictor: EnsemblePredictor,
+        cache: PredictionCache,
+        split: SplitConfig,
+        model_versions: Mapping[str, str],
+        rng: random.Random | None = None,
+    ) -> None:
+        if split.challenger not in predictor.coalescers:
+            raise ValueError(f"challenger '{split.challenger}' is not a member")
+        self.predictor = predictor
+        self.cache = cache
+        self.split = split
+        self._rng = rng or random.Random()
+        self._model_keys = {
+            ENSEMBLE: tuple(sorted(model_versions.values())),
+            CHALLENGER: (model_versions[split.challenger],),
+        }
+
+    def arm_for(self, key: str | None) -> str:
+        return assign_arm(key, self.split.fraction, self.split.salt, self._rng)
+
+    async def predict(self, rows: np.ndarray, keys: list[str | None]) -> list[dict[str, Any]]:
+        """Results for ``rows`` (n, k), in order; ``keys`` are the sticky split keys."""
+        arms = [self.arm_for(k) for k in keys]
+        results: list[dict[str, Any] | None] = [None] * len(rows)
+        jobs = []
+        for arm in (ENSEMBLE, CHALLENGER):
+            idx = [i for i, a in enumerate(arms) if a == arm]
+            if idx:
+                jobs.append(self._predict_arm(arm, rows[idx], idx, results))
+        await asyncio.gather(*jobs)
+        return results  # type: ignore[return-value]
+
+    async def _predict_arm(
+        self, arm: str, rows: np.ndarray, idx: list[int], out: list[dict[str, Any] | None]
+    ) -> None:
+        cache_keys = row_keys(rows, arm, self._model_keys[arm])
+        for i, hit in zip(idx, self.cache.get_many(cache_keys), strict=True):
+            if hit is not None:
+                out[i] = {**hit, "cached": True}
+        miss = [j for j, i in enumerate(idx) if out[i] is None]
+        if not miss:
+            return
+        fresh = await self._ask(arm, rows[miss])
+        self.cache.put_many(
+            [cache_keys[j] for j, r in zip(miss, fresh, strict=True) if not r["degraded"]],
+            [r for r in fresh if not r["degraded"]],
+        )
+        for j, r in zip(miss, fresh, strict=True):
+            out[idx[j]] = {**r, "cached": False}
+
+    async def _ask(self, arm: str, rows: np.ndarray) -> list[dict[str, Any]]:
+        if arm == CHALLENGER:
+            member = self.split.challenger
+            p, _, _ = await self.predictor.ask(member, rows)
+            if p is not None:
+                return [
+                    {
+                        "prediction": "pass" if v >= PASS_THRESHOLD else "fail",
+                        "probability": v,
+                        "votes": {member: v},
+                        "arm": CHALLENGER,
+                        "degraded": False,
+                        "missing_members": [],
+                    }
+                    for v in p.tolist()
+                ]
+            # The challenger is down: answer with the ensemble rather than not at
+            # all; the response says so (arm "ensemble", degraded, member missing).
+        return _ensemble_rows(await self.predictor.predict(rows))
+
+
+def _ensemble_rows(result: EnsembleResult) -> list[dict[str, Any]]:
+    passed = result.passed.tolist()
+    probability = result.probability.tolist()
+    votes = {m: p.tolist() for m, p in result.p_pass.items()}
+    missing = sorted(result.missing)
+    return [
+        {
+            "prediction": "pass" if passed[i] else "fail",
+            "probability": probability[i],
+            "votes": {m: v[i] for m, v in votes.items()},
+            "arm": ENSEMBLE,
+            "degraded": result.degraded,
+            "missing_members": missing,
+        }
+        for i in range(len(passed))
+    ]

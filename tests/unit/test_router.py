@@ -1,0 +1,101 @@
+"""The request path below validation, with coroutines standing in for members."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import numpy as np
+import pytest
+
+from ensemble.cache import PredictionCache
+from ensemble.predictor import EnsemblePredictor, MembersUnavailable
+from ensemble.router import Router, SplitConfig
+
+VERSIONS = {"rf": "rf:1", "xgb": "xgb:1", "nn": "nn:1"}
+
+
+def _router(fraction: float, fail: frozenset[str] = frozenset(), cache: int = 100):
+    calls: dict[str, list[int]] = {m: [] for m in VERSIONS}
+
+    def member(name: str, p: float):
+        async def call(rows: np.ndarray) -> np.ndarray:
+            calls[name].append(len(rows))
+            if name in fail:
+                raise ConnectionError(f"{name} down")
+            return np.full(len(rows), p, dtype=np.float32)
+
+        return call
+
+    predictor = EnsemblePredictor(
+        {"rf": member("rf", 0.9), "xgb": member("xgb", 0.3), "nn": member("nn", 0.8)}, 1.0
+    )
+    router = Router(
+        predictor,
+        PredictionCache(cache),
+        SplitConfig("xgb", fraction, "s"),
+        VERSIONS,
+        rng=random.Random(0),
+    )
+    return router, calls
+
+
+ROWS = np.arange(12, dtype=np.float32).reshape(2, 6)
+
+
+def test_miss_then_hit_without_member_calls() -> None:
+    router, calls = _router(0.0)
+    first = asyncio.run(router.predict(ROWS, ["a", "b"]))
+    assert [r["cached"] for r in first] == [False, False]
+    assert first[0]["arm"] == "ensemble" and first[0]["prediction"] == "pass"
+    assert first[0]["votes"] == pytest.approx({"rf": 0.9, "xgb": 0.3, "nn": 0.8})
+    second = asyncio.run(router.predict(ROWS, ["a", "b"]))
+    assert [r["cached"] for r in second] == [True, True]
+    assert sum(map(len, calls.values())) == 3  # one call per member, for the first request
+    assert {k: v for k, v in second[0].items() if k != "cached"} == {
+        k: v for k, v in first[0].items() if k != "cached"
+    }
+
+
+def test_batch_sends_only_misses() -> None:
+    router, calls = _router(0.0)
+    asyncio.run(router.predict(ROWS[:1], [None]))
+    asyncio.run(router.predict(ROWS, [None, None]))
+    assert calls["rf"] == [1, 1]  # the second call carried only the new row
+
+
+def test_challenger_arm_calls_only_the_challenger() -> None:
+    router, calls = _router(1.0)
+    (result,) = asyncio.run(router.predict(ROWS[:1], ["dev-1"]))
+    assert result["arm"] == "challenger" and result["votes"] == pytest.approx({"xgb": 0.3})
+    assert result["prediction"] == "fail"
+    assert calls == {"rf": [], "xgb": [1], "nn": []}
+
+
+def test_down_challenger_falls_back_to_degraded_ensemble() -> None:
+    router, _ = _router(1.0, fail=frozenset({"xgb"}))
+    (result,) = asyncio.run(router.predict(ROWS[:1], ["dev-1"]))
+    assert result["arm"] == "ensemble" and result["degraded"]
+    assert result["missing_members"] == ["xgb"]
+
+
+def test_degraded_answers_are_not_cached() -> None:
+    router, calls = _router(0.0, fail=frozenset({"nn"}))
+    asyncio.run(router.predict(ROWS[:1], [None]))
+    (again,) = asyncio.run(router.predict(ROWS[:1], [None]))
+    assert again["cached"] is False and len(calls["rf"]) == 2
+
+
+def test_too_few_members_raises() -> None:
+    router, _ = _router(0.0, fail=frozenset({"nn", "rf"}))
+    with pytest.raises(MembersUnavailable):
+        asyncio.run(router.predict(ROWS, [None, None]))
+
+
+def test_mixed_arms_keep_row_order() -> None:
+    router, _ = _router(0.5)
+    keys = [f"dev-{i}" for i in range(40)]
+    rows = np.repeat(ROWS[:1], 40, axis=0)
+    results = asyncio.run(router.predict(rows, keys))  # type: ignore[arg-type]
+    assert [r["arm"] for r in results] == [router.arm_for(k) for k in keys]
+    assert {r["arm"] for r in results} == {"ensemble", "challenger"}
