@@ -26,6 +26,8 @@ import httpx
 import numpy as np
 import psutil
 
+from train.synthetic import feature_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = {"yield-ensemble": "service:YieldEnsemble"}
 
@@ -90,18 +92,9 @@ def measure(system: str, target: str, n_requests: int, log: Path) -> dict[str, A
                     pass
                 time.sleep(0.05)
             cold_start = time.perf_counter() - start
-            rng = np.random.default_rng(0)
-            rows = np.column_stack(
-                [
-                    rng.normal(1.2, 0.03, n_requests),
-                    rng.normal(100, 10, n_requests),
-                    rng.normal(2000, 80, n_requests),
-                    rng.choice([-40, 25, 85, 125], n_requests),
-                    rng.normal(50, 4, n_requests),
-                    rng.uniform(0, 1, n_requests),
-                ]
-            ).tolist()
-            for row in rows[:50]:  # warm-up
+            rows = feature_rows(n_requests + 50, seed=0)
+            warm_up, rows = rows[n_requests:], rows[:n_requests]
+            for row in warm_up:  # rows never sent again, so the measured ones all miss
                 http.post("/predict", json={"features": row})
             latencies, errors = [], 0
             for row in rows:  # distinct rows: cache misses

@@ -125,3 +125,8 @@ def _neighbour_pass_share(grid: np.ndarray, passed: np.ndarray) -> np.ndarray:
                 total_good += good[gx + dx, gy + dy]
                 total_present += present[gx + dx, gy + dy]
     return total_good / np.maximum(total_present, 1)
+
+
+def feature_rows(n_devices: int, seed: int = 7) -> list[list[float]]:
+    """Just the six default features of ``generate``, as JSON-ready rows (benchmarks, tests)."""
+    return generate(n_devices, seed)[list(DEFAULT_FEATURES)].astype(float).to_numpy().tolist()

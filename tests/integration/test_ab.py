@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
+
+from train.synthetic import feature_rows
 
 from .conftest import Server, running
 
@@ -14,17 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def _wafer(n: int) -> dict[str, object]:
-    rng = np.random.default_rng(5)
-    rows = np.column_stack(
-        [
-            rng.normal(1.2, 0.03, n),
-            rng.normal(100, 10, n),
-            rng.normal(2000, 80, n),
-            rng.choice([-40, 25, 85, 125], n),
-            rng.normal(50, 4, n),
-            rng.uniform(0, 1, n),
-        ]
-    ).tolist()
+    rows = feature_rows(n, seed=5)
     return {
         "devices": [
             {"device_id": f"L7-W{i // 700:03d}-D{i}", "features": r} for i, r in enumerate(rows)
