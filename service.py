@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
 import bentoml
@@ -61,6 +62,17 @@ def check_members() -> tuple[FeatureSchema, dict[str, str]]:
 
 def _error(status: int, message: str, request_id: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, "request_id": request_id, **extra}, status_code=status)
+
+
+async def _respond(request_id: str, work: Awaitable[dict[str, Any]]) -> Any:
+    """An endpoint's answer; bad input (422) and too few members (503) become JSON errors."""
+    try:
+        return await work
+    except InvalidInput as exc:
+        return _error(exc.status_code, str(exc), request_id, field=exc.field)
+    except MembersUnavailable as exc:
+        logger.error("request %s: %s", request_id, exc)
+        return _error(exc.status_code, str(exc), request_id)
 
 
 @bentoml.service(name="yield_ensemble", workers=1, traffic={"timeout": 60})
@@ -128,22 +140,7 @@ class YieldEnsemble:
         """Pass/fail for one device. ``features``: a list in schema order, or name -> value."""
         request_id = _request_id()
         raw_ids = {"device_id": device_id, "wafer_id": wafer_id, "lot_id": lot_id}
-        try:
-            row = np.asarray([parse_features(features, self.schema)], dtype=np.float32)
-            ids = {f: parse_identifier(v, f) for f, v in raw_ids.items()}
-        except InvalidInput as exc:
-            return _error(exc.status_code, str(exc), request_id, field=exc.field)  # type: ignore[return-value]
-        try:
-            (result,) = await self.router.predict(row, [split_key(ids)])
-        except MembersUnavailable as exc:
-            logger.error("request %s: %s", request_id, exc)
-            return _error(exc.status_code, str(exc), request_id)  # type: ignore[return-value]
-        return {
-            "request_id": request_id,
-            **{f: v for f, v in ids.items() if v is not None or f == "device_id"},
-            **result,
-            "model_versions": self.model_versions,
-        }
+        return await _respond(request_id, self._predict_one(request_id, features, raw_ids))
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(
@@ -152,15 +149,24 @@ class YieldEnsemble:
     ) -> dict[str, Any]:
         """Pass/fail for many devices (a whole wafer); results keep the request's order."""
         request_id = _request_id()
-        try:
-            rows, ids = parse_batch(devices, self.schema, SETTINGS.max_batch_devices)
-        except InvalidInput as exc:
-            return _error(exc.status_code, str(exc), request_id, field=exc.field)  # type: ignore[return-value]
-        try:
-            results = await self.router.predict(rows, [split_key(i) for i in ids])
-        except MembersUnavailable as exc:
-            logger.error("request %s: %s", request_id, exc)
-            return _error(exc.status_code, str(exc), request_id)  # type: ignore[return-value]
+        return await _respond(request_id, self._predict_many(request_id, devices))
+
+    async def _predict_one(
+        self, request_id: str, features: Any, raw_ids: dict[str, Any]
+    ) -> dict[str, Any]:
+        row = np.asarray([parse_features(features, self.schema)], dtype=np.float32)
+        ids = {f: parse_identifier(v, f) for f, v in raw_ids.items()}
+        (result,) = await self.router.predict(row, [split_key(ids)])
+        return {
+            "request_id": request_id,
+            **{f: v for f, v in ids.items() if v is not None or f == "device_id"},
+            **result,
+            "model_versions": self.model_versions,
+        }
+
+    async def _predict_many(self, request_id: str, devices: Any) -> dict[str, Any]:
+        rows, ids = parse_batch(devices, self.schema, SETTINGS.max_batch_devices)
+        results = await self.router.predict(rows, [split_key(i) for i in ids])
         for i, (r, device) in enumerate(zip(results, ids, strict=True)):
             r["request_id"] = f"{request_id}.{i}"
             r["device_id"] = device["device_id"]

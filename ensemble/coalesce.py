@@ -11,6 +11,7 @@ request never waits for company.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import numpy as np
@@ -32,15 +33,12 @@ class Coalescer:
         self._max_rows = max_rows
         self._max_in_flight = max_in_flight
         self._in_flight = 0
-        self._queue: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
-        self._queued_rows = 0
-        self.calls = 0  # member calls made, for tests and metrics
+        self._queue: deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = deque()
 
     async def submit(self, rows: np.ndarray) -> np.ndarray:
         """P(pass) for ``rows`` (n, k), shaped (n,)."""
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.append((rows, future))
-        self._queued_rows += len(rows)
         self._dispatch()
         return await future
 
@@ -49,13 +47,11 @@ class Coalescer:
             batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
             n_rows = 0
             while self._queue and (not batch or n_rows + len(self._queue[0][0]) <= self._max_rows):
-                item = self._queue.pop(0)
+                item = self._queue.popleft()
                 if item[1].done():  # the caller gave up (timeout, disconnect)
-                    self._queued_rows -= len(item[0])
                     continue
                 batch.append(item)
                 n_rows += len(item[0])
-            self._queued_rows -= n_rows
             if not batch:
                 continue
             self._in_flight += 1
@@ -67,7 +63,6 @@ class Coalescer:
         self._dispatch()
 
     async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
-        self.calls += 1
         rows = batch[0][0] if len(batch) == 1 else np.concatenate([r for r, _ in batch])
         try:
             p_pass = np.asarray(await self._call(rows)).reshape(-1)

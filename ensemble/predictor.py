@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -41,7 +40,6 @@ class EnsembleResult:
     probability: np.ndarray  # (n,) float, mean member P(pass)
     p_pass: dict[str, np.ndarray]  # member -> (n,) P(pass)
     missing: dict[str, str] = field(default_factory=dict)  # member -> why
-    member_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def degraded(self) -> bool:
@@ -64,25 +62,24 @@ class EnsemblePredictor:
             for name, call in members.items()
         }
 
-    async def ask(self, name: str, rows: np.ndarray) -> tuple[np.ndarray | None, str, float]:
+    async def ask(self, name: str, rows: np.ndarray) -> tuple[np.ndarray | None, str]:
         """One member's P(pass), or (None, why) when it failed or timed out; never raises."""
-        start = time.perf_counter()
         try:
             p = await asyncio.wait_for(self.coalescers[name].submit(rows), self.timeout_s)
-            return p, "", time.perf_counter() - start
+            return p, ""
         except TimeoutError:
             why = f"timed out after {self.timeout_s:g} s"
         except Exception as exc:  # any member fault degrades, it never fails the request
             why = f"{type(exc).__name__}: {str(exc)[:200]}"
         logger.warning("member %s failed: %s", name, why)
-        return None, why, time.perf_counter() - start
+        return None, why
 
     async def predict(self, rows: np.ndarray) -> EnsembleResult:
         """Vote on ``rows`` (n, k) float32; raises MembersUnavailable below two members."""
         names = list(self.coalescers)
         answers = await asyncio.gather(*(self.ask(name, rows) for name in names))
-        p_pass = {n: p for n, (p, _, _) in zip(names, answers, strict=True) if p is not None}
-        missing = {n: why for n, (p, why, _) in zip(names, answers, strict=True) if p is None}
+        p_pass = {n: p for n, (p, _) in zip(names, answers, strict=True) if p is not None}
+        missing = {n: why for n, (p, why) in zip(names, answers, strict=True) if p is None}
         if len(p_pass) < MIN_MEMBERS:
             raise MembersUnavailable(len(p_pass), missing)
         passed, probability = majority_vote(p_pass)
@@ -91,5 +88,4 @@ class EnsemblePredictor:
             probability=probability,
             p_pass=p_pass,
             missing=missing,
-            member_seconds={n: s for n, (_, _, s) in zip(names, answers, strict=True)},
         )

@@ -87,7 +87,7 @@ class Router:
     async def _ask(self, arm: str, rows: np.ndarray) -> list[dict[str, Any]]:
         if arm == CHALLENGER:
             member = self.split.challenger
-            p, _, _ = await self.predictor.ask(member, rows)
+            p, _ = await self.predictor.ask(member, rows)
             if p is not None:
                 return [
                     {

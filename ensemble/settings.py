@@ -53,13 +53,10 @@ class Settings(BaseSettings):
     member_max_latency_ms: int = Field(
         1_000, ge=1, description="BentoML adaptive batching: longest a row may queue in a member."
     )
-    keras_runtime: Literal["tensorflow"] = Field(
-        "tensorflow", description="Runtime the Keras member serves with."
-    )
     cache_maxsize: int = Field(
         100_000,
         ge=0,
-        description="Most predictions kept in the LRU cache (0 disables it); ~1 KB each.",
+        description="Most predictions kept in the LRU cache (0 disables it); ~830 B each.",
     )
     cache_ttl_s: float | None = Field(
         None, gt=0, description="Forget cached predictions after this many seconds (default never)."
