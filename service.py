@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Awaitable
 from typing import Annotated, Any
 
@@ -16,14 +17,27 @@ import bentoml
 import numpy as np
 from bentoml._internal.context import trace_context
 from pydantic import Field
+from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable
 from ensemble.cache import PredictionCache
+from ensemble.predlog import PredictionLog, Retention, Served
+from ensemble.report import build_report
 from ensemble.router import Router, SplitConfig
 from ensemble.schema import FeatureSchema, common_schema
 from ensemble.settings import MEMBERS, get_settings
-from ensemble.validation import parse_batch, parse_features, parse_identifier, split_key
+from ensemble.split import CHALLENGER, ENSEMBLE
+from ensemble.validation import (
+    parse_batch,
+    parse_features,
+    parse_identifier,
+    parse_outcomes,
+    parse_time,
+    split_key,
+)
 from models.base import model_schema, stored_model
 from models.services import KerasMember, RandomForestMember, XGBoostMember
 
@@ -35,6 +49,11 @@ FEATURES_DOC = (
     "or an object keyed by feature name."
 )
 ID_DOC = "Optional key; the first of device_id, wafer_id, lot_id given fixes the A/B arm."
+OUTCOMES_DOC = (
+    'Ground truth: [{"request_id": ..., "actual": "pass"|"fail"}] or with "device_id" '
+    "instead of request_id (the device's latest prediction)."
+)
+MAX_OUTCOMES = 100_000
 
 
 def _request_id() -> str:
@@ -60,6 +79,18 @@ def check_members() -> tuple[FeatureSchema, dict[str, str]]:
     return schema, {m: str(s.tag) for m, s in stored.items()}
 
 
+def check_log() -> None:
+    """Create the prediction log's tables; raises, naming the location, if it cannot be written."""
+    try:
+        log = PredictionLog(SETTINGS.log_url)
+    except Exception as exc:
+        raise RuntimeError(f"prediction log {SETTINGS.log_url} cannot be opened: {exc}") from exc
+    problem = log.writable()
+    log.close()
+    if problem is not None:
+        raise RuntimeError(problem)
+
+
 def _error(status: int, message: str, request_id: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, "request_id": request_id, **extra}, status_code=status)
 
@@ -75,6 +106,29 @@ async def _respond(request_id: str, work: Awaitable[dict[str, Any]]) -> Any:
         return _error(exc.status_code, str(exc), request_id)
 
 
+async def ab_report(request: Request) -> JSONResponse:
+    """GET /ab/report?since=&until=&arm=: the A/B accuracy report over the prediction log."""
+    service: YieldEnsemble = bentoml.get_current_service()
+    request_id = _request_id()
+    try:
+        q = request.query_params
+        extra = set(q) - {"since", "until", "arm"}
+        if extra:
+            raise InvalidInput(sorted(extra)[0], "unknown query parameter (since, until, arm)")
+        since, until = parse_time(q.get("since"), "since"), parse_time(q.get("until"), "until")
+        arm = q.get("arm") or None
+        if arm not in (None, ENSEMBLE, CHALLENGER):
+            raise InvalidInput("arm", f"must be '{ENSEMBLE}' or '{CHALLENGER}', got {arm!r}")
+    except InvalidInput as exc:
+        return _error(exc.status_code, str(exc), request_id, field=exc.field)
+    report = await asyncio.to_thread(service.report, since, until, arm)
+    return JSONResponse({"request_id": request_id, **report})
+
+
+report_app = Starlette(routes=[Route("/report", ab_report, methods=["GET"])])
+
+
+@bentoml.asgi_app(report_app, path="/ab")
 @bentoml.service(name="yield_ensemble", workers=1, traffic={"timeout": 60})
 class YieldEnsemble:
     """POST /predict and /predict_batch: pass/fail for devices from parametric test data."""
@@ -88,6 +142,7 @@ class YieldEnsemble:
         # Runs once in the `bentoml serve` process: a bad store stops the server
         # with the message, instead of a worker restarting in a loop.
         check_members()
+        check_log()
 
     def __init__(self) -> None:
         self.schema, self.model_versions = check_members()
@@ -104,11 +159,30 @@ class YieldEnsemble:
             SplitConfig(SETTINGS.challenger, SETTINGS.challenger_fraction, SETTINGS.split_salt),
             self.model_versions,
         )
+        days = SETTINGS.log_retention_days
+        self.log = PredictionLog(
+            SETTINGS.log_url,
+            flush_interval_s=SETTINGS.log_flush_interval_s,
+            retention=Retention(days * 86400 if days else None, SETTINGS.log_max_rows),
+        )
         self._members_verified = False
         logger.info("serving %s on features %s", self.model_versions, list(self.schema.names))
+        logger.info("prediction log: %s", self.log.engine.url.render_as_string(hide_password=True))
+
+    @bentoml.on_shutdown
+    def _flush_log(self) -> None:
+        # Uvicorn has drained in-flight requests by now: everything served is queued.
+        pending = self.log.pending_rows
+        ok = self.log.close()
+        logger.info("prediction log flushed %d rows at shutdown (%s)", pending,
+                    "complete" if ok else "INCOMPLETE")  # fmt: skip
 
     async def __is_ready__(self) -> bool:
         """Ready once every member answers and serves the model version we report."""
+        problem = self.log.writable()
+        if problem is not None:
+            logger.error("not ready: %s", problem)
+            return False
         if self._members_verified:
             return True
         try:
@@ -151,12 +225,63 @@ class YieldEnsemble:
         request_id = _request_id()
         return await _respond(request_id, self._predict_many(request_id, devices))
 
+    @bentoml.api(route="/feedback")
+    async def feedback(
+        self, outcomes: Annotated[Any, Field(description=OUTCOMES_DOC)]
+    ) -> dict[str, Any]:
+        """Record what final test said about devices we predicted; idempotent per prediction."""
+        request_id = _request_id()
+        return await _respond(request_id, self._feedback(request_id, outcomes))
+
+    async def _feedback(self, request_id: str, raw: Any) -> dict[str, Any]:
+        items = parse_outcomes(raw, MAX_OUTCOMES)
+        # Predictions served a moment ago may still sit in the writer's queue.
+        await asyncio.to_thread(self.log.flush, 10.0)
+        statuses = await asyncio.to_thread(self.log.add_outcomes, items)
+        counts = {s: 0 for s in ("recorded", "replaced", "unchanged", "unknown")}
+        for st in statuses:
+            counts[st["status"]] += 1
+        unknown = [{"index": i, **st} for i, st in enumerate(statuses) if st["status"] == "unknown"]
+        return {
+            "request_id": request_id,
+            "received": len(items),
+            "counts": counts,
+            "unknown": unknown,
+        }
+
+    def report(self, since: float | None, until: float | None, arm: str | None) -> dict[str, Any]:
+        """The A/B report over the logged predictions in [since, until), optionally one arm."""
+        self.log.flush(10.0)
+        return build_report(
+            self.log.labelled(since, until, arm),
+            self.log.served(since, until, arm),
+            MEMBERS,
+            SETTINGS.challenger,
+            SETTINGS.challenger_fraction,
+            window={"since": since, "until": until, "arm": arm},
+        )
+
+    def _log(
+        self,
+        started: float,
+        request_ids: list[str],
+        ids: list[dict[str, str | None]],
+        rows: np.ndarray,
+        results: list[dict[str, Any]],
+    ) -> None:
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.log.record(
+            Served(time.time(), latency_ms, request_ids, ids, rows, results, self.model_versions)
+        )
+
     async def _predict_one(
         self, request_id: str, features: Any, raw_ids: dict[str, Any]
     ) -> dict[str, Any]:
+        started = time.perf_counter()
         row = np.asarray([parse_features(features, self.schema)], dtype=np.float32)
         ids = {f: parse_identifier(v, f) for f, v in raw_ids.items()}
         (result,) = await self.router.predict(row, [split_key(ids)])
+        self._log(started, [request_id], [ids], row, [result])
         return {
             "request_id": request_id,
             **{f: v for f, v in ids.items() if v is not None or f == "device_id"},
@@ -165,11 +290,14 @@ class YieldEnsemble:
         }
 
     async def _predict_many(self, request_id: str, devices: Any) -> dict[str, Any]:
+        started = time.perf_counter()
         rows, ids = parse_batch(devices, self.schema, SETTINGS.max_batch_devices)
         results = await self.router.predict(rows, [split_key(i) for i in ids])
-        for i, (r, device) in enumerate(zip(results, ids, strict=True)):
-            r["request_id"] = f"{request_id}.{i}"
+        request_ids = [f"{request_id}.{i}" for i in range(len(results))]
+        for r, rid, device in zip(results, request_ids, ids, strict=True):
+            r["request_id"] = rid
             r["device_id"] = device["device_id"]
+        self._log(started, request_ids, ids, rows, results)
         return {
             "request_id": request_id,
             "count": len(results),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -29,7 +30,9 @@ class ChaosSpec(BaseModel):
 class Settings(BaseSettings):
     """yield-ensemble's knobs. Each is set by ``YIELD_ENSEMBLE_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="YIELD_ENSEMBLE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="YIELD_ENSEMBLE_", extra="ignore", env_parse_none_str="none"
+    )
 
     model_version: str = Field(
         "latest",
@@ -72,10 +75,35 @@ class Settings(BaseSettings):
         min_length=1,
         description="Salt of the sticky split hash; change to reshuffle.",
     )
+    data_dir: Path = Field(
+        Path("data"),
+        description="Directory of the SQLite prediction log (relative to the working directory).",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the prediction log, e.g. postgresql+psycopg://... "
+        "(default: SQLite in data_dir).",
+    )
+    log_flush_interval_s: float = Field(
+        0.2, gt=0, le=60, description="Longest a served prediction waits to be written."
+    )
+    log_retention_days: float | None = Field(
+        180, gt=0, description="Delete logged predictions older than this (empty: keep all)."
+    )
+    log_max_rows: int | None = Field(
+        None, ge=1, description="Keep at most this many logged predictions (default no limit)."
+    )
     chaos: dict[Literal["random_forest", "xgboost", "keras"], ChaosSpec] = Field(
         default_factory=dict,
         description='Fault injection, JSON: {"keras": {"delay_ms": 300, "fail": true}}.',
     )
+
+    @property
+    def log_url(self) -> str:
+        """Where the prediction log lives: ``database_url``, else SQLite in ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'predictions.db').resolve()}"
 
 
 class SettingsError(RuntimeError):

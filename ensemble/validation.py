@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -137,3 +138,53 @@ def parse_batch(
         feature_rows.append(device["features"])
         ids.append({f: parse_identifier(device.get(f), f"devices[{i}].{f}") for f in ID_FIELDS})
     return parse_rows(feature_rows, schema, "devices"), ids
+
+
+#: What ``actual`` may say in feedback.
+OUTCOME_VALUES: tuple[str, ...] = ("pass", "fail")
+
+
+def parse_outcomes(raw: Any, max_items: int) -> list[tuple[str, str, str]]:
+    """A ``/feedback`` body's ``outcomes`` as ``(kind, id, actual)``, kind request_id/device_id."""
+    if not isinstance(raw, list):
+        raise InvalidInput("outcomes", "must be a list of {request_id|device_id, actual} objects")
+    if not raw:
+        raise InvalidInput("outcomes", "must hold at least one outcome")
+    if len(raw) > max_items:
+        raise InvalidInput("outcomes", f"at most {max_items} outcomes per call, got {len(raw)}")
+    parsed = []
+    for i, item in enumerate(raw):
+        field = f"outcomes[{i}]"
+        if not isinstance(item, Mapping):
+            raise InvalidInput(field, "must be an object with request_id or device_id, and actual")
+        extra = set(item) - {"request_id", "device_id", "actual"}
+        if extra:
+            raise InvalidInput(f"{field}.{sorted(extra)[0]}", "unknown field")
+        keys = [k for k in ("request_id", "device_id") if item.get(k) is not None]
+        if len(keys) != 1:
+            raise InvalidInput(field, "give exactly one of request_id and device_id")
+        ident = parse_identifier(item[keys[0]], f"{field}.{keys[0]}")
+        actual = item.get("actual")
+        if actual not in OUTCOME_VALUES:
+            raise InvalidInput(f"{field}.actual", f"must be 'pass' or 'fail', got {actual!r}")
+        parsed.append((keys[0], str(ident), str(actual)))
+    return parsed
+
+
+def parse_time(raw: str | None, field: str) -> float | None:
+    """A report window bound: unix seconds or ISO 8601 (UTC unless it says otherwise)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput(
+            field, f"must be unix seconds or ISO 8601 like 2026-11-26T08:00:00Z, got {raw!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

@@ -53,6 +53,44 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ensemble.html_report import render
+    from ensemble.predlog import PredictionLog
+    from ensemble.report import build_report
+    from ensemble.settings import SettingsError, get_settings
+    from ensemble.validation import InvalidInput, parse_time
+
+    try:
+        settings = get_settings()
+        since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
+    except (SettingsError, InvalidInput) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    url = args.database_url or settings.log_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        print(f"error: no prediction log at {url} (set --database-url or "
+              "YIELD_ENSEMBLE_DATA_DIR)", file=sys.stderr)  # fmt: skip
+        return 2
+    log = PredictionLog(url)
+    try:
+        report = build_report(
+            log.labelled(since, until, args.arm),
+            log.served(since, until, args.arm),
+            MEMBERS,
+            settings.challenger,
+            settings.challenger_fraction,
+            window={"since": since, "until": until, "arm": args.arm},
+        )
+    finally:
+        log.close()
+    Path(args.out).write_text(render(report), encoding="utf-8")
+    print(report["conclusion"])
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="yield-ensemble", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         help="do nothing when the store already has all three models",
     )
     train.set_defaults(func=_train)
+    report = sub.add_parser("report", help="render the A/B accuracy report as one HTML page")
+    report.add_argument("--out", default="report.html", help="HTML file to write")
+    report.add_argument("--database-url", help="prediction log (default: the service's setting)")
+    report.add_argument("--since", help="window start: unix seconds or ISO 8601")
+    report.add_argument("--until", help="window end: unix seconds or ISO 8601")
+    report.add_argument("--arm", choices=["ensemble", "challenger"], help="one arm only")
+    report.set_defaults(func=_report)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -107,7 +107,9 @@ def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextlib.contextmanager
 def running(home: Path, tmp: Path, **settings: str) -> Iterator[Server]:
-    server = start_server(home, tmp / f"serve-{_free_port()}.log", **settings)
+    tag = _free_port()
+    settings.setdefault("data_dir", str(tmp / f"data-{tag}"))
+    server = start_server(home, tmp / f"serve-{tag}.log", **settings)
     try:
         yield server
     finally:

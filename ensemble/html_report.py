@@ -1,0 +1,180 @@
+"""The A/B report as one self-contained HTML page: the answer on top, plots as embedded PNG."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+ARM_COLOURS = {"ensemble": "#1f77b4", "challenger": "#d62728"}
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _pct(p: Mapping[str, Any]) -> str:
+    if p["value"] is None:
+        return "-"
+    lo, hi = p["ci95"]
+    ci = f"<small>[{100 * lo:.1f}, {100 * hi:.1f}]</small>"
+    return f"{100 * p['value']:.1f}% {ci} ({p['k']}/{p['n']})"
+
+
+def _timeline_plot(report: Mapping[str, Any]) -> str:
+    import matplotlib.pyplot as plt
+    from matplotlib.dates import DateFormatter
+
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for arm, data in report["arms"].items():
+        pts = data["timeline"]
+        if not pts:
+            continue
+        x: Any = [datetime.fromtimestamp((p["start"] + p["end"]) / 2, UTC) for p in pts]
+        acc = [100 * p["accuracy"] for p in pts]
+        ax.fill_between(x, [100 * p["ci95"][0] for p in pts], [100 * p["ci95"][1] for p in pts],
+                        color=ARM_COLOURS[arm], alpha=0.15)  # fmt: skip
+        ax.plot(x, acc, marker="o", color=ARM_COLOURS[arm], label=f"{arm} ({data['model']})")
+    ax.set_ylabel("accuracy, % (95% CI)")
+    ax.set_title("Accuracy per arm over time")
+    ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _confusion_plot(report: Mapping[str, Any]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
+    for ax, (arm, data) in zip(axes, report["arms"].items(), strict=True):
+        c = data["confusion"]
+        grid = [[c["actual_pass"]["pass"], c["actual_pass"]["fail"]],
+                [c["actual_fail"]["pass"], c["actual_fail"]["fail"]]]  # fmt: skip
+        ax.imshow(grid, cmap="Blues")
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, str(grid[i][j]), ha="center", va="center", fontsize=12)
+        ax.set_xticks([0, 1], ["predicted pass", "predicted fail"])
+        ax.set_yticks([0, 1], ["actual pass", "actual fail"])
+        ax.set_title(f"{arm} ({data['model']})")
+    fig.tight_layout()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _agreement_plot(report: Mapping[str, Any]) -> str:
+    import matplotlib.pyplot as plt
+
+    shadow, agree = report["shadow"], report["agreement"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    names = list(shadow)
+    acc = [100 * (shadow[m]["member_accuracy"]["value"] or 0) for m in names]
+    ens = [100 * (shadow[m]["ensemble_accuracy"]["value"] or 0) for m in names]
+    xs = range(len(names))
+    left.bar([x - 0.2 for x in xs], ens, 0.4, label="ensemble", color=ARM_COLOURS["ensemble"])
+    left.bar([x + 0.2 for x in xs], acc, 0.4, label="member alone", color="#7f7f7f")
+    left.set_xticks(list(xs), names)
+    left.set_ylim(min([*acc, *ens, 100]) - 5, 100)
+    left.set_ylabel("accuracy, %")
+    left.set_title("Shadow: same labelled devices")
+    left.legend(loc="lower right")
+    pairs = agree["pairwise"]
+    right.barh(list(pairs), [100 * (v or 0) for v in pairs.values()], color="#2ca02c")
+    right.set_xlim(0, 100)
+    share = agree["all_agree"]
+    right.set_title(
+        "Member agreement"
+        + (f" (all three agree: {100 * share:.1f}%)" if share is not None else "")
+    )
+    right.set_xlabel("% of devices voting alike")
+    fig.tight_layout()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def render(report: Mapping[str, Any], title: str = "yield-ensemble A/B report") -> str:
+    """A complete HTML document for ``report`` (the dict of ``ensemble.report.build_report``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    w = report["window"]
+    rows = "".join(
+        f"<tr><th>{html.escape(arm)}</th><td>{html.escape(d['model'])}</td><td>{d['served']}</td>"
+        f"<td>{d['labelled']}</td><td>{_pct(d['accuracy'])}</td><td>{_pct(d['fail_recall'])}</td>"
+        f"<td>{_pct(d['fail_precision'])}</td></tr>"
+        for arm, d in report["arms"].items()
+    )
+    shadow_rows = "".join(
+        f"<tr><th>{html.escape(m)}</th><td>{s['paired']}</td><td>{_pct(s['member_accuracy'])}</td>"
+        f"<td>{_pct(s['ensemble_accuracy'])}</td><td>{s['only_ensemble_right']}</td>"
+        f"<td>{s['only_member_right']}</td><td>{s['p_value']:.3g}</td></tr>"
+        for m, s in report["shadow"].items()
+    )
+    diff = report["difference"]
+    diff_line = (
+        f"Ensemble minus challenger: {100 * diff['ensemble_minus_challenger']:+.2f} points, "
+        f"95% CI [{100 * diff['ci95'][0]:+.2f}, {100 * diff['ci95'][1]:+.2f}], "
+        f"p = {diff['p_value']:.3g} ({html.escape(diff['test'])})."
+        if diff
+        else "No difference can be computed yet."
+    )
+    size = report["sample_size"]
+    size_line = (
+        f"To detect a {100 * size['detect_difference']:.0f}-point difference (alpha "
+        f"{size['alpha']}, power {size['power']}, baseline "
+        f"{100 * size['baseline_accuracy']:.1f}%, {html.escape(size['baseline'])}): "
+        f"{size['needed']['ensemble']} labels on the ensemble arm and "
+        f"{size['needed']['challenger']} on the challenger arm."
+        if "needed" in size
+        else html.escape(size.get("note", ""))
+    )
+    plots = "".join(
+        f'<img alt="{alt}" src="data:image/png;base64,{png}">'
+        for alt, png in (
+            ("accuracy over time", _timeline_plot(report)),
+            ("confusion matrices", _confusion_plot(report)),
+            ("member agreement", _agreement_plot(report)),
+        )
+    )
+    arm_note = f", arm {html.escape(w['arm'])}" if w.get("arm") else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }}
+.answer {{ font-size: 1.3em; padding: 0.8em 1em; background: #eef4fb;
+  border-left: 6px solid #1f77b4; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
+th {{ background: #f4f4f4; }} img {{ display: block; margin: 1em 0; max-width: 100%; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Window: {_when(w.get("since"))} to {_when(w.get("until"))}{arm_note}.
+{report["labelled"]} labelled predictions.</p>
+<p class="answer">{html.escape(report["conclusion"])}</p>
+<h2>Arms</h2>
+<table><tr><th>arm</th><th>model</th><th>served</th><th>labelled</th><th>accuracy [95% CI]</th>
+<th>fail recall</th><th>fail precision</th></tr>{rows}</table>
+<p>{diff_line}</p><p>{size_line}</p>
+<h2>Shadow comparison on the ensemble arm</h2>
+<table><tr><th>member</th><th>paired devices</th><th>member accuracy</th><th>ensemble accuracy</th>
+<th>only ensemble right</th><th>only member right</th><th>McNemar p</th></tr>{shadow_rows}</table>
+{plots}
+</body></html>
+"""

@@ -1,0 +1,99 @@
+"""Statistics of the A/B report: intervals and tests on counts, standard library only.
+
+Checked against scipy and statsmodels in ``tests/unit/test_stats.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+Z95 = NormalDist().inv_cdf(0.975)
+
+#: Above this many discordant pairs McNemar uses the chi-square approximation.
+MCNEMAR_EXACT_MAX = 1000
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n; (0, 1) when n is 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe_interval(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval of p1 - p2, built from the two Wilson intervals."""
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson_interval(k1, n1, z)
+    l2, u2 = wilson_interval(k2, n2, z)
+    d = p1 - p2
+    return (
+        d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
+        d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2),
+    )
+
+
+def two_proportion_pvalue(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided p-value of the pooled two-proportion z-test of p1 = p2."""
+    pooled = (k1 + k2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0
+    z = (k1 / n1 - k2 / n2) / se
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def mcnemar_pvalue(b: int, c: int) -> tuple[float, str]:
+    """Two-sided p-value of McNemar's test on discordant pairs b and c, and the method used.
+
+    Exact (binomial, p = 1/2) up to ``MCNEMAR_EXACT_MAX`` discordant pairs; above
+    that the continuity-corrected chi-square, which agrees with it closely there.
+    """
+    n = b + c
+    if n == 0:
+        return 1.0, "exact"
+    if n <= MCNEMAR_EXACT_MAX:
+        tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+        return min(1.0, 2 * tail), "exact"
+    stat = (abs(b - c) - 1) ** 2 / n
+    return math.erfc(math.sqrt(stat / 2)), "chi-square, continuity-corrected"
+
+
+def sample_size_per_arm(
+    p1: float, p2: float, alpha: float = 0.05, power: float = 0.80, ratio: float = 1.0
+) -> int:
+    """Labelled devices the first arm needs to detect p1 != p2 (the second needs ``ratio`` x).
+
+    The normal approximation of the two-sided two-proportion z-test, pooled
+    variance under the null (Fleiss, without continuity correction).
+    """
+    if p1 == p2:
+        raise ValueError("p1 and p2 must differ")
+    z_a = NormalDist().inv_cdf(1 - alpha / 2)
+    z_b = NormalDist().inv_cdf(power)
+    p_bar = (p1 + ratio * p2) / (1 + ratio)
+    null_sd = math.sqrt(p_bar * (1 - p_bar) * (1 + 1 / ratio))
+    alt_sd = math.sqrt(p1 * (1 - p1) + p2 * (1 - p2) / ratio)
+    return math.ceil(((z_a * null_sd + z_b * alt_sd) / (p1 - p2)) ** 2)
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """k of n, with its Wilson interval."""
+
+    k: int
+    n: int
+
+    @property
+    def value(self) -> float | None:
+        return self.k / self.n if self.n else None
+
+    def as_dict(self) -> dict[str, Any]:
+        lo, hi = wilson_interval(self.k, self.n)
+        return {"value": self.value, "k": self.k, "n": self.n, "ci95": [lo, hi] if self.n else None}

@@ -1,0 +1,196 @@
+"""Prediction log, feedback and the A/B report through a real server, on a known scenario."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from train.synthetic import feature_rows
+
+from .conftest import ROOT, base_env, running
+
+pytestmark = pytest.mark.integration
+
+N_DEVICES = 1000
+
+
+def _flip(label: str) -> str:
+    return "fail" if label == "pass" else "pass"
+
+
+def test_feedback_joins_and_report_gives_the_known_accuracies(
+    model_home: Path, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    with running(model_home, tmp_path, challenger_fraction="0.3", data_dir=str(data_dir)) as srv:
+        devices = [
+            {"device_id": f"D{i}", "features": r}
+            for i, r in enumerate(feature_rows(N_DEVICES, seed=11))
+        ]
+        served = httpx.post(
+            f"{srv.url}/predict_batch", json={"devices": devices}, timeout=60
+        ).json()["results"]
+        by_arm = {"ensemble": [], "challenger": []}
+        for r in served:
+            by_arm[r["arm"]].append(r)
+        assert len(by_arm["challenger"]) > 200
+        # Ground truth made up so the ensemble arm is right on 90% of its devices and
+        # the challenger on 70% of its own: label i of an arm agrees unless i % 10 < k.
+        truth: dict[str, str] = {}
+        for arm, wrong_per_10 in (("ensemble", 1), ("challenger", 3)):
+            for i, r in enumerate(by_arm[arm]):
+                truth[r["request_id"]] = (
+                    _flip(r["prediction"]) if i % 10 < wrong_per_10 else r["prediction"]
+                )
+        # Half the outcomes by request id, half by device id; plus two unknowns.
+        outcomes = [
+            {"request_id": r["request_id"], "actual": truth[r["request_id"]]}
+            if n % 2
+            else {"device_id": r["device_id"], "actual": truth[r["request_id"]]}
+            for n, r in enumerate(served)
+        ]
+        outcomes += [
+            {"request_id": "no-such-id", "actual": "pass"},
+            {"device_id": "D-unknown", "actual": "fail"},
+        ]
+        fb = httpx.post(f"{srv.url}/feedback", json={"outcomes": outcomes}, timeout=60).json()
+        assert fb["received"] == N_DEVICES + 2
+        assert fb["counts"] == {"recorded": N_DEVICES, "replaced": 0, "unchanged": 0, "unknown": 2}
+        assert [u["index"] for u in fb["unknown"]] == [N_DEVICES, N_DEVICES + 1]
+        assert fb["unknown"][1]["device_id"] == "D-unknown"
+
+        again = httpx.post(
+            f"{srv.url}/feedback", json={"outcomes": outcomes[:10]}, timeout=60
+        ).json()
+        assert again["counts"]["unchanged"] == 10  # idempotent
+
+        report = httpx.get(f"{srv.url}/ab/report", timeout=60).json()
+        for arm, wrong_per_10 in (("ensemble", 1), ("challenger", 3)):
+            n = len(by_arm[arm])
+            right = sum(1 for i in range(n) if i % 10 >= wrong_per_10)
+            a = report["arms"][arm]
+            assert (a["served"], a["labelled"]) == (n, n)
+            assert (a["accuracy"]["k"], a["accuracy"]["n"]) == (right, n)
+        assert report["difference"]["ensemble_minus_challenger"] == pytest.approx(
+            report["arms"]["ensemble"]["accuracy"]["value"]
+            - report["arms"]["challenger"]["accuracy"]["value"]
+        )
+        # Shadow: each member's own vote against the same truth, from the responses.
+        for member in ("random_forest", "xgboost", "keras"):
+            right = sum(
+                (r["votes"][member] >= 0.5) == (truth[r["request_id"]] == "pass")
+                for r in by_arm["ensemble"]
+            )
+            s = report["shadow"][member]
+            assert (s["paired"], s["member_accuracy"]["k"]) == (len(by_arm["ensemble"]), right)
+
+        only = httpx.get(f"{srv.url}/ab/report", params={"arm": "challenger"}).json()
+        assert only["arms"]["ensemble"]["labelled"] == 0
+        later = httpx.get(f"{srv.url}/ab/report", params={"since": "2999-01-01T00:00:00Z"}).json()
+        assert later["labelled"] == 0
+
+        # A changed outcome replaces the old one and moves the accuracy by one device.
+        first = by_arm["ensemble"][0]
+        changed = {"request_id": first["request_id"], "actual": _flip(truth[first["request_id"]])}
+        assert (
+            httpx.post(f"{srv.url}/feedback", json={"outcomes": [changed]}).json()["counts"][
+                "replaced"
+            ]
+            == 1
+        )
+        after = httpx.get(f"{srv.url}/ab/report").json()["arms"]["ensemble"]["accuracy"]["k"]
+        assert after == report["arms"]["ensemble"]["accuracy"]["k"] + 1
+
+    # The HTML report from the same log, after the server is gone.
+    out = tmp_path / "report.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "train.cli", "report", "--out", str(out)],
+        cwd=ROOT,
+        env=base_env(model_home, data_dir=str(data_dir), challenger_fraction="0.3"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and page.count("data:image/png;base64,") == 3
+    assert done.stdout.splitlines()[0] in page  # the conclusion is on the page
+    assert "Shadow comparison" in page
+
+
+def test_report_without_a_log_exits_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "train.cli", "report", "--out", str(tmp_path / "r.html")],
+        cwd=ROOT,
+        env=base_env(tmp_path, data_dir=str(tmp_path / "nothing")),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "no prediction log" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"outcomes": []}, "outcomes"),
+        ({"outcomes": [{"request_id": "a", "actual": "maybe"}]}, "outcomes[0].actual"),
+        ({"outcomes": [{"actual": "pass"}]}, "outcomes[0]"),
+        ({"outcomes": [{"request_id": "a", "device_id": "b", "actual": "pass"}]}, "outcomes[0]"),
+        ({"outcomes": [{"request_id": "a", "actual": "pass", "x": 1}]}, "outcomes[0].x"),
+        ({"outcomes": {"request_id": "a"}}, "outcomes"),
+    ],
+)
+def test_bad_feedback_is_422_naming_the_field(server, body, field) -> None:  # type: ignore[no-untyped-def]
+    r = httpx.post(f"{server.url}/feedback", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"arm": "both"}, "arm"), ({"since": "yesterday"}, "since"), ({"window": "1h"}, "window")],
+)
+def test_bad_report_query_is_422(server, params, field) -> None:  # type: ignore[no-untyped-def]
+    r = httpx.get(f"{server.url}/ab/report", params=params)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field
+
+
+def test_sigterm_flushes_every_served_prediction(model_home: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    # A long flush interval: without the shutdown flush these rows would be lost.
+    with running(model_home, tmp_path, data_dir=str(data_dir), log_flush_interval_s="60") as srv:
+        rows = feature_rows(300, seed=3)
+        ids = set()
+        with httpx.Client(base_url=srv.url) as client:
+            for r in rows[:200]:
+                ids.add(client.post("/predict", json={"features": r}).json()["request_id"])
+            batch = client.post(
+                "/predict_batch", json={"devices": [{"features": r} for r in rows[200:]]}
+            ).json()
+        ids.update(r["request_id"] for r in batch["results"])
+        srv.proc.send_signal(signal.SIGTERM)  # the main process only, as Kubernetes does
+        assert srv.proc.wait(60) == 0, srv.log_text()[-2000:]
+    with sqlite3.connect(data_dir / "predictions.db") as db:
+        logged = {r for (r,) in db.execute("SELECT request_id FROM predictions")}
+    assert logged == ids and len(ids) == 300
+
+
+def test_unwritable_log_stops_start_up(model_home: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", "service:YieldEnsemble", "--port", "0"],
+        cwd=ROOT,
+        env=base_env(model_home, data_dir=str(blocker / "data")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "prediction log" in proc.stdout + proc.stderr

@@ -1,0 +1,189 @@
+"""The prediction log on a real SQLite file: background writes, feedback, retention."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from ensemble.predlog import PredictionLog, Retention, Served
+
+VERSIONS = {"random_forest": "rf:1", "xgboost": "xgb:1", "keras": "nn:1"}
+
+
+def _served(
+    rids: list[str], devices: list[str | None], arm: str = "ensemble", ts: float | None = None
+) -> Served:
+    rows = np.arange(len(rids) * 2, dtype=np.float32).reshape(len(rids), 2) + np.float32(0.1)
+    votes = (
+        {"random_forest": 0.9, "xgboost": 0.2, "keras": 0.7}
+        if arm == "ensemble"
+        else {"xgboost": 0.2}
+    )
+    results = [
+        {
+            "prediction": "pass",
+            "probability": 0.6,
+            "votes": votes,
+            "arm": arm,
+            "cached": False,
+            "degraded": False,
+            "missing_members": [],
+        }
+        for _ in rids
+    ]
+    ids = [{"device_id": d, "wafer_id": "W1", "lot_id": None} for d in devices]
+    return Served(time.time() if ts is None else ts, 3.5, rids, ids, rows, results, VERSIONS)
+
+
+@pytest.fixture
+def log(tmp_path: Path):
+    log = PredictionLog(f"sqlite:///{tmp_path / 'sub' / 'log.db'}", flush_interval_s=0.05)
+    yield log
+    log.close()
+
+
+def _rows(log: PredictionLog) -> list[sa.Row]:
+    with log.engine.connect() as conn:
+        return conn.execute(sa.text("SELECT * FROM predictions ORDER BY request_id")).all()
+
+
+def test_records_every_field_in_the_background(log: PredictionLog) -> None:
+    log.record(_served(["a", "b"], ["D1", None]))
+    assert log.flush(5)
+    a, b = _rows(log)
+    assert (a.request_id, a.device_id, a.wafer_id, a.lot_id, a.arm) == (
+        "a",
+        "D1",
+        "W1",
+        None,
+        "ensemble",
+    )
+    assert a.features == "[0.1,1.1]"  # the float32 values, shortest decimal
+    assert (a.p_random_forest, a.p_xgboost, a.p_keras) == (0.9, 0.2, 0.7)
+    assert (a.prediction, a.probability, a.cached, a.degraded, a.latency_ms) == (
+        "pass",
+        0.6,
+        False,
+        False,
+        3.5,
+    )
+    assert '"xgboost": "xgb:1"' in a.model_versions
+    assert b.device_id is None and b.features == "[2.1,3.1]"
+    assert log.pending_rows == 0 and log.stats.written == 2
+
+
+def test_sqlite_uses_wal(log: PredictionLog) -> None:
+    with log.engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def test_challenger_rows_leave_uncomputed_votes_null(log: PredictionLog) -> None:
+    log.record(_served(["c"], ["D9"], arm="challenger"))
+    log.flush(5)
+    (c,) = _rows(log)
+    assert (c.arm, c.p_random_forest, c.p_xgboost, c.p_keras) == ("challenger", None, 0.2, None)
+
+
+def test_close_writes_everything_accepted(tmp_path: Path) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}", flush_interval_s=30)
+    for i in range(200):
+        log.record(_served([f"r{i}"], [f"D{i}"]))
+    assert log.close(timeout=10)
+    reopened = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    assert len(_rows(reopened)) == 200
+    with pytest.raises(RuntimeError, match="closed"):
+        log.record(_served(["late"], [None]))
+    reopened.close()
+
+
+def test_feedback_statuses_are_idempotent(log: PredictionLog) -> None:
+    log.record(_served(["a", "b"], ["D1", "D2"]))
+    log.flush(5)
+    first = log.add_outcomes(
+        [
+            ("request_id", "a", "pass"),
+            ("device_id", "D2", "fail"),
+            ("request_id", "nope", "pass"),
+            ("device_id", "D404", "fail"),
+        ]
+    )
+    assert [s["status"] for s in first] == ["recorded", "recorded", "unknown", "unknown"]
+    assert first[1]["request_id"] == "b"
+    assert "no logged prediction" in first[3]["error"]
+    again = log.add_outcomes([("request_id", "a", "pass"), ("request_id", "b", "pass")])
+    assert [s["status"] for s in again] == ["unchanged", "replaced"]
+    labelled = log.labelled()
+    assert len(labelled) == 2
+    assert labelled.actual_pass.tolist() == [True, True]
+
+
+def test_device_feedback_goes_to_the_latest_prediction(log: PredictionLog) -> None:
+    log.record(_served(["old"], ["D1"], ts=1000.0))
+    log.record(_served(["new"], ["D1"], ts=2000.0))
+    log.flush(5)
+    (status,) = log.add_outcomes([("device_id", "D1", "fail")])
+    assert status["request_id"] == "new"
+
+
+def test_the_same_id_twice_in_one_call_keeps_the_last(log: PredictionLog) -> None:
+    log.record(_served(["a"], ["D1"]))
+    log.flush(5)
+    statuses = log.add_outcomes([("request_id", "a", "pass"), ("request_id", "a", "fail")])
+    assert [s["status"] for s in statuses] == ["recorded", "replaced"]
+    assert log.labelled().actual_pass.tolist() == [False]
+
+
+def test_windows_and_arm_filters(log: PredictionLog) -> None:
+    log.record(_served(["e1", "e2"], ["D1", "D2"], ts=100.0))
+    log.record(_served(["c1"], ["D3"], arm="challenger", ts=200.0))
+    log.flush(5)
+    log.add_outcomes([("request_id", r, "pass") for r in ("e1", "e2", "c1")])
+    assert log.served() == {"ensemble": 2, "challenger": 1}
+    assert log.served(since=150) == {"challenger": 1}
+    assert log.served(until=150, arm="ensemble") == {"ensemble": 2}
+    assert len(log.labelled(arm="challenger")) == 1
+    assert np.isnan(log.labelled(arm="challenger").votes["keras"]).all()
+    assert len(log.labelled(since=300)) == 0
+
+
+def test_retention_by_age_and_rows(tmp_path: Path) -> None:
+    log = PredictionLog(
+        f"sqlite:///{tmp_path / 'log.db'}", retention=Retention(max_age_s=100, max_rows=2)
+    )
+    now = time.time()
+    for i, age in enumerate([1000, 50, 40, 30]):
+        log.record(_served([f"r{i}"], [None], ts=now - age))
+    log.flush(5)
+    log.add_outcomes([("request_id", "r0", "pass")])
+    log.prune()  # the writer prunes on its own hourly; this applies the setting now
+    assert log.stats.pruned == 2  # r0 by age, r1 by the row limit
+    assert [r.request_id for r in _rows(log)] == ["r2", "r3"]
+    with log.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM outcomes")).scalar() == 0
+    log.close()
+
+
+def test_an_unwritable_database_is_reported_and_retried(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    log = PredictionLog(f"sqlite:///{db}", flush_interval_s=0.05, retry_backoff_s=0.05)
+    assert log.writable() is None
+    with log.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE predictions"))
+    log.record(_served(["a"], [None]))
+    deadline = time.monotonic() + 5
+    while log.stats.write_errors == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "predictions" in (log.writable() or "")
+    assert log.pending_rows == 1  # kept for the retry, not dropped
+    with log.engine.begin() as conn:
+        from ensemble.predlog import metadata
+
+        metadata.create_all(conn)
+    assert log.flush(5)
+    assert log.writable() is None
+    assert [r.request_id for r in _rows(log)] == ["a"]
+    log.close()

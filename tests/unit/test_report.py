@@ -1,0 +1,109 @@
+"""The A/B report on a controlled scenario whose accuracies are known by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ensemble.report import Labelled, build_report
+
+MEMBERS = ("random_forest", "xgboost", "keras")
+
+
+def _scenario(n_ens: int, ens_right: int, n_ch: int, ch_right: int) -> Labelled:
+    """Every device really fails 1 time in 4; arms are right on the first ``*_right`` devices."""
+    arms, served, actual, ts = [], [], [], []
+    for arm, n, right in (("ensemble", n_ens, ens_right), ("challenger", n_ch, ch_right)):
+        truth = np.arange(n) % 4 != 0
+        pred = truth.copy()
+        pred[right:] = ~pred[right:]
+        arms += [arm] * n
+        served.append(pred)
+        actual.append(truth)
+        ts.append(np.linspace(0, 3600, n))
+    served_pass, actual_pass = np.concatenate(served), np.concatenate(actual)
+    is_ens = np.asarray(arms) == "ensemble"
+    # Shadow votes on the ensemble arm: random_forest always right, keras always wrong,
+    # xgboost equal to the served answer. NaN on the challenger arm (not computed).
+    right = np.where(actual_pass, 0.9, 0.1)
+    votes = {
+        "random_forest": np.where(is_ens, right, np.nan),
+        "xgboost": np.where(is_ens, np.where(served_pass, 0.8, 0.2), np.nan),
+        "keras": np.where(is_ens, 1 - right, np.nan),
+    }
+    return Labelled(
+        np.concatenate(ts), np.asarray(arms, dtype=object), served_pass, actual_pass, votes
+    )
+
+
+def test_arm_metrics_are_the_known_counts() -> None:
+    report = build_report(
+        _scenario(900, 846, 100, 88),
+        {"ensemble": 5000, "challenger": 560},
+        MEMBERS,
+        "xgboost",
+        0.1,
+    )
+    ens, ch = report["arms"]["ensemble"], report["arms"]["challenger"]
+    assert (ens["served"], ens["labelled"], ch["served"], ch["labelled"]) == (5000, 900, 560, 100)
+    assert ens["accuracy"]["value"] == pytest.approx(846 / 900)
+    assert ch["accuracy"]["value"] == pytest.approx(0.88)
+    lo, hi = ens["accuracy"]["ci95"]
+    assert lo < 846 / 900 < hi
+    # Devices 0, 4, 8, ... fail; the arm is wrong from index `right` on.
+    fails_right = len(range(0, 846, 4))
+    assert ens["fail_recall"]["k"] == fails_right and ens["fail_recall"]["n"] == 225
+    assert ens["confusion"]["actual_fail"]["fail"] == fails_right
+    assert (
+        sum(ens["confusion"]["actual_pass"].values())
+        + sum(ens["confusion"]["actual_fail"].values())
+        == 900
+    )
+    assert ens["timeline"] and sum(b["n"] for b in ens["timeline"]) == 900
+    diff = report["difference"]
+    assert diff["ensemble_minus_challenger"] == pytest.approx(846 / 900 - 0.88)
+    assert diff["ci95"][0] < diff["ensemble_minus_challenger"] < diff["ci95"][1]
+    assert diff["significant"] == (diff["p_value"] < 0.05)
+
+
+def test_shadow_comparison_counts_discordant_pairs() -> None:
+    report = build_report(_scenario(900, 846, 100, 88), {}, MEMBERS, "xgboost", 0.1)
+    rf, xgb, keras = (report["shadow"][m] for m in MEMBERS)
+    assert rf["paired"] == 900
+    assert (rf["only_ensemble_right"], rf["only_member_right"]) == (0, 54)
+    assert rf["member_accuracy"]["value"] == 1.0 and rf["p_value"] < 1e-10
+    assert (xgb["only_ensemble_right"], xgb["only_member_right"]) == (0, 0) and xgb[
+        "p_value"
+    ] == 1.0
+    assert keras["member_accuracy"]["value"] == 0.0
+    assert report["agreement"]["devices"] == 900
+    assert report["agreement"]["all_agree"] == 0.0  # keras always disagrees with random_forest
+    assert "random_forest is more accurate" in report["conclusion"]
+
+
+def test_too_few_labels_says_how_many_more() -> None:
+    report = build_report(_scenario(40, 37, 5, 4), {}, MEMBERS, "xgboost", 0.1)
+    more = report["sample_size"]["more_needed"]
+    assert more["ensemble"] > 1000 and more["challenger"] > 100
+    assert more["ensemble"] == report["sample_size"]["needed"]["ensemble"] - 40
+    assert "Too few labels to detect a 2-point difference" in report["conclusion"]
+
+
+def test_a_large_clear_difference_is_concluded() -> None:
+    report = build_report(_scenario(9000, 8550, 1000, 850), {}, MEMBERS, "xgboost", 0.1)
+    assert report["difference"]["significant"]
+    assert report["conclusion"].startswith("The ensemble is more accurate")
+
+
+def test_no_labels_at_all() -> None:
+    empty = _scenario(0, 0, 0, 0)
+    report = build_report(empty, {"ensemble": 3}, MEMBERS, "xgboost", 0.1)
+    assert report["labelled"] == 0 and report["difference"] is None
+    assert report["arms"]["ensemble"]["accuracy"]["value"] is None
+    assert report["sample_size"]["baseline"].startswith("assumed")
+    assert "Too few labels to compare the arms" in report["conclusion"]
+
+
+def test_without_a_second_arm_there_is_no_sample_size() -> None:
+    report = build_report(_scenario(50, 45, 0, 0), {}, MEMBERS, "xgboost", 0.0)
+    assert "no second arm" in report["sample_size"]["note"]
