@@ -22,8 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable
+from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable, logs
 from ensemble.cache import PredictionCache
+from ensemble.metrics import ServiceMetrics
 from ensemble.predlog import PredictionLog, Retention, Served
 from ensemble.report import build_report
 from ensemble.router import Router, SplitConfig
@@ -42,6 +43,8 @@ from models.base import model_schema, stored_model
 from models.services import KerasMember, RandomForestMember, XGBoostMember
 
 logger = logging.getLogger("yield_ensemble")
+#: One line per request at the edge.
+request_log = logging.getLogger("yield_ensemble.requests")
 SETTINGS = get_settings()
 FEATURES_DOC = (
     "The device's parametric measurements: a list in schema order "
@@ -95,17 +98,6 @@ def _error(status: int, message: str, request_id: str, **extra: Any) -> JSONResp
     return JSONResponse({"error": message, "request_id": request_id, **extra}, status_code=status)
 
 
-async def _respond(request_id: str, work: Awaitable[dict[str, Any]]) -> Any:
-    """An endpoint's answer; bad input (422) and too few members (503) become JSON errors."""
-    try:
-        return await work
-    except InvalidInput as exc:
-        return _error(exc.status_code, str(exc), request_id, field=exc.field)
-    except MembersUnavailable as exc:
-        logger.error("request %s: %s", request_id, exc)
-        return _error(exc.status_code, str(exc), request_id)
-
-
 async def ab_report(request: Request) -> JSONResponse:
     """GET /ab/report?since=&until=&arm=: the A/B accuracy report over the prediction log."""
     service: YieldEnsemble = bentoml.get_current_service()
@@ -120,7 +112,7 @@ async def ab_report(request: Request) -> JSONResponse:
         if arm not in (None, ENSEMBLE, CHALLENGER):
             raise InvalidInput("arm", f"must be '{ENSEMBLE}' or '{CHALLENGER}', got {arm!r}")
     except InvalidInput as exc:
-        return _error(exc.status_code, str(exc), request_id, field=exc.field)
+        return service.bad_input("/ab/report", request_id, exc)
     report = await asyncio.to_thread(service.report, since, until, arm)
     return JSONResponse({"request_id": request_id, **report})
 
@@ -129,7 +121,7 @@ report_app = Starlette(routes=[Route("/report", ab_report, methods=["GET"])])
 
 
 @bentoml.asgi_app(report_app, path="/ab")
-@bentoml.service(name="yield_ensemble", workers=1, traffic={"timeout": 60})
+@bentoml.service(name="yield_ensemble", workers=SETTINGS.entry_workers, traffic={"timeout": 60})
 class YieldEnsemble:
     """POST /predict and /predict_batch: pass/fail for devices from parametric test data."""
 
@@ -145,13 +137,17 @@ class YieldEnsemble:
         check_log()
 
     def __init__(self) -> None:
+        logs.configure(SETTINGS.log_format, SETTINGS.log_level)
         self.schema, self.model_versions = check_members()
+        self.metrics = ServiceMetrics()
+        self.metrics.set_models(self.model_versions)
         self._proxies = {m: getattr(self, m) for m in MEMBERS}
         self.predictor = EnsemblePredictor(
             {m: _member_call(proxy) for m, proxy in self._proxies.items()},
             timeout_s=SETTINGS.member_timeout_s,
             max_rows_per_call=SETTINGS.coalesce_max_rows,
             max_in_flight=SETTINGS.coalesce_max_in_flight,
+            observer=self.metrics.member_call,
         )
         self.router = Router(
             self.predictor,
@@ -159,12 +155,14 @@ class YieldEnsemble:
             SplitConfig(SETTINGS.challenger, SETTINGS.challenger_fraction, SETTINGS.split_salt),
             self.model_versions,
         )
-        days = SETTINGS.log_retention_days
+        days = SETTINGS.prediction_log_retention_days
         self.log = PredictionLog(
             SETTINGS.log_url,
-            flush_interval_s=SETTINGS.log_flush_interval_s,
-            retention=Retention(days * 86400 if days else None, SETTINGS.log_max_rows),
+            flush_interval_s=SETTINGS.prediction_log_flush_interval_s,
+            retention=Retention(days * 86400 if days else None, SETTINGS.prediction_log_max_rows),
+            on_written=self.metrics.log_written.inc,
         )
+        self.metrics.accuracy(self.log.accuracy_by_arm())
         self._members_verified = False
         logger.info("serving %s on features %s", self.model_versions, list(self.schema.names))
         logger.info("prediction log: %s", self.log.engine.url.render_as_string(hide_password=True))
@@ -214,7 +212,8 @@ class YieldEnsemble:
         """Pass/fail for one device. ``features``: a list in schema order, or name -> value."""
         request_id = _request_id()
         raw_ids = {"device_id": device_id, "wafer_id": wafer_id, "lot_id": lot_id}
-        return await _respond(request_id, self._predict_one(request_id, features, raw_ids))
+        work = self._predict_one(request_id, features, raw_ids)
+        return await self._respond("/predict", request_id, work)
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(
@@ -223,7 +222,9 @@ class YieldEnsemble:
     ) -> dict[str, Any]:
         """Pass/fail for many devices (a whole wafer); results keep the request's order."""
         request_id = _request_id()
-        return await _respond(request_id, self._predict_many(request_id, devices))
+        return await self._respond(
+            "/predict_batch", request_id, self._predict_many(request_id, devices)
+        )
 
     @bentoml.api(route="/feedback")
     async def feedback(
@@ -231,7 +232,7 @@ class YieldEnsemble:
     ) -> dict[str, Any]:
         """Record what final test said about devices we predicted; idempotent per prediction."""
         request_id = _request_id()
-        return await _respond(request_id, self._feedback(request_id, outcomes))
+        return await self._respond("/feedback", request_id, self._feedback(request_id, outcomes))
 
     async def _feedback(self, request_id: str, raw: Any) -> dict[str, Any]:
         items = parse_outcomes(raw, MAX_OUTCOMES)
@@ -242,6 +243,14 @@ class YieldEnsemble:
         for st in statuses:
             counts[st["status"]] += 1
         unknown = [{"index": i, **st} for i, st in enumerate(statuses) if st["status"] == "unknown"]
+        for status, n in counts.items():
+            if n:
+                self.metrics.feedback.labels(status=status).inc(n)
+        self.metrics.accuracy(await asyncio.to_thread(self.log.accuracy_by_arm))
+        request_log.info(
+            "feedback",
+            extra={"fields": {"request_id": request_id, "received": len(items), **counts}},
+        )
         return {
             "request_id": request_id,
             "received": len(items),
@@ -261,18 +270,72 @@ class YieldEnsemble:
             window={"since": since, "until": until, "arm": arm},
         )
 
-    def _log(
+    async def _respond(
+        self, endpoint: str, request_id: str, work: Awaitable[dict[str, Any]]
+    ) -> Any:
+        """An endpoint's answer; every failure becomes a JSON error, logged once, counted."""
+        started = time.perf_counter()
+        try:
+            answer = await work
+        except InvalidInput as exc:
+            return self.bad_input(endpoint, request_id, exc)
+        except MembersUnavailable as exc:
+            self.metrics.errors.labels(kind="members_unavailable").inc()
+            logger.error(
+                "members unavailable",
+                extra={
+                    "fields": {"request_id": request_id, "endpoint": endpoint, "error": str(exc)}
+                },
+            )
+            return _error(exc.status_code, str(exc), request_id)
+        except Exception:
+            self.metrics.errors.labels(kind="internal").inc()
+            logger.exception(
+                "internal error", extra={"fields": {"request_id": request_id, "endpoint": endpoint}}
+            )
+            return _error(500, "internal error; the service log has the details", request_id)
+        self.metrics.request_duration.labels(endpoint=endpoint).observe(
+            time.perf_counter() - started
+        )
+        return answer
+
+    def bad_input(self, endpoint: str, request_id: str, exc: InvalidInput) -> JSONResponse:
+        self.metrics.errors.labels(kind="bad_input").inc()
+        request_log.warning(
+            "bad input",
+            extra={
+                "fields": {
+                    "request_id": request_id,
+                    "endpoint": endpoint,
+                    "field": exc.field,
+                    "error": str(exc),
+                }
+            },
+        )
+        return _error(exc.status_code, str(exc), request_id, field=exc.field)
+
+    def _served(
         self,
         started: float,
         request_ids: list[str],
         ids: list[dict[str, str | None]],
         rows: np.ndarray,
         results: list[dict[str, Any]],
-    ) -> None:
+    ) -> float:
+        """Log, count and record one request's predictions; returns its latency in ms."""
         latency_ms = (time.perf_counter() - started) * 1000
         self.log.record(
             Served(time.time(), latency_ms, request_ids, ids, rows, results, self.model_versions)
         )
+        self.metrics.served(results)
+        self.metrics.cache_entries.set(len(self.router.cache))
+        self.metrics.log_pending.set(self.log.pending_rows)
+        if request_log.isEnabledFor(logging.DEBUG):
+            request_log.debug(
+                "features",
+                extra={"fields": {"request_id": request_ids[0], "features": rows.tolist()}},
+            )
+        return latency_ms
 
     async def _predict_one(
         self, request_id: str, features: Any, raw_ids: dict[str, Any]
@@ -281,7 +344,30 @@ class YieldEnsemble:
         row = np.asarray([parse_features(features, self.schema)], dtype=np.float32)
         ids = {f: parse_identifier(v, f) for f, v in raw_ids.items()}
         (result,) = await self.router.predict(row, [split_key(ids)])
-        self._log(started, [request_id], [ids], row, [result])
+        latency_ms = self._served(started, [request_id], [ids], row, [result])
+        request_log.info(
+            "prediction",
+            extra={
+                "fields": {
+                    "request_id": request_id,
+                    "endpoint": "/predict",
+                    "device_id": ids["device_id"],
+                    **{
+                        k: result[k]
+                        for k in (
+                            "arm",
+                            "prediction",
+                            "probability",
+                            "cached",
+                            "degraded",
+                            "missing_members",
+                        )
+                    },
+                    "latency_ms": round(latency_ms, 3),
+                    "model_versions": self.model_versions,
+                }
+            },
+        )
         return {
             "request_id": request_id,
             **{f: v for f, v in ids.items() if v is not None or f == "device_id"},
@@ -297,7 +383,26 @@ class YieldEnsemble:
         for r, rid, device in zip(results, request_ids, ids, strict=True):
             r["request_id"] = rid
             r["device_id"] = device["device_id"]
-        self._log(started, request_ids, ids, rows, results)
+        latency_ms = self._served(started, request_ids, ids, rows, results)
+        arms: dict[str, int] = {}
+        for r in results:
+            arms[r["arm"]] = arms.get(r["arm"], 0) + 1
+        request_log.info(
+            "prediction batch",
+            extra={
+                "fields": {
+                    "request_id": request_id,
+                    "endpoint": "/predict_batch",
+                    "devices": len(results),
+                    "arms": arms,
+                    "fails": sum(r["prediction"] == "fail" for r in results),
+                    "cached": sum(r["cached"] for r in results),
+                    "degraded": sum(r["degraded"] for r in results),
+                    "latency_ms": round(latency_ms, 3),
+                    "model_versions": self.model_versions,
+                }
+            },
+        )
         return {
             "request_id": request_id,
             "count": len(results),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +14,9 @@ from ensemble.coalesce import Coalescer, MemberCall
 from ensemble.vote import majority_vote
 
 logger = logging.getLogger(__name__)
+
+#: Told of every member call: (member, seconds, None or "timeout" or "error").
+CallObserver = Callable[[str, float, "str | None"], None]
 
 #: Fewer answering members than this is an error, not a degraded answer.
 MIN_MEMBERS = 2
@@ -55,8 +59,10 @@ class EnsemblePredictor:
         timeout_s: float,
         max_rows_per_call: int = 16384,
         max_in_flight: int = 2,
+        observer: CallObserver | None = None,
     ) -> None:
         self.timeout_s = timeout_s
+        self.observer = observer
         self.coalescers = {
             name: Coalescer(call, max_rows=max_rows_per_call, max_in_flight=max_in_flight)
             for name, call in members.items()
@@ -64,15 +70,22 @@ class EnsemblePredictor:
 
     async def ask(self, name: str, rows: np.ndarray) -> tuple[np.ndarray | None, str]:
         """One member's P(pass), or (None, why) when it failed or timed out; never raises."""
+        started = time.perf_counter()
         try:
             p = await asyncio.wait_for(self.coalescers[name].submit(rows), self.timeout_s)
+            self._observe(name, started, None)
             return p, ""
         except TimeoutError:
-            why = f"timed out after {self.timeout_s:g} s"
+            why, kind = f"timed out after {self.timeout_s:g} s", "timeout"
         except Exception as exc:  # any member fault degrades, it never fails the request
-            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            why, kind = f"{type(exc).__name__}: {str(exc)[:200]}", "error"
+        self._observe(name, started, kind)
         logger.warning("member %s failed: %s", name, why)
         return None, why
+
+    def _observe(self, name: str, started: float, failure: str | None) -> None:
+        if self.observer is not None:
+            self.observer(name, time.perf_counter() - started, failure)
 
     async def predict(self, rows: np.ndarray) -> EnsembleResult:
         """Vote on ``rows`` (n, k) float32; raises MembersUnavailable below two members."""

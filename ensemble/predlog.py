@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,7 @@ class PredictionLog:
         flush_interval_s: float = 0.2,
         retention: Retention | None = None,
         retry_backoff_s: float = 1.0,
+        on_written: Callable[[int], None] | None = None,
     ) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +138,7 @@ class PredictionLog:
         self.flush_interval_s = flush_interval_s
         self.retention = retention or Retention()
         self.retry_backoff_s = retry_backoff_s
+        self.on_written = on_written
         self.stats = _Stats()
         self._queue: deque[tuple[int, Served]] = deque()
         self._cond = threading.Condition()
@@ -244,6 +246,8 @@ class PredictionLog:
             self._pending_rows -= len(records)
             self._done = batch[-1][0]
             self._cond.notify_all()
+        if self.on_written is not None:
+            self.on_written(len(records))
 
     def _maybe_prune(self) -> None:
         r = self.retention
@@ -383,6 +387,17 @@ class PredictionLog:
         q = sa.select(predictions.c.arm, sa.func.count()).group_by(predictions.c.arm)
         with self.engine.connect() as conn:
             return dict(conn.execute(self._window(q, since, until, arm)).all())
+
+    def accuracy_by_arm(self) -> dict[str, tuple[int, int]]:
+        """arm -> (correct, labelled) over every labelled prediction in the log."""
+        correct = sa.func.sum(sa.case((predictions.c.prediction == outcomes.c.actual, 1), else_=0))
+        q = (
+            sa.select(predictions.c.arm, correct, sa.func.count())
+            .join(outcomes, outcomes.c.request_id == predictions.c.request_id)
+            .group_by(predictions.c.arm)
+        )
+        with self.engine.connect() as conn:
+            return {arm: (int(k or 0), int(n)) for arm, k, n in conn.execute(q)}
 
     def labelled(
         self, since: float | None = None, until: float | None = None, arm: str | None = None

@@ -38,8 +38,17 @@ class Settings(BaseSettings):
         "latest",
         description="Model-store version of all three members (e.g. a training run's tag).",
     )
+    entry_workers: int = Field(
+        1, ge=1, le=32, description="Processes of the entry service (validation, cache, vote)."
+    )
     member_timeout_s: float = Field(
         2.0, gt=0, le=120, description="Per-member call timeout; a slower member is left out."
+    )
+    member_shutdown_grace_s: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="Members keep serving this long after SIGTERM so the entry can drain.",
     )
     max_batch_devices: int = Field(
         50_000, ge=1, description="Most devices accepted by one /predict_batch request."
@@ -84,14 +93,20 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the prediction log, e.g. postgresql+psycopg://... "
         "(default: SQLite in data_dir).",
     )
-    log_flush_interval_s: float = Field(
+    prediction_log_flush_interval_s: float = Field(
         0.2, gt=0, le=60, description="Longest a served prediction waits to be written."
     )
-    log_retention_days: float | None = Field(
+    prediction_log_retention_days: float | None = Field(
         180, gt=0, description="Delete logged predictions older than this (empty: keep all)."
     )
-    log_max_rows: int | None = Field(
+    prediction_log_max_rows: int | None = Field(
         None, ge=1, description="Keep at most this many logged predictions (default no limit)."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Service logs: one JSON object per line, or text for development."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Service log level; DEBUG adds each request's features."
     )
     chaos: dict[Literal["random_forest", "xgboost", "keras"], ChaosSpec] = Field(
         default_factory=dict,

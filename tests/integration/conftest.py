@@ -123,5 +123,24 @@ def server(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield srv
 
 
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """/metrics parsed by prometheus_client's own parser: (sample name, labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    """One sample's value, 0 when absent (a counter never incremented)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
 def sample(name: str) -> dict[str, object]:
     return json.loads((TESTDATA / name).read_text())

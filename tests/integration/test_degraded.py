@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import ROOT, base_env, running, sample
+from .conftest import ROOT, base_env, metric, running, sample, scrape
 
 pytestmark = pytest.mark.integration
 REQUEST = sample("predict.json")
@@ -57,6 +57,16 @@ def test_failed_member_degrades_and_timeout_degrades(model_home: Path, tmp_path:
         assert batch["degraded"]
         assert [r["missing_members"] for r in batch["results"]] == [["keras"], ["keras"]]
         assert httpx.get(f"{srv.url}/livez").status_code == 200
+        m = scrape(srv.url)
+        assert metric(m, "yield_ensemble_degraded_predictions_total", missing_member="keras") == 3
+        assert (
+            metric(m, "yield_ensemble_member_failures_total", member="keras", reason="error") == 2
+        )
+        assert (
+            metric(m, "yield_ensemble_member_failures_total", member="xgboost", reason="error") == 0
+        )
+        slow = metric(m, "yield_ensemble_member_call_duration_seconds_sum", member="xgboost")
+        assert slow >= 6.0  # two calls of >= 3 s each
 
 
 def test_two_members_down_is_503(model_home: Path, tmp_path: Path) -> None:
@@ -70,6 +80,12 @@ def test_two_members_down_is_503(model_home: Path, tmp_path: Path) -> None:
         error = r.json()["error"]
         assert "1 of 3 member models answered" in error
         assert "keras" in error and "xgboost: timed out" in error
+        m = scrape(srv.url)
+        assert metric(m, "yield_ensemble_errors_total", kind="members_unavailable") == 1
+        assert (
+            metric(m, "yield_ensemble_member_failures_total", member="xgboost", reason="timeout")
+            == 1
+        )
 
 
 def test_bad_setting_stops_start_up(model_home: Path) -> None:

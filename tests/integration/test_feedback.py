@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -159,26 +157,6 @@ def test_bad_report_query_is_422(server, params, field) -> None:  # type: ignore
     r = httpx.get(f"{server.url}/ab/report", params=params)
     assert r.status_code == 422, r.text
     assert r.json()["field"] == field
-
-
-def test_sigterm_flushes_every_served_prediction(model_home: Path, tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    # A long flush interval: without the shutdown flush these rows would be lost.
-    with running(model_home, tmp_path, data_dir=str(data_dir), log_flush_interval_s="60") as srv:
-        rows = feature_rows(300, seed=3)
-        ids = set()
-        with httpx.Client(base_url=srv.url) as client:
-            for r in rows[:200]:
-                ids.add(client.post("/predict", json={"features": r}).json()["request_id"])
-            batch = client.post(
-                "/predict_batch", json={"devices": [{"features": r} for r in rows[200:]]}
-            ).json()
-        ids.update(r["request_id"] for r in batch["results"])
-        srv.proc.send_signal(signal.SIGTERM)  # the main process only, as Kubernetes does
-        assert srv.proc.wait(60) == 0, srv.log_text()[-2000:]
-    with sqlite3.connect(data_dir / "predictions.db") as db:
-        logged = {r for (r,) in db.execute("SELECT request_id FROM predictions")}
-    assert logged == ids and len(ids) == 300
 
 
 def test_unwritable_log_stops_start_up(model_home: Path, tmp_path: Path) -> None:

@@ -1,0 +1,182 @@
+"""yield-ensemble's Prometheus metrics, next to BentoML's own ``bentoml_service_*``.
+
+``prometheus_client`` is imported when :class:`ServiceMetrics` is built, in the
+worker's ``__init__``: by then BentoML has set ``PROMETHEUS_MULTIPROC_DIR``, so
+every worker process writes its own files and ``/metrics`` sums them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ensemble.split import ENSEMBLE
+from ensemble.vote import PASS_THRESHOLD
+
+PREFIX = "yield_ensemble_"
+#: Seconds; fine below 50 ms where single-row requests live, coarse up to a wafer batch.
+LATENCY_BUCKETS = (
+    0.001,
+    0.002,
+    0.004,
+    0.006,
+    0.008,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+class ServiceMetrics:
+    """Every yield_ensemble_* metric; ``registry`` only for tests (multiprocess ignores it)."""
+
+    def __init__(self, registry: Any = None) -> None:
+        import prometheus_client as pc
+
+        kw: dict[str, Any] = {} if registry is None else {"registry": registry}
+        p = PREFIX
+        self.predictions = pc.Counter(
+            p + "predictions",
+            "Served device predictions by arm and outcome.",
+            ["arm", "prediction"],
+            **kw,
+        )
+        self.errors = pc.Counter(
+            p + "errors",
+            "Failed requests by kind: bad_input, members_unavailable, internal.",
+            ["kind"],
+            **kw,
+        )
+        self.request_duration = pc.Histogram(
+            p + "request_duration_seconds",
+            "Time to answer a request, validation to vote.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            **kw,
+        )
+        self.member_duration = pc.Histogram(
+            p + "member_call_duration_seconds",
+            "Time from asking a member to its answer, seen by the entry service.",
+            ["member"],
+            buckets=LATENCY_BUCKETS,
+            **kw,
+        )
+        self.member_failures = pc.Counter(
+            p + "member_failures",
+            "Member calls that failed, by reason: timeout or error.",
+            ["member", "reason"],
+            **kw,
+        )
+        self.cache_hits = pc.Counter(p + "cache_hits", "Predictions answered from the cache.", **kw)
+        self.cache_misses = pc.Counter(
+            p + "cache_misses", "Predictions the cache did not hold.", **kw
+        )
+        self.cache_entries = pc.Gauge(
+            p + "cache_entries",
+            "Predictions held in the LRU cache.",
+            multiprocess_mode="livesum",
+            **kw,
+        )
+        self.degraded = pc.Counter(
+            p + "degraded_predictions",
+            "Predictions voted without a member, by missing member.",
+            ["missing_member"],
+            **kw,
+        )
+        self.disagreements = pc.Counter(
+            p + "member_disagreements",
+            "Ensemble-arm predictions whose members did not all vote alike (a drift signal); "
+            'divide by yield_ensemble_predictions_total{arm="ensemble"}.',
+            **kw,
+        )
+        self.feedback = pc.Counter(
+            p + "feedback_outcomes",
+            "Outcomes received on /feedback, by status.",
+            ["status"],
+            **kw,
+        )
+        self.labelled = pc.Gauge(
+            p + "labelled_predictions",
+            "Logged predictions with a ground-truth outcome, by arm.",
+            ["arm"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
+        self.live_accuracy = pc.Gauge(
+            p + "live_accuracy_ratio",
+            "Accuracy of labelled predictions in the log, by arm.",
+            ["arm"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
+        self.model_info = pc.Gauge(
+            p + "model_info",
+            "Always 1: the model version each member serves.",
+            ["member", "version"],
+            multiprocess_mode="max",
+            **kw,
+        )
+        self.log_pending = pc.Gauge(
+            p + "prediction_log_pending_rows",
+            "Served predictions not yet written to the log.",
+            multiprocess_mode="livesum",
+            **kw,
+        )
+        self.log_written = pc.Counter(
+            p + "prediction_log_rows_written", "Predictions written to the prediction log.", **kw
+        )
+
+    def set_models(self, versions: Mapping[str, str]) -> None:
+        for member, version in versions.items():
+            self.model_info.labels(member=member, version=version).set(1)
+
+    def member_call(self, member: str, seconds: float, failure: str | None) -> None:
+        self.member_duration.labels(member=member).observe(seconds)
+        if failure is not None:
+            self.member_failures.labels(member=member, reason=failure).inc()
+
+    def served(self, results: Iterable[Mapping[str, Any]]) -> None:
+        """Count a request's results; tallied first so a 10,000-device batch costs little."""
+        outcomes: Tally[tuple[str, str]] = Tally()
+        missing: Tally[str] = Tally()
+        hits = misses = disagree = 0
+        for r in results:
+            outcomes[(r["arm"], r["prediction"])] += 1
+            if r["cached"]:
+                hits += 1
+            else:
+                misses += 1
+            for m in r["missing_members"]:
+                missing[m] += 1
+            if r["arm"] == ENSEMBLE and len(r["votes"]) > 1:
+                decided = {v >= PASS_THRESHOLD for v in r["votes"].values()}
+                disagree += len(decided) > 1
+        for (arm, prediction), n in outcomes.items():
+            self.predictions.labels(arm=arm, prediction=prediction).inc(n)
+        for member, n in missing.items():
+            self.degraded.labels(missing_member=member).inc(n)
+        if hits:
+            self.cache_hits.inc(hits)
+        if misses:
+            self.cache_misses.inc(misses)
+        if disagree:
+            self.disagreements.inc(disagree)
+
+    def accuracy(self, per_arm: Mapping[str, tuple[int, int]]) -> None:
+        """``per_arm``: arm -> (correct, labelled) over the log."""
+        for arm, (correct, n) in per_arm.items():
+            self.labelled.labels(arm=arm).set(n)
+            if n:
+                self.live_accuracy.labels(arm=arm).set(correct / n)
