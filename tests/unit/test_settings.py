@@ -34,3 +34,13 @@ def test_chaos_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YIELD_ENSEMBLE_CHAOS", '{"keras": {"delay_ms": 300, "fail": true}}')
     s = Settings()
     assert s.chaos["keras"].delay_ms == 300 and s.chaos["keras"].fail
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from pathlib import Path
+
+    from ensemble.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [f for f in Settings.model_fields if f"`YIELD_ENSEMBLE_{f.upper()}`" not in readme]
+    assert not missing, missing

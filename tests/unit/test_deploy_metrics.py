@@ -1,0 +1,52 @@
+"""Prometheus rules and the Grafana dashboard in deploy/ use only metrics the service exports."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import prometheus_client
+import pytest
+import yaml
+
+from ensemble.metrics import ServiceMetrics
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+NAME = re.compile(r"\b(yield_ensemble_[a-z_]+)")
+
+
+SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+
+
+@pytest.fixture(scope="module")
+def exported() -> set[str]:
+    """The sample names the service's metric families produce, by Prometheus type."""
+    registry = prometheus_client.CollectorRegistry()
+    ServiceMetrics(registry)
+    return {f.name + suffix for f in registry.collect() for suffix in SUFFIXES[f.type]}
+
+
+def _exprs() -> list[str]:
+    dashboard = json.loads((DEPLOY / "grafana" / "yield-ensemble.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    return exprs
+
+
+def test_every_dashboard_and_alert_metric_is_exported(exported: set[str]) -> None:
+    used = {name for expr in _exprs() for name in NAME.findall(expr)}
+    assert used, "no yield_ensemble_ metric found in deploy/"
+    assert used <= exported, sorted(used - exported)
+
+
+def test_metric_names_follow_prometheus_conventions() -> None:
+    registry = prometheus_client.CollectorRegistry()
+    ServiceMetrics(registry)
+    for family in registry.collect():
+        assert family.name.startswith("yield_ensemble_")
+        if family.type == "histogram":
+            assert family.name.endswith("_seconds")
+        if family.type == "gauge" and "ratio" in family.name:
+            assert family.name.endswith("_ratio")
