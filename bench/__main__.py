@@ -1,10 +1,13 @@
-"""Measure a served system: cold start, sequential latency, a wafer batch, memory.
+"""yield-ensemble against two baselines, side by side in one run on one machine.
 
-    python -m bench [--requests 1000] [--out bench/results]
+    python -m bench [--requests 1000] [--duration 30] [--systems naive,plain,yield-ensemble]
 
-Trains the default models into the BentoML store if it has none, starts
-`bentoml serve` on a free port, drives it from this process over keep-alive
-HTTP, and writes JSON plus a Markdown table. Not part of the test suite.
+Trains the default models into the BentoML store if it has none (or they lack
+the fast-runtime exports), then for each system: starts `bentoml serve` on a
+free port (cold start to /readyz), sends sequential single-row requests from
+this process, runs `bench.load` in its own process at 16 and 64 concurrent
+clients, times a 10,000-device batch, and reads the RSS/PSS of every serving
+process. Writes bench/results/latest.json and latest.md. Not part of the tests.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,12 @@ import psutil
 from train.synthetic import feature_rows
 
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEMS = {"yield-ensemble": "service:YieldEnsemble"}
+SYSTEMS = {
+    "naive": "bench.baselines.naive:Naive",
+    "plain": "bench.baselines.plain:Entry",
+    "yield-ensemble": "service:YieldEnsemble",
+}
+CONCURRENCY = (16, 64)
 
 
 def _free_port() -> int:
@@ -57,10 +66,40 @@ def _memory(root: psutil.Process) -> dict[str, float]:
     return {"rss_mb": rss / 2**20, "pss_mb": pss / 2**20, "processes": processes}  # type: ignore[dict-item]
 
 
-def measure(system: str, target: str, n_requests: int, log: Path) -> dict[str, Any]:
+def _load(url: str, concurrency: int, duration: float) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            "--url",
+            url,
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(duration),
+            "--seed",
+            str(1000 + concurrency),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def measure(
+    system: str, target: str, n_requests: int, duration: float, log: Path, data_dir: Path
+) -> dict[str, Any]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "YIELD_ENSEMBLE_DATA_DIR": str(data_dir / system),
+    }
     start = time.perf_counter()
     proc = subprocess.Popen(
         [
@@ -103,16 +142,23 @@ def measure(system: str, target: str, n_requests: int, log: Path) -> dict[str, A
                 latencies.append((time.perf_counter() - t0) * 1000)
                 errors += r.status_code != 200
             hits = []
-            for _ in range(500):  # the same row again: a cache hit after the first
-                t0 = time.perf_counter()
-                r = http.post("/predict", json={"features": rows[0]})
-                hits.append((time.perf_counter() - t0) * 1000)
-                errors += r.status_code != 200
-            wafer = {"devices": [{"features": r} for r in (rows * 10)[:10_000]]}
+            if system == "yield-ensemble":
+                for _ in range(500):  # the same row again: a cache hit after the first
+                    t0 = time.perf_counter()
+                    r = http.post("/predict", json={"features": rows[0]})
+                    hits.append((time.perf_counter() - t0) * 1000)
+                    errors += r.status_code != 200
+            load = [_load(url, c, duration) for c in CONCURRENCY]
+            # Rows never sent before: every device of every batch is a cache miss.
+            fresh = feature_rows(100_000, seed=77)
             batch_ms = []
-            for _ in range(10):
+            for k in range(10):
+                devices = [{"features": r} for r in fresh[k * 10_000 : (k + 1) * 10_000]]
+                body = json.dumps({"devices": devices}).encode()
                 t0 = time.perf_counter()
-                r = http.post("/predict_batch", json=wafer)
+                r = http.post(
+                    "/predict_batch", content=body, headers={"Content-Type": "application/json"}
+                )
                 batch_ms.append((time.perf_counter() - t0) * 1000)
                 errors += r.status_code != 200
         memory = _memory(psutil.Process(proc.pid))
@@ -130,44 +176,85 @@ def measure(system: str, target: str, n_requests: int, log: Path) -> dict[str, A
         },
         "cache_hit": {
             "n": len(hits),
-            "median_ms": statistics.median(hits),
-            "p99_ms": _percentile(hits, 99),
+            "median_ms": statistics.median(hits) if hits else None,
+            "p99_ms": _percentile(hits, 99) if hits else None,
         },
+        "load": load,
         "batch_10000": {"runs": 10, "median_ms": statistics.median(batch_ms)},
         "memory": memory,
     }
 
 
+def _ms(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f} ms"
+
+
 def _table(results: list[dict[str, Any]]) -> str:
-    lines = [
-        "| system | cold start to /readyz | sequential median | sequential p99 | "
-        "cache hit median / p99 | 10,000-device batch (median of 10) | RSS all processes | PSS |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    head = ["system", "cold start", "sequential median / p99"]
+    head += [f"{c} clients: req/s, median / p99, errors, client CPU" for c in CONCURRENCY]
+    head += ["10k batch (median of 10)", "cache hit median / p99", "RSS / PSS, all processes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        lines.append(
-            f"| {r['system']} | {r['cold_start_s']:.1f} s | {r['sequential']['median_ms']:.2f} ms "
-            f"| {r['sequential']['p99_ms']:.2f} ms "
-            f"| {r['cache_hit']['median_ms']:.2f} / {r['cache_hit']['p99_ms']:.2f} ms "
-            f"| {r['batch_10000']['median_ms']:.0f} ms "
-            f"| {r['memory']['rss_mb']:.0f} MB | {r['memory']['pss_mb']:.0f} MB |"
-        )
+        cells = [
+            r["system"],
+            f"{r['cold_start_s']:.1f} s",
+            f"{_ms(r['sequential']['median_ms'])} / {_ms(r['sequential']['p99_ms'])}",
+        ]
+        for run in r["load"]:
+            cells.append(
+                f"{run['requests_per_s']:.0f}, "
+                f"{_ms(run['median_ms'], 1)} / {_ms(run['p99_ms'], 1)}, "
+                f"{run['errors']}, {100 * run['client_cpu_share_of_one_core']:.0f}%"
+            )
+        cells += [
+            _ms(r["batch_10000"]["median_ms"], 0),
+            f"{_ms(r['cache_hit']['median_ms'])} / {_ms(r['cache_hit']['p99_ms'])}",
+            f"{r['memory']['rss_mb']:.0f} / {r['memory']['pss_mb']:.0f} MB",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _models_ready() -> bool:
+    """The latest models exist and carry the fast-runtime exports."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from ensemble.settings import MODEL_NAMES
+
+    try:
+        return all(
+            "runtimes" in bentoml.models.get(f"{name}:latest").info.metadata
+            for name in MODEL_NAMES.values()
+        )
+    except NotFound:
+        return False
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per load run")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
-    subprocess.run(
-        [sys.executable, "-m", "train.cli", "train", "--if-missing"], cwd=ROOT, check=True
-    )
+    if not _models_ready():
+        subprocess.run([sys.executable, "-m", "train.cli", "train"], cwd=ROOT, check=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = [
-        measure(name, target, args.requests, args.out / f"{name}.log")
-        for name, target in SYSTEMS.items()
-    ]
+    results = []
+    with tempfile.TemporaryDirectory() as data_dir:
+        for name in args.systems.split(","):
+            print(f"measuring {name} ...", flush=True)
+            results.append(
+                measure(
+                    name,
+                    SYSTEMS[name],
+                    args.requests,
+                    args.duration,
+                    args.out / f"{name}.log",
+                    Path(data_dir),
+                )
+            )
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {

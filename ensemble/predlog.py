@@ -72,29 +72,31 @@ class Served:
     results: Sequence[Mapping[str, Any]]
     model_versions: Mapping[str, str]
 
-    def records(self) -> Iterator[dict[str, Any]]:
+    def records(self) -> Iterator[list[Any]]:
+        """One list per device, in ``predictions`` column order; features as a float list."""
         versions = json.dumps(self.model_versions, sort_keys=True)
+        # float64 of a float32 is exact, and its repr round-trips to the same float32.
+        features = np.asarray(self.rows, dtype=np.float64).tolist()
         for rid, ids, row, r in zip(
-            self.request_ids, self.ids, self.rows, self.results, strict=True
+            self.request_ids, self.ids, features, self.results, strict=True
         ):
             votes = r["votes"]
-            yield {
-                "request_id": rid,
-                "ts": self.ts,
-                "arm": r["arm"],
-                "device_id": ids.get("device_id"),
-                "wafer_id": ids.get("wafer_id"),
-                "lot_id": ids.get("lot_id"),
-                # str() of a float32 is its shortest exact decimal.
-                "features": "[" + ",".join(map(str, row)) + "]",
-                **{col: votes.get(m) for m, col in VOTE_COLUMNS.items()},
-                "prediction": r["prediction"],
-                "probability": r["probability"],
-                "cached": r["cached"],
-                "degraded": r["degraded"],
-                "latency_ms": self.latency_ms,
-                "model_versions": versions,
-            }
+            yield [
+                rid,
+                self.ts,
+                r["arm"],
+                ids.get("device_id"),
+                ids.get("wafer_id"),
+                ids.get("lot_id"),
+                row,
+                *(votes.get(m) for m in VOTE_COLUMNS),
+                r["prediction"],
+                r["probability"],
+                r["cached"],
+                r["degraded"],
+                self.latency_ms,
+                versions,
+            ]
 
 
 @dataclass
@@ -135,6 +137,22 @@ class PredictionLog:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        columns = [c.name for c in predictions.columns]
+        self._features_at = columns.index("features")
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        if self._sqlite:
+            # One statement per batch: SQLite reads the rows from one JSON array.
+            # Row-by-row executemany releases and re-takes the GIL per row, and
+            # against a busy event loop 10,000 rows took 45 s instead of 60 ms.
+            picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
+            self._insert_sql = (
+                f"INSERT INTO predictions ({', '.join(columns)}) SELECT {picks} FROM json_each(?)"
+            )
+        else:
+            marks = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": ":{}"}
+            mark = marks.get(self.engine.dialect.paramstyle, "%s")
+            values = ", ".join(mark.format(i + 1) for i in range(len(columns)))
+            self._insert_sql = f"INSERT INTO predictions ({', '.join(columns)}) VALUES ({values})"
         self.flush_interval_s = flush_interval_s
         self.retention = retention or Retention()
         self.retry_backoff_s = retry_backoff_s
@@ -219,7 +237,14 @@ class PredictionLog:
         started = time.perf_counter()
         try:
             with self.engine.begin() as conn:
-                conn.execute(predictions.insert(), records)
+                # Straight to the driver: SQLAlchemy's per-row parameter processing
+                # cost 11% of the entry's CPU under load.
+                if self._sqlite:
+                    conn.exec_driver_sql(self._insert_sql, (json.dumps(records),))
+                else:
+                    at = self._features_at
+                    rows = [(*r[:at], json.dumps(r[at]), *r[at + 1 :]) for r in records]
+                    conn.exec_driver_sql(self._insert_sql, rows)
         except sa.exc.SQLAlchemyError as exc:
             self.stats.write_errors += 1
             self.stats.last_error = f"{exc.__class__.__name__}: {exc}"[:500]
@@ -278,9 +303,9 @@ class PredictionLog:
                     deleted += conn.execute(
                         sa.delete(predictions).where(predictions.c.ts < keep_from)
                     ).rowcount
-            if deleted:
-                known = sa.select(predictions.c.request_id)
-                conn.execute(sa.delete(outcomes).where(outcomes.c.request_id.not_in(known)))
+            # Outcomes whose prediction is gone, including any that raced with this prune.
+            known = sa.select(predictions.c.request_id)
+            conn.execute(sa.delete(outcomes).where(outcomes.c.request_id.not_in(known)))
         self.stats.pruned += deleted
         if deleted:
             logger.info("prediction log retention deleted %d predictions", deleted)

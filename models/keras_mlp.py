@@ -1,33 +1,57 @@
-"""Keras MLP member adapter: the only module that imports TensorFlow, and only when loaded."""
+"""Keras MLP member adapter: LiteRT by default; TensorFlow only as the native fallback.
+
+Only this module imports TensorFlow, and only when the "tensorflow" runtime is chosen.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 
 import bentoml
 import numpy as np
 
-#: File name of the Keras 3 model inside its model-store directory.
+logger = logging.getLogger(__name__)
+
+#: Files inside the member's model-store directory.
 KERAS_FILE = "model.keras"
+TFLITE_FILE = "model.tflite"
 
 
-class KerasAdapter:
-    """The MLP called through one traced ``tf.function``.
+class LiteRTNet:
+    """The converted MLP in a single-threaded LiteRT interpreter (no TensorFlow import)."""
 
-    ``model.predict`` costs ~50 ms per call in set-up; a traced function with a
-    fixed input signature runs the same graph in well under a millisecond.
-    """
+    def __init__(self, flatbuffer: bytes) -> None:
+        from ai_edge_litert.interpreter import Interpreter
 
-    runtime = "tensorflow"
+        self._interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._shape: tuple[int, ...] = ()
 
-    def __init__(self, model: bentoml.Model) -> None:
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if rows.shape != self._shape:  # batches vary in size; resizing costs ~20 us
+            self._interpreter.resize_tensor_input(self._input, rows.shape, strict=False)
+            self._interpreter.allocate_tensors()
+            self._shape = rows.shape
+        self._interpreter.set_tensor(self._input, rows)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output).reshape(-1).copy()
+
+
+class _TensorFlowNet:
+    """The Keras model through one traced ``tf.function`` (``model.predict`` costs ~50 ms)."""
+
+    def __init__(self, path: Path) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
         import tensorflow as tf
 
         tf.config.threading.set_inter_op_parallelism_threads(1)
         tf.config.threading.set_intra_op_parallelism_threads(1)
-        net = keras.saving.load_model(model.path_of(KERAS_FILE), compile=False)
+        net = keras.saving.load_model(path, compile=False)
         width = int(net.input_shape[-1])
         self._tf = tf
         self._fn = tf.function(
@@ -39,3 +63,21 @@ class KerasAdapter:
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         out = self._fn(self._tf.constant(rows, dtype=self._tf.float32))
         return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+class KerasAdapter:
+    """P(pass) from the MLP; ``runtime`` "litert" (default) or "tensorflow"."""
+
+    def __init__(self, model: bentoml.Model, runtime: str = "litert") -> None:
+        path = Path(model.path)
+        if runtime == "litert" and (path / TFLITE_FILE).exists():
+            self.runtime = "litert"
+            self._impl: LiteRTNet | _TensorFlowNet = LiteRTNet((path / TFLITE_FILE).read_bytes())
+            return
+        if runtime == "litert":
+            logger.warning("model %s has no %s; serving it with TensorFlow", model.tag, TFLITE_FILE)
+        self.runtime = "tensorflow"
+        self._impl = _TensorFlowNet(path / KERAS_FILE)
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        return self._impl.predict_proba(rows)

@@ -1,18 +1,72 @@
-"""scikit-learn RandomForest member adapter."""
+"""RandomForest member adapter: ONNX Runtime by default, scikit-learn as the native fallback."""
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import bentoml
 import numpy as np
 
+logger = logging.getLogger(__name__)
+
+#: Files inside the member's model-store directory.
+SKLEARN_FILE = "model.joblib"
+ONNX_FILE = "model.onnx"
+
+
+class OnnxForest:
+    """The exported forest in one single-threaded ONNX Runtime session."""
+
+    def __init__(self, onnx: bytes, pass_column: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+        self._pass_column = pass_column
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        (proba,) = self._session.run(["probabilities"], {self._input: rows})
+        return np.asarray(proba[:, self._pass_column], dtype=np.float32)
+
 
 class RandomForestAdapter:
+    """P(pass) from the forest; ``runtime`` "onnx" (default) or "sklearn"."""
+
+    def __init__(self, model: bentoml.Model, runtime: str = "onnx") -> None:
+        path = Path(model.path)
+        pass_column = model.info.metadata.get("pass_column", 1)
+        if not isinstance(pass_column, int):
+            raise ValueError(f"model {model.tag}: pass_column must be an int, got {pass_column!r}")
+        if runtime == "onnx" and (path / ONNX_FILE).exists():
+            self.runtime = "onnx"
+            self._impl: OnnxForest | _SklearnForest = OnnxForest(
+                (path / ONNX_FILE).read_bytes(), pass_column
+            )
+            return
+        if runtime == "onnx":
+            logger.warning("model %s has no %s; serving it with scikit-learn", model.tag, ONNX_FILE)
+        self.runtime = "sklearn"
+        self._impl = _SklearnForest(model)
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        return self._impl.predict_proba(rows)
+
+
+class _SklearnForest:
     """``RandomForestClassifier.predict_proba`` with one thread (the worker owns one core)."""
 
-    runtime = "sklearn"
-
     def __init__(self, model: bentoml.Model) -> None:
-        self._clf = bentoml.sklearn.load_model(model)
+        path = Path(model.path) / SKLEARN_FILE
+        if path.exists():
+            import joblib
+
+            self._clf = joblib.load(path)
+        else:  # saved by bentoml.sklearn before the ONNX export existed
+            self._clf = bentoml.sklearn.load_model(model)
         self._clf.set_params(n_jobs=1)
         self._pass_column = list(self._clf.classes_).index(1)
 

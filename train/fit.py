@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,7 @@ class TrainedMembers:
     keras: Any
     metrics: dict[str, dict[str, float]]
     p_pass_test: dict[str, np.ndarray]
+    x_test: np.ndarray
 
 
 def _split(n: int, fraction: float, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +148,7 @@ def fit(
     metrics = {m: classification_metrics(y_test, p, p >= 0.5) for m, p in p_test.items()}
     vote, probability = majority_vote(p_test)
     metrics["majority_vote"] = classification_metrics(y_test, probability, vote)
-    return TrainedMembers(rf, booster, net, metrics, p_test), test_idx
+    return TrainedMembers(rf, booster, net, metrics, p_test, x_test), test_idx
 
 
 def _versions() -> dict[str, str]:
@@ -164,7 +166,16 @@ def _versions() -> dict[str, str]:
         "xgboost": xgboost.__version__,
         "keras": keras.__version__,
         "tensorflow": tf.__version__,
+        "onnxruntime": _version("onnxruntime"),
+        "skl2onnx": _version("skl2onnx"),
+        "ai-edge-litert": _version("ai-edge-litert"),
     }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
 
 
 def new_version() -> str:
@@ -177,8 +188,11 @@ def save(
 ) -> dict[str, str]:
     """Save each member to the BentoML store under one version; returns member -> tag."""
     import bentoml
+    import joblib
 
     from models.keras_mlp import KERAS_FILE
+    from models.random_forest import SKLEARN_FILE
+    from models.xgb import BOOSTER_FILE
 
     version = version or new_version()
     common: dict[str, Any] = {
@@ -193,16 +207,57 @@ def save(
         "versions": _versions(),
         "ensemble_metrics": trained.metrics["majority_vote"],
     }
+    exports = _exports(trained)
     tags: dict[str, str] = {}
     for member in MEMBERS:
         tag = f"{MODEL_NAMES[member]}:{version}"
-        metadata = {**common, "member": member, "metrics": trained.metrics[member]}
+        runtime, file, blob, check = exports[member]
+        metadata = {
+            **common,
+            "member": member,
+            "metrics": trained.metrics[member],
+            "runtimes": {runtime: {"file": file, "parity": check, "saved": blob is not None}},
+        }
         if member == "random_forest":
-            saved = bentoml.sklearn.save_model(tag, trained.random_forest, metadata=metadata)
-        elif member == "xgboost":
-            saved = bentoml.xgboost.save_model(tag, trained.xgboost, metadata=metadata)
-        else:
-            with bentoml.models.create(tag, metadata=metadata) as saved:
+            metadata["pass_column"] = list(trained.random_forest.classes_).index(1)
+        with bentoml.models.create(tag, metadata=metadata) as saved:
+            if member == "random_forest":
+                joblib.dump(trained.random_forest, saved.path_of(SKLEARN_FILE))
+            elif member == "xgboost":
+                trained.xgboost.save_model(saved.path_of(BOOSTER_FILE))
+            else:
                 trained.keras.save(saved.path_of(KERAS_FILE))
+            if blob is not None:
+                Path(saved.path_of(file)).write_bytes(blob)
         tags[member] = str(saved.tag)
     return tags
+
+
+def _exports(trained: TrainedMembers) -> dict[str, tuple[str, str, bytes | None, dict[str, Any]]]:
+    """Each member's fast runtime, checked against its native model on the held-out rows."""
+    from models.keras_mlp import TFLITE_FILE, LiteRTNet
+    from models.random_forest import ONNX_FILE, OnnxForest
+    from train.export import PARITY_LIMIT, keras_tflite, parity, random_forest_onnx, xgboost_onnx
+
+    x = np.ascontiguousarray(trained.x_test, dtype=np.float32)
+    pass_column = list(trained.random_forest.classes_).index(1)
+    blobs = {
+        "random_forest": ("onnx", ONNX_FILE, random_forest_onnx(trained.random_forest, x.shape[1])),
+        "xgboost": ("onnx", ONNX_FILE, xgboost_onnx(trained.xgboost, x.shape[1])),
+        "keras": ("litert", TFLITE_FILE, keras_tflite(trained.keras)),
+    }
+    served = {
+        "random_forest": lambda b: OnnxForest(b, pass_column).predict_proba(x),
+        "xgboost": lambda b: OnnxForest(b, 1).predict_proba(x),
+        "keras": lambda b: LiteRTNet(b).predict_proba(x),
+    }
+    out: dict[str, tuple[str, str, bytes | None, dict[str, Any]]] = {}
+    for member, (runtime, file, blob) in blobs.items():
+        check = parity(trained.p_pass_test[member], served[member](blob))
+        ok = check["max_abs_diff"] <= PARITY_LIMIT
+        print(
+            f"{member}: {runtime} export, max |dP| {check['max_abs_diff']:.2e} on "
+            f"{check['rows']} held-out rows" + ("" if ok else " - too far, not saved")
+        )
+        out[member] = (runtime, file, blob if ok else None, check)
+    return out

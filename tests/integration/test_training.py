@@ -51,6 +51,57 @@ def test_members_saved_with_metadata(model_home: Path) -> None:
         assert 0.5 < metrics["accuracy"] <= 1 and 0 <= metrics["brier"] < 0.25  # type: ignore[index]
         assert {"scikit-learn", "xgboost", "keras", "bentoml"} <= set(m["versions"])  # type: ignore[arg-type]
         assert m["train_config"]["seed"] == 7  # type: ignore[index]
+        (runtime,) = m["runtimes"].values()  # type: ignore[attr-defined]
+        assert runtime["saved"] is True
+        assert runtime["parity"]["rows"] == 600  # the held-out 20% of 3,000 dies
+        assert runtime["parity"]["max_abs_diff"] < 1e-5
+        assert runtime["parity"]["decisions_changed"] == 0
+
+
+RUNTIMES = {
+    "random_forest": ("onnx", "sklearn"),
+    "xgboost": ("onnx", "xgboost"),
+    "keras": ("litert", "tensorflow"),
+}
+
+
+@pytest.mark.parametrize("member", MEMBERS)
+def test_fast_runtime_answers_like_the_native_model(model_home: Path, member: str) -> None:
+    """Both runtimes load from the store in a fresh process; only the native one imports TF."""
+    fast, native = RUNTIMES[member]
+    code = (
+        "import json, sys, numpy as np\n"
+        "from train.synthetic import feature_rows\n"
+        "from models.base import stored_model\n"
+        "from models.services import _load_adapter\n"
+        "import models.services as s\n"
+        "rows = np.asarray(feature_rows(2000, seed=99), dtype=np.float32)\n"
+        f"fast = _load_adapter('{member}', stored_model('{member}'))\n"
+        "p_fast = fast.predict_proba(rows)\n"
+        "tf_after_fast = 'tensorflow' in sys.modules\n"
+        f"object.__setattr__(s.SETTINGS, '{member}_runtime', '{native}')\n"
+        f"slow = _load_adapter('{member}', stored_model('{member}'))\n"
+        "p_slow = slow.predict_proba(rows)\n"
+        "print(json.dumps({'runtimes': [fast.runtime, slow.runtime], 'tf': tf_after_fast,\n"
+        "  'diff': float(np.abs(p_fast - p_slow).max()), 'n': len(p_fast),\n"
+        "  'flips': int(((p_fast >= 0.5) != (p_slow >= 0.5)).sum())}))\n"
+    )
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=base_env(model_home),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    result = json.loads(out)
+    assert result["runtimes"] == [fast, native]
+    assert result["tf"] is False  # the default runtimes never import TensorFlow
+    assert result["n"] == 2000 and result["diff"] < 1e-5 and result["flips"] == 0
 
 
 def test_training_on_a_user_table(tmp_path: Path) -> None:

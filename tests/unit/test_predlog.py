@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -62,7 +63,11 @@ def test_records_every_field_in_the_background(log: PredictionLog) -> None:
         None,
         "ensemble",
     )
-    assert a.features == "[0.1,1.1]"  # the float32 values, shortest decimal
+    # JSON floats that read back as exactly the float32 values the models saw.
+    assert np.array_equal(
+        np.asarray(json.loads(a.features), dtype=np.float32), np.float32([0.1, 1.1])
+    )
+    assert json.loads(a.features) == [float(np.float32(0.1)), float(np.float32(1.1))]
     assert (a.p_random_forest, a.p_xgboost, a.p_keras) == (0.9, 0.2, 0.7)
     assert (a.prediction, a.probability, a.cached, a.degraded, a.latency_ms) == (
         "pass",
@@ -72,7 +77,10 @@ def test_records_every_field_in_the_background(log: PredictionLog) -> None:
         3.5,
     )
     assert '"xgboost": "xgb:1"' in a.model_versions
-    assert b.device_id is None and b.features == "[2.1,3.1]"
+    assert b.device_id is None
+    assert np.array_equal(
+        np.asarray(json.loads(b.features), dtype=np.float32), np.float32([2.1, 3.1])
+    )
     assert log.pending_rows == 0 and log.stats.written == 2
 
 

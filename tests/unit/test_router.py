@@ -76,7 +76,7 @@ def test_down_challenger_falls_back_to_degraded_ensemble() -> None:
     router, _ = _router(1.0, fail=frozenset({"xgb"}))
     (result,) = asyncio.run(router.predict(ROWS[:1], ["dev-1"]))
     assert result["arm"] == "ensemble" and result["degraded"]
-    assert result["missing_members"] == ["xgb"]
+    assert result["missing_members"] == ("xgb",)
 
 
 def test_degraded_answers_are_not_cached() -> None:

@@ -1,0 +1,1 @@
+"""Baselines the benchmark measures yield-ensemble against: what users commonly write."""
