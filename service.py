@@ -27,8 +27,6 @@ from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable, logs
 from ensemble.cache import PredictionCache
 from ensemble.gc_tuning import tune_gc
 from ensemble.metrics import ServiceMetrics
-from ensemble.predlog import PredictionLog, Retention, Served
-from ensemble.report import build_report
 from ensemble.router import Router, SplitConfig
 from ensemble.schema import FeatureSchema, common_schema
 from ensemble.settings import MEMBERS, get_settings
@@ -96,6 +94,8 @@ def check_members() -> tuple[FeatureSchema, dict[str, str]]:
 
 def check_log() -> None:
     """Create the prediction log's tables; raises, naming the location, if it cannot be written."""
+    from ensemble.predlog import PredictionLog
+
     try:
         log = PredictionLog(SETTINGS.log_url)
     except Exception as exc:
@@ -172,6 +172,10 @@ class YieldEnsemble:
             SplitConfig(SETTINGS.challenger, SETTINGS.challenger_fraction, SETTINGS.split_salt),
             self.model_versions,
         )
+        # Imported here, not at the top: `bentoml serve` and every member import this
+        # module too, and SQLAlchemy is ~12 MB of RSS in each of them.
+        from ensemble.predlog import PredictionLog, Retention
+
         days = SETTINGS.prediction_log_retention_days
         self.log = PredictionLog(
             SETTINGS.log_url,
@@ -278,6 +282,8 @@ class YieldEnsemble:
 
     def report(self, since: float | None, until: float | None, arm: str | None) -> dict[str, Any]:
         """The A/B report over the logged predictions in [since, until), optionally one arm."""
+        from ensemble.report import build_report
+
         self.log.flush(10.0)
         return build_report(
             self.log.labelled(since, until, arm),
@@ -348,6 +354,8 @@ class YieldEnsemble:
         results: list[dict[str, Any]],
     ) -> float:
         """Log, count and record one request's predictions; returns its latency in ms."""
+        from ensemble.predlog import Served
+
         latency_ms = (time.perf_counter() - started) * 1000
         self.log.record(
             Served(time.time(), latency_ms, request_ids, ids, rows, results, self.model_versions)

@@ -24,6 +24,11 @@ class OnnxForest:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
+        # The arena keeps the peak of the largest batch for good (+50 MB after a wafer).
+        options.enable_cpu_mem_arena = False
+        # Graph rewrites do nothing for one tree-ensemble node but keep a second copy
+        # of it: 14 MB less RSS for the 100-tree forest, same speed.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self._session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._pass_column = pass_column
