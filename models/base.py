@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Protocol
 
 import bentoml
@@ -11,6 +13,8 @@ from bentoml.exceptions import NotFound
 
 from ensemble.schema import FeatureSchema
 from ensemble.settings import MODEL_NAMES, get_settings
+
+logger = logging.getLogger(__name__)
 
 
 class MemberAdapter(Protocol):
@@ -42,6 +46,21 @@ def stored_model(member: str) -> bentoml.Model:
             f"model {tag} is not in the BentoML model store under "
             f"{BentoMLContainer.bentoml_home.get()}; train it with `yield-ensemble train`"
         ) from None
+
+
+def exported_model(model: bentoml.Model, wanted: str, fast: str, file: str) -> bytes | None:
+    """The ``fast`` runtime's export from the model's directory if ``wanted`` is it, else None.
+
+    A model trained before its export existed falls back to the native runtime, with
+    a warning, rather than failing to serve.
+    """
+    if wanted != fast:
+        return None
+    path = Path(model.path) / file
+    if path.exists():
+        return path.read_bytes()
+    logger.warning("model %s has no %s; serving it with its native library", model.tag, file)
+    return None
 
 
 def model_schema(model: bentoml.Model) -> FeatureSchema:

@@ -5,14 +5,13 @@ Only this module imports TensorFlow, and only when the "tensorflow" runtime is c
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import bentoml
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from models.base import exported_model
 
 #: Files inside the member's model-store directory.
 KERAS_FILE = "model.keras"
@@ -69,15 +68,11 @@ class KerasAdapter:
     """P(pass) from the MLP; ``runtime`` "litert" (default) or "tensorflow"."""
 
     def __init__(self, model: bentoml.Model, runtime: str = "litert") -> None:
-        path = Path(model.path)
-        if runtime == "litert" and (path / TFLITE_FILE).exists():
-            self.runtime = "litert"
-            self._impl: LiteRTNet | _TensorFlowNet = LiteRTNet((path / TFLITE_FILE).read_bytes())
-            return
-        if runtime == "litert":
-            logger.warning("model %s has no %s; serving it with TensorFlow", model.tag, TFLITE_FILE)
-        self.runtime = "tensorflow"
-        self._impl = _TensorFlowNet(path / KERAS_FILE)
+        flatbuffer = exported_model(model, runtime, "litert", TFLITE_FILE)
+        self.runtime = "litert" if flatbuffer else "tensorflow"
+        self._impl: LiteRTNet | _TensorFlowNet = (
+            LiteRTNet(flatbuffer) if flatbuffer else _TensorFlowNet(Path(model.path) / KERAS_FILE)
+        )
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         return self._impl.predict_proba(rows)

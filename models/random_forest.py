@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import bentoml
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from models.base import exported_model
 
 #: Files inside the member's model-store directory.
 SKLEARN_FILE = "model.joblib"
@@ -42,20 +41,12 @@ class RandomForestAdapter:
     """P(pass) from the forest; ``runtime`` "onnx" (default) or "sklearn"."""
 
     def __init__(self, model: bentoml.Model, runtime: str = "onnx") -> None:
-        path = Path(model.path)
         pass_column = model.info.metadata.get("pass_column", 1)
         if not isinstance(pass_column, int):
             raise ValueError(f"model {model.tag}: pass_column must be an int, got {pass_column!r}")
-        if runtime == "onnx" and (path / ONNX_FILE).exists():
-            self.runtime = "onnx"
-            self._impl: OnnxForest | _SklearnForest = OnnxForest(
-                (path / ONNX_FILE).read_bytes(), pass_column
-            )
-            return
-        if runtime == "onnx":
-            logger.warning("model %s has no %s; serving it with scikit-learn", model.tag, ONNX_FILE)
-        self.runtime = "sklearn"
-        self._impl = _SklearnForest(model)
+        onnx = exported_model(model, runtime, "onnx", ONNX_FILE)
+        self.runtime = "onnx" if onnx else "sklearn"
+        self._impl = OnnxForest(onnx, pass_column) if onnx else _SklearnForest(model)
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         return self._impl.predict_proba(rows)

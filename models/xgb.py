@@ -5,15 +5,13 @@ With ONNX the worker never imports xgboost, whose shared library alone is ~150 M
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import bentoml
 import numpy as np
 
+from models.base import exported_model
 from models.random_forest import OnnxForest
-
-logger = logging.getLogger(__name__)
 
 #: Files inside the member's model-store directory.
 BOOSTER_FILE = "model.ubj"
@@ -24,16 +22,10 @@ class XGBoostAdapter:
     """P(pass) from the booster; ``runtime`` "onnx" (default) or "xgboost"."""
 
     def __init__(self, model: bentoml.Model, runtime: str = "onnx") -> None:
-        path = Path(model.path)
-        if runtime == "onnx" and (path / ONNX_FILE).exists():
-            self.runtime = "onnx"
-            # Same ONNX output layout as the forest: probabilities (n, 2), column 1 = pass.
-            self._impl: OnnxForest | _NativeBooster = OnnxForest((path / ONNX_FILE).read_bytes(), 1)
-            return
-        if runtime == "onnx":
-            logger.warning("model %s has no %s; serving it with xgboost", model.tag, ONNX_FILE)
-        self.runtime = "xgboost"
-        self._impl = _NativeBooster(model)
+        onnx = exported_model(model, runtime, "onnx", ONNX_FILE)
+        self.runtime = "onnx" if onnx else "xgboost"
+        # Same ONNX output layout as the forest: probabilities (n, 2), column 1 = pass.
+        self._impl = OnnxForest(onnx, 1) if onnx else _NativeBooster(model)
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         return self._impl.predict_proba(rows)

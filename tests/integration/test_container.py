@@ -1,0 +1,157 @@
+"""The image `deploy/build-image.sh` builds (bentoml containerize), run with podman.
+
+Skipped where podman is missing; `.ci/run` installs it, so CI runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ensemble.settings import MEMBERS
+
+from .conftest import ROOT, _free_port, base_env, sample
+
+pytestmark = [
+    pytest.mark.integration,
+    # A first build on a fresh machine debootstraps a base image and downloads wheels.
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed"),
+]
+IMAGE = "yield-ensemble:test"
+READY_WAIT_S = 90
+
+
+def podman(*args: str, check: bool = True) -> str:
+    done = subprocess.run(
+        ["podman", *args], capture_output=True, text=True, env=_podman_env(), check=False
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)}: {done.stderr[-2000:]}")
+    return done.stdout.strip()
+
+
+def _state_dir() -> Path:
+    return Path(os.environ.get("YE_IMAGE_STATE", "/var/tmp/yield-ensemble-image"))
+
+
+def _podman_env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(_state_dir() / "containers.conf")}
+
+
+@pytest.fixture(scope="module")
+def image(model_home: Path) -> str:
+    """The image, built from the tiny test models by the project's own script."""
+    env = {**base_env(model_home), "YE_IMAGE_STATE": str(_state_dir())}
+    done = subprocess.run(
+        ["bash", "deploy/build-image.sh", IMAGE], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    print(done.stdout[-1500:])
+    return IMAGE
+
+
+def _wait_ready(check: callable, what: str) -> float:  # type: ignore[valid-type]
+    start = time.monotonic()
+    while time.monotonic() - start < READY_WAIT_S:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.25)
+    raise AssertionError(f"{what} not ready after {READY_WAIT_S} s")
+
+
+@pytest.fixture
+def container(image: str, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o777)  # the image's user, uid 1034, writes the log here
+    port = _free_port()
+    name = f"ye-test-{port}"
+    podman(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "-v",
+        f"{data}:/data",
+        "-p",
+        f"127.0.0.1:{port}:3000",
+        image,
+    )
+    try:
+        yield name, f"http://127.0.0.1:{port}", data
+    finally:
+        podman("rm", "-f", name, check=False)
+
+
+def test_image_serves_read_only_and_stops_cleanly(
+    container: tuple[str, str, Path], model_home: Path
+) -> None:
+    name, url, data = container
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    took = _wait_ready(ready, "container")
+    print(f"container ready after {took:.1f} s")
+    r = httpx.post(f"{url}/predict", json=sample("predict.json"), timeout=10)
+    assert r.status_code == 200, r.text + podman("logs", name)
+    body = r.json()
+    assert body["prediction"] in ("pass", "fail") and not body["degraded"]
+
+    assert podman("exec", name, "id", "-u") != "0"
+    info = json.loads(podman("image", "inspect", IMAGE))[0]
+    assert "/livez" in " ".join(info["Healthcheck"]["Test"])
+    labels = info["Labels"]
+    for member in MEMBERS:
+        assert labels[f"io.yield-ensemble.model.{member}.version"] == body["model_versions"][member]
+        assert 0.5 < float(labels[f"io.yield-ensemble.model.{member}.heldout-accuracy"]) <= 1
+    assert labels["org.opencontainers.image.title"] == "yield-ensemble"
+
+    podman("stop", "-t", "30", name)  # SIGTERM, SIGKILL only after 30 s
+    assert podman("inspect", name, "--format", "{{.State.ExitCode}}") == "0", podman("logs", name)
+    with sqlite3.connect(data / "predictions.db") as db:
+        logged = [rid for (rid,) in db.execute("SELECT request_id FROM predictions")]
+    assert body["request_id"] in logged
+
+
+def test_image_starts_without_network(image: str) -> None:
+    name = f"ye-offline-{_free_port()}"
+    podman(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        image,  # /data: the anonymous volume of the image's VOLUME, owned by its user
+    )
+    probe = (
+        "import urllib.request as u; "
+        "print(u.urlopen('http://127.0.0.1:3000/readyz', timeout=2).status)"
+    )
+    try:
+        took = _wait_ready(
+            lambda: podman("exec", name, "python", "-c", probe, check=False) == "200", "offline"
+        )
+        print(f"offline container ready after {took:.1f} s")
+    finally:
+        podman("rm", "-f", name, check=False)

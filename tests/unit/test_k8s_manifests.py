@@ -1,0 +1,42 @@
+"""deploy/k8s validates against the Kubernetes schemas and agrees with the service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from ensemble.settings import Settings
+
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+MANIFESTS = sorted(K8S.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_manifest_is_valid_kubernetes(path: Path) -> None:
+    for doc in yaml.safe_load_all(path.read_text()):
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_a_broken_manifest_is_caught() -> None:
+    doc = yaml.safe_load((K8S / "service.yaml").read_text())
+    doc["spec"]["ports"][0]["port"] = "eighty"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_deployment_matches_the_service() -> None:
+    deployment = yaml.safe_load((K8S / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["YIELD_ENSEMBLE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
+    for name in env:  # every variable is a real setting
+        assert name.removeprefix("YIELD_ENSEMBLE_").lower() in Settings.model_fields
+    grace = Settings.model_fields["member_shutdown_grace_s"].default
+    assert pod["terminationGracePeriodSeconds"] > grace + 10
+    assert pod["securityContext"]["runAsNonRoot"] is True
