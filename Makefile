@@ -27,3 +27,6 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	BENTOML_DO_NOT_TRACK=true $(BIN)/pytest
+
+bench: install
+	BENTOML_DO_NOT_TRACK=true $(BIN)/python -m bench

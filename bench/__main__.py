@@ -62,7 +62,9 @@ def _memory(root: psutil.Process) -> dict[str, float]:
             continue
         rss += info.rss
         pss += getattr(info, "pss", info.rss)
-        processes.append({"cmd": " ".join(proc.cmdline()[-4:])[:120], "rss_mb": info.rss / 2**20})
+        cmd = proc.cmdline()
+        name = cmd[cmd.index("--service-name") + 1] if "--service-name" in cmd else "bentoml serve"
+        processes.append({"process": name, "rss_mb": info.rss / 2**20})
     return {"rss_mb": rss / 2**20, "pss_mb": pss / 2**20, "processes": processes}  # type: ignore[dict-item]
 
 
