@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,32 @@ def test_unwritable_log_stops_start_up(model_home: Path, tmp_path: Path) -> None
     )
     assert proc.returncode != 0
     assert "prediction log" in proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("YE_TEST_POSTGRES_URL"), reason="YE_TEST_POSTGRES_URL unset")
+def test_the_service_logs_to_postgresql(model_home: Path, tmp_path: Path) -> None:
+    """What replicas share: predictions, feedback and the report through PostgreSQL."""
+    import sqlalchemy as sa
+
+    from ensemble.predlog import metadata
+
+    url = os.environ["YE_TEST_POSTGRES_URL"]
+    engine = sa.create_engine(url)
+    metadata.drop_all(engine)
+    with running(model_home, tmp_path, database_url=url, challenger_fraction="0") as srv:
+        body = httpx.post(
+            f"{srv.url}/predict", json={"features": feature_rows(1)[0], "device_id": "PG-1"}
+        ).json()
+        fb = httpx.post(
+            f"{srv.url}/feedback",
+            json={"outcomes": [{"device_id": "PG-1", "actual": body["prediction"]}]},
+        ).json()
+        assert fb["counts"]["recorded"] == 1
+        report = httpx.get(f"{srv.url}/ab/report").json()
+        assert report["arms"]["ensemble"]["accuracy"]["k"] == 1
+    with engine.connect() as conn:
+        assert (
+            conn.execute(sa.text("SELECT request_id FROM predictions")).scalar()
+            == body["request_id"]
+        )
+    engine.dispose()
