@@ -181,13 +181,18 @@ class YieldEnsemble:
             SETTINGS.log_url,
             flush_interval_s=SETTINGS.prediction_log_flush_interval_s,
             retention=Retention(days * 86400 if days else None, SETTINGS.prediction_log_max_rows),
-            on_written=self.metrics.log_written.inc,
+            on_written=self._log_written,
         )
         self.metrics.accuracy(self.log.accuracy_by_arm())
         self._members_verified = False
         tune_gc()
         logger.info("serving %s on features %s", self.model_versions, list(self.schema.names))
         logger.info("prediction log: %s", self.log.engine.url.render_as_string(hide_password=True))
+
+    def _log_written(self, rows: int) -> None:
+        """Called by the log's writer thread after each batch it wrote."""
+        self.metrics.log_written.inc(rows)
+        self.metrics.log_pending.set(self.log.pending_rows)
 
     @bentoml.on_shutdown
     def _flush_log(self) -> None:

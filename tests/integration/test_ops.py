@@ -84,6 +84,7 @@ def test_metrics_after_a_known_sequence_with_two_entry_workers(
     assert metric(m, p + "labelled_predictions", arm="ensemble") == 2
     assert metric(m, p + "live_accuracy_ratio", arm="ensemble") == 0.5
     assert metric(m, p + "prediction_log_rows_written_total") == len(served)
+    assert metric(m, p + "prediction_log_pending_rows") == 0
 
 
 def test_json_log_one_line_per_request(server) -> None:  # type: ignore[no-untyped-def]
