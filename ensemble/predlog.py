@@ -164,6 +164,7 @@ class PredictionLog:
         self._done = 0  # every request up to this number is in the database
         self._pending_rows = 0
         self._closing = False
+        self._flush_requested = False
         self._failures_closing = 0
         self._next_prune = 0.0
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -181,12 +182,14 @@ class PredictionLog:
             self._enqueued += 1
             self._queue.append((self._enqueued, served))
             self._pending_rows += len(served.request_ids)
-            self._cond.notify_all()
+            # No wake-up: the writer comes every flush interval. Woken at once, it
+            # took the GIL from the response still being encoded for these rows.
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything accepted so far is written; False on timeout."""
         with self._cond:
             target = self._enqueued
+            self._flush_requested = True
             self._cond.notify_all()
             return self._cond.wait_for(lambda: self._done >= target, timeout)
 
@@ -220,17 +223,16 @@ class PredictionLog:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._closing, self.flush_interval_s)
+                self._cond.wait_for(
+                    lambda: self._closing or self._flush_requested, self.flush_interval_s
+                )
+                self._flush_requested = False
                 batch = list(self._queue)
                 if not batch and self._closing:
                     return
             if batch:
                 self._write(batch)
             self._maybe_prune()
-            if batch and self.flush_interval_s > 0:
-                # Let a few more requests gather into the next transaction.
-                with self._cond:
-                    self._cond.wait_for(lambda: self._closing, self.flush_interval_s / 4)
 
     def _write(self, batch: list[tuple[int, Served]]) -> None:
         records = [rec for _, served in batch for rec in served.records()]
