@@ -27,15 +27,23 @@ def _metadata(home: Path) -> dict[str, dict[str, object]]:
         "tag=str(bentoml.models.get(n + ':latest').tag)) for m, n in names.items()}\n"
         "print(json.dumps(out))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=base_env(home),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(out)  # type: ignore[no-any-return]
+    return json.loads(_python(code, home))  # type: ignore[no-any-return]
+
+
+def _python(code: str, home: Path) -> str:
+    """The last line ``code`` prints, run in a fresh interpreter with ``home`` as the store."""
+    return (
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=base_env(home),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
 
 
 def test_members_saved_with_metadata(model_home: Path) -> None:
@@ -86,19 +94,7 @@ def test_fast_runtime_answers_like_the_native_model(model_home: Path, member: st
         "  'diff': float(np.abs(p_fast - p_slow).max()), 'n': len(p_fast),\n"
         "  'flips': int(((p_fast >= 0.5) != (p_slow >= 0.5)).sum())}))\n"
     )
-    out = (
-        subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=ROOT,
-            env=base_env(model_home),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    result = json.loads(out)
+    result = json.loads(_python(code, model_home))
     assert result["runtimes"] == [fast, native]
     assert result["tf"] is False  # the default runtimes never import TensorFlow
     assert result["n"] == 2000 and result["diff"] < 1e-5 and result["flips"] == 0
