@@ -287,17 +287,8 @@ class YieldEnsemble:
 
     def report(self, since: float | None, until: float | None, arm: str | None) -> dict[str, Any]:
         """The A/B report over the logged predictions in [since, until), optionally one arm."""
-        from ensemble.report import build_report
-
         self.log.flush(10.0)
-        return build_report(
-            self.log.labelled(since, until, arm),
-            self.log.served(since, until, arm),
-            MEMBERS,
-            SETTINGS.challenger,
-            SETTINGS.challenger_fraction,
-            window={"since": since, "until": until, "arm": arm},
-        )
+        return self.log.report(SETTINGS.challenger, SETTINGS.challenger_fraction, since, until, arm)
 
     async def _respond(
         self, endpoint: str, request_id: str, work: Awaitable[dict[str, Any]]
@@ -357,15 +348,15 @@ class YieldEnsemble:
         ids: list[dict[str, str | None]],
         rows: np.ndarray,
         results: list[dict[str, Any]],
-    ) -> float:
-        """Log, count and record one request's predictions; returns its latency in ms."""
+    ) -> tuple[float, dict[str, Any]]:
+        """Log, count and record one request's predictions: (latency in ms, their tally)."""
         from ensemble.predlog import Served
 
         latency_ms = (time.perf_counter() - started) * 1000
         self.log.record(
             Served(time.time(), latency_ms, request_ids, ids, rows, results, self.model_versions)
         )
-        self.metrics.served(results)
+        tally = self.metrics.served(results)
         self.metrics.cache_entries.set(len(self.router.cache))
         self.metrics.log_pending.set(self.log.pending_rows)
         if request_log.isEnabledFor(logging.DEBUG):
@@ -373,7 +364,7 @@ class YieldEnsemble:
                 "features",
                 extra={"fields": {"request_id": request_ids[0], "features": rows.tolist()}},
             )
-        return latency_ms
+        return latency_ms, tally
 
     async def _predict_one(
         self, request_id: str, features: Any, raw_ids: dict[str, Any]
@@ -382,7 +373,7 @@ class YieldEnsemble:
         row = np.asarray([parse_features(features, self.schema)], dtype=np.float32)
         ids = {f: parse_identifier(v, f) for f, v in raw_ids.items()}
         (result,) = await self.router.predict(row, [split_key(ids)])
-        latency_ms = self._served(started, [request_id], [ids], row, [result])
+        latency_ms, _ = self._served(started, [request_id], [ids], row, [result])
         request_log.info(
             "prediction",
             extra={
@@ -421,10 +412,7 @@ class YieldEnsemble:
         for r, rid, device in zip(results, request_ids, ids, strict=True):
             r["request_id"] = rid
             r["device_id"] = device["device_id"]
-        latency_ms = self._served(started, request_ids, ids, rows, results)
-        arms: dict[str, int] = {}
-        for r in results:
-            arms[r["arm"]] = arms.get(r["arm"], 0) + 1
+        latency_ms, tally = self._served(started, request_ids, ids, rows, results)
         request_log.info(
             "prediction batch",
             extra={
@@ -432,10 +420,7 @@ class YieldEnsemble:
                     "request_id": request_id,
                     "endpoint": "/predict_batch",
                     "devices": len(results),
-                    "arms": arms,
-                    "fails": sum(r["prediction"] == "fail" for r in results),
-                    "cached": sum(r["cached"] for r in results),
-                    "degraded": sum(r["degraded"] for r in results),
+                    **tally,
                     "latency_ms": round(latency_ms, 3),
                     "model_versions": self.model_versions,
                 }
@@ -446,5 +431,5 @@ class YieldEnsemble:
             "count": len(results),
             "results": results,
             "model_versions": self.model_versions,
-            "degraded": any(r["degraded"] for r in results),
+            "degraded": tally["degraded"] > 0,
         }

@@ -147,19 +147,24 @@ class ServiceMetrics:
         if failure is not None:
             self.member_failures.labels(member=member, reason=failure).inc()
 
-    def served(self, results: Iterable[Mapping[str, Any]]) -> None:
-        """Count a request's results; tallied first so a 10,000-device batch costs little."""
+    def served(self, results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Count a request's results; returns the tally (arms, fails, cached, degraded).
+
+        One pass, tallied before touching the counters, so a 10,000-device batch costs little.
+        """
         outcomes: Tally[tuple[str, str]] = Tally()
         missing: Tally[str] = Tally()
-        hits = misses = disagree = 0
+        hits = misses = disagree = degraded = 0
         for r in results:
             outcomes[(r["arm"], r["prediction"])] += 1
             if r["cached"]:
                 hits += 1
             else:
                 misses += 1
-            for m in r["missing_members"]:
-                missing[m] += 1
+            if r["missing_members"]:
+                degraded += 1
+                for m in r["missing_members"]:
+                    missing[m] += 1
             if r["arm"] == ENSEMBLE and len(r["votes"]) > 1:
                 decided = {v >= PASS_THRESHOLD for v in r["votes"].values()}
                 disagree += len(decided) > 1
@@ -173,6 +178,11 @@ class ServiceMetrics:
             self.cache_misses.inc(misses)
         if disagree:
             self.disagreements.inc(disagree)
+        arms: Tally[str] = Tally()
+        for (arm, _), n in outcomes.items():
+            arms[arm] += n
+        fails = sum(n for (_, prediction), n in outcomes.items() if prediction == "fail")
+        return {"arms": dict(arms), "fails": fails, "cached": hits, "degraded": degraded}
 
     def accuracy(self, per_arm: Mapping[str, tuple[int, int]]) -> None:
         """``per_arm``: arm -> (correct, labelled) over the log."""

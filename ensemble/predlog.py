@@ -13,14 +13,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from ensemble.report import Labelled
+from ensemble.report import Labelled, build_report
+from ensemble.settings import MEMBERS
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ outcomes = sa.Table(
     sa.Column("actual", sa.String(4), nullable=False),
     sa.Column("received_at", sa.Float, nullable=False),
 )
-VOTE_COLUMNS = {"random_forest": "p_random_forest", "xgboost": "p_xgboost", "keras": "p_keras"}
+VOTE_COLUMNS = {member: f"p_{member}" for member in MEMBERS}
 
 
 @dataclass
@@ -114,8 +115,6 @@ class _Stats:
     write_errors: int = 0
     last_error: str | None = None
     pruned: int = 0
-    last_batch_rows: int = 0
-    flush_seconds: list[float] = field(default_factory=list)
 
 
 class PredictionLog:
@@ -236,7 +235,6 @@ class PredictionLog:
 
     def _write(self, batch: list[tuple[int, Served]]) -> None:
         records = [rec for _, served in batch for rec in served.records()]
-        started = time.perf_counter()
         try:
             with self.engine.begin() as conn:
                 # Straight to the driver: SQLAlchemy's per-row parameter processing
@@ -263,10 +261,8 @@ class PredictionLog:
                         return
                 self._cond.wait_for(lambda: False, self.retry_backoff_s)
             return
-        self.stats.flush_seconds = [*self.stats.flush_seconds[-99:], time.perf_counter() - started]
         self.stats.last_error = None
         self.stats.written += len(records)
-        self.stats.last_batch_rows = len(records)
         with self._cond:
             for _ in batch:
                 self._queue.popleft()
@@ -322,12 +318,17 @@ class PredictionLog:
         ``unknown``. A device id resolves to that device's latest prediction.
         """
         by_device = self._latest_requests([i for k, i, _ in items if k == "device_id"])
-        known = self._existing(predictions, [i for k, i, _ in items if k == "request_id"])
+        asked = [i for k, i, _ in items if k == "request_id"]
+        rid_column = predictions.c.request_id
+        known = {rid for (rid,) in self._select_in([rid_column], rid_column, asked)}
         rids = [
             by_device.get(i) if k == "device_id" else (i if i in known else None)
             for k, i, _ in items
         ]
-        previous = dict(self._existing_outcomes([r for r in rids if r is not None]))
+        c = outcomes.c
+        previous: dict[str, str] = dict(
+            self._select_in([c.request_id, c.actual], c.request_id, [r for r in rids if r])
+        )
         now, upserts, statuses = time.time(), {}, []
         for (kind, ident, actual), rid in zip(items, rids, strict=True):
             if rid is None:
@@ -369,32 +370,22 @@ class PredictionLog:
             for part in _chunks(rows, CHUNK * 10):
                 conn.execute(stmt, part)
 
-    def _existing(self, table: sa.Table, rids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
+    def _select_in(
+        self, columns: Sequence[sa.Column[Any]], key: sa.Column[Any], values: Sequence[str]
+    ) -> Iterator[Any]:
+        """Rows of ``columns`` whose ``key`` is among ``values``, asked CHUNK ids at a time."""
         with self.engine.connect() as conn:
-            for part in _chunks(sorted(set(rids)), CHUNK):
-                q = sa.select(table.c.request_id).where(table.c.request_id.in_(part))
-                found.update(conn.execute(q).scalars())
-        return found
-
-    def _existing_outcomes(self, rids: Sequence[str]) -> Iterator[tuple[str, str]]:
-        with self.engine.connect() as conn:
-            for part in _chunks(sorted(set(rids)), CHUNK):
-                q = sa.select(outcomes.c.request_id, outcomes.c.actual).where(
-                    outcomes.c.request_id.in_(part)
-                )
-                yield from conn.execute(q)
+            for part in _chunks(sorted(set(values)), CHUNK):
+                yield from conn.execute(sa.select(*columns).where(key.in_(part)))
 
     def _latest_requests(self, device_ids: Sequence[str]) -> dict[str, str]:
         latest: dict[str, tuple[float, str]] = {}
-        with self.engine.connect() as conn:
-            for part in _chunks(sorted(set(device_ids)), CHUNK):
-                q = sa.select(
-                    predictions.c.device_id, predictions.c.ts, predictions.c.request_id
-                ).where(predictions.c.device_id.in_(part))
-                for dev, ts, rid in conn.execute(q):
-                    if dev not in latest or (ts, rid) > latest[dev]:
-                        latest[dev] = (ts, rid)
+        c = predictions.c
+        for dev, ts, rid in self._select_in(
+            [c.device_id, c.ts, c.request_id], c.device_id, device_ids
+        ):
+            if dev not in latest or (ts, rid) > latest[dev]:
+                latest[dev] = (ts, rid)
         return {dev: rid for dev, (_, rid) in latest.items()}
 
     def _window(
@@ -414,6 +405,24 @@ class PredictionLog:
         q = sa.select(predictions.c.arm, sa.func.count()).group_by(predictions.c.arm)
         with self.engine.connect() as conn:
             return dict(conn.execute(self._window(q, since, until, arm)).all())
+
+    def report(
+        self,
+        challenger: str,
+        challenger_fraction: float,
+        since: float | None = None,
+        until: float | None = None,
+        arm: str | None = None,
+    ) -> dict[str, Any]:
+        """The A/B report (``ensemble.report``) over predictions in [since, until)."""
+        return build_report(
+            self.labelled(since, until, arm),
+            self.served(since, until, arm),
+            MEMBERS,
+            challenger,
+            challenger_fraction,
+            window={"since": since, "until": until, "arm": arm},
+        )
 
     def accuracy_by_arm(self) -> dict[str, tuple[int, int]]:
         """arm -> (correct, labelled) over every labelled prediction in the log."""

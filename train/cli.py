@@ -58,7 +58,6 @@ def _report(args: argparse.Namespace) -> int:
 
     from ensemble.html_report import render
     from ensemble.predlog import PredictionLog
-    from ensemble.report import build_report
     from ensemble.settings import SettingsError, get_settings
     from ensemble.validation import InvalidInput, parse_time
 
@@ -75,13 +74,8 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     log = PredictionLog(url)
     try:
-        report = build_report(
-            log.labelled(since, until, args.arm),
-            log.served(since, until, args.arm),
-            MEMBERS,
-            settings.challenger,
-            settings.challenger_fraction,
-            window={"since": since, "until": until, "arm": args.arm},
+        report = log.report(
+            settings.challenger, settings.challenger_fraction, since, until, args.arm
         )
     finally:
         log.close()

@@ -50,3 +50,48 @@ def test_metric_names_follow_prometheus_conventions() -> None:
             assert family.name.endswith("_seconds")
         if family.type == "gauge" and "ratio" in family.name:
             assert family.name.endswith("_ratio")
+
+
+def test_served_counts_and_returns_the_tally() -> None:
+    registry = prometheus_client.CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    votes3 = {"random_forest": 0.9, "xgboost": 0.2, "keras": 0.8}
+    results = [
+        {
+            "arm": "ensemble",
+            "prediction": "pass",
+            "cached": False,
+            "missing_members": (),
+            "votes": votes3,
+        },
+        {
+            "arm": "ensemble",
+            "prediction": "fail",
+            "cached": True,
+            "missing_members": ("keras",),
+            "votes": {"random_forest": 0.1, "xgboost": 0.2},
+        },
+        {
+            "arm": "challenger",
+            "prediction": "fail",
+            "cached": False,
+            "missing_members": (),
+            "votes": {"xgboost": 0.2},
+        },
+    ]
+    tally = metrics.served(results)
+    assert tally == {
+        "arms": {"ensemble": 2, "challenger": 1},
+        "fails": 2,
+        "cached": 1,
+        "degraded": 1,
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    assert value("yield_ensemble_predictions_total", arm="ensemble", prediction="fail") == 1
+    assert value("yield_ensemble_cache_hits_total") == 1
+    assert value("yield_ensemble_cache_misses_total") == 2
+    assert value("yield_ensemble_degraded_predictions_total", missing_member="keras") == 1
+    assert value("yield_ensemble_member_disagreements_total") == 1  # only the 3-vote split
