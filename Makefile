@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 3000
+#: A development API key (admin role) made on the first `make serve`; see README "Security".
+KEYS   ?= data/api-keys
 
 .PHONY: install serve test train bench
 
@@ -18,8 +20,14 @@ install: $(STAMP)
 train: install
 	$(BIN)/yield-ensemble train
 
-serve: install
+$(KEYS):
+	mkdir -p $(dir $(KEYS))
+	umask 077 && echo "dev:admin:$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')" > $(KEYS)
+	@echo "made a development API key (admin role) in $(KEYS)"
+
+serve: install $(KEYS)
 	$(BIN)/yield-ensemble train --if-missing
+	YIELD_ENSEMBLE_API_KEYS_FILE=$${YIELD_ENSEMBLE_API_KEYS_FILE:-$(abspath $(KEYS))} \
 	BENTOML_DO_NOT_TRACK=true $(BIN)/bentoml serve service:YieldEnsemble --port $(PORT)
 
 test: install

@@ -24,21 +24,26 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable, logs
+from ensemble.auth import KeyRing, load_keys
 from ensemble.cache import PredictionCache
+from ensemble.edge import REQUEST_ID_HEADER, EdgeConfig, EdgeMiddleware, current
 from ensemble.gc_tuning import tune_gc
 from ensemble.metrics import ServiceMetrics
 from ensemble.router import Router, SplitConfig
 from ensemble.schema import FeatureSchema, common_schema
 from ensemble.settings import MEMBERS, get_settings
 from ensemble.split import CHALLENGER, ENSEMBLE
+from ensemble.spool import LogBackedUp
 from ensemble.validation import (
     parse_batch,
     parse_features,
     parse_identifier,
     parse_outcomes,
-    parse_time,
+    parse_window,
+    shown,
     split_key,
 )
+from models import bentoml_quirks
 from models.base import model_schema, stored_model
 from models.services import KerasMember, RandomForestMember, XGBoostMember
 
@@ -59,8 +64,6 @@ OUTCOMES_DOC = (
 MAX_OUTCOMES = 100_000
 
 
-#: Response header with the request id; BentoML's name, set by us when tracing is off.
-REQUEST_ID_HEADER = "X-BentoML-Request-ID"
 #: Without an exporter BentoML still makes an OpenTelemetry span per request and per
 #: member call; py-spy put it at ~30% of the entry's CPU, and a member call took
 #: 2.3 ms instead of 4.2 without. Off for the hot paths unless tracing is wanted.
@@ -69,10 +72,31 @@ ENTRY_TRACING: dict[str, Any] = (
 )
 
 
-def _request_id() -> str:
-    """The request's id: BentoML's span id when traced, else 16 random hex digits like it."""
+def _new_request_id() -> str:
+    """A request's id: BentoML's span id when traced, else 16 random hex digits like it."""
     span = trace_context.request_id
     return format(span, "016x") if span is not None else secrets.token_hex(8)
+
+
+def _request_id() -> str:
+    """The id the edge gave the request being handled."""
+    state = current()
+    return state.request_id if state is not None else _new_request_id()
+
+
+def _handled(kind: str) -> None:
+    """Tell the edge the handler logged this request's error itself, of ``kind``."""
+    state = current()
+    if state is not None:
+        state.logged, state.kind = True, kind
+
+
+#: The edge's settings, filled in by the entry worker (keys, metrics) when it starts.
+EDGE = EdgeConfig(
+    predict_requires_key=SETTINGS.predict_requires_key,
+    max_body_bytes=int(SETTINGS.max_body_mb * (1 << 20)),
+    new_request_id=_new_request_id,
+)
 
 
 def _member_call(proxy: Any) -> Any:
@@ -90,6 +114,11 @@ def check_members() -> tuple[FeatureSchema, dict[str, str]]:
     # Models trained on different features would vote noise: refuse to start.
     schema = common_schema({m: model_schema(s) for m, s in stored.items()})
     return schema, {m: str(s.tag) for m, s in stored.items()}
+
+
+def check_keys() -> KeyRing:
+    """The configured API keys; raises KeyConfigError naming the bad entry (never a secret)."""
+    return KeyRing(load_keys(SETTINGS.api_keys, SETTINGS.api_keys_file))
 
 
 def check_log() -> None:
@@ -120,13 +149,27 @@ async def ab_report(request: Request) -> JSONResponse:
         extra = set(q) - {"since", "until", "arm"}
         if extra:
             raise InvalidInput(sorted(extra)[0], "unknown query parameter (since, until, arm)")
-        since, until = parse_time(q.get("since"), "since"), parse_time(q.get("until"), "until")
+        since, until = parse_window(q.get("since"), q.get("until"))
         arm = q.get("arm") or None
         if arm not in (None, ENSEMBLE, CHALLENGER):
-            raise InvalidInput("arm", f"must be '{ENSEMBLE}' or '{CHALLENGER}', got {arm!r}")
+            raise InvalidInput("arm", f"must be '{ENSEMBLE}' or '{CHALLENGER}', got {shown(arm)}")
     except InvalidInput as exc:
         return service.bad_input("/ab/report", request_id, exc)
+    started = time.perf_counter()
     report = await asyncio.to_thread(service.report, since, until, arm)
+    state = current()
+    request_log.info(
+        "report",
+        extra={
+            "fields": {
+                "request_id": request_id,
+                "endpoint": "/ab/report",
+                "key_id": state.key_id if state else None,
+                "window": {"since": since, "until": until, "arm": arm},
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+        },
+    )
     return JSONResponse(
         {"request_id": request_id, **report}, headers={REQUEST_ID_HEADER: request_id}
     )
@@ -137,7 +180,12 @@ report_app = Starlette(routes=[Route("/report", ab_report, methods=["GET"])])
 
 @bentoml.asgi_app(report_app, path="/ab")
 @bentoml.service(
-    name="yield_ensemble", workers=SETTINGS.entry_workers, traffic={"timeout": 60}, **ENTRY_TRACING
+    name="yield_ensemble",
+    workers=SETTINGS.entry_workers,
+    traffic={"timeout": 60},
+    # BentoML's own probe of the members waits 5 s for a stopped one; __is_ready__ asks them.
+    runner_probe={"enabled": False, "timeout": 1, "period": 10},
+    **ENTRY_TRACING,
 )
 class YieldEnsemble:
     """POST /predict and /predict_batch: pass/fail for devices from parametric test data."""
@@ -151,12 +199,17 @@ class YieldEnsemble:
         # Runs once in the `bentoml serve` process: a bad store stops the server
         # with the message, instead of a worker restarting in a loop.
         check_members()
+        check_keys()
         check_log()
+        bentoml_quirks.exit_nonzero_on_worker_loss()
 
     def __init__(self) -> None:
         logs.configure(SETTINGS.log_format, SETTINGS.log_level)
+        bentoml_quirks.quiet_client_errors()
         self.schema, self.model_versions = check_members()
         self.metrics = ServiceMetrics()
+        EDGE.keys = check_keys()
+        EDGE.count_error = lambda kind: self.metrics.errors.labels(kind=kind).inc()
         self.metrics.set_models(self.model_versions)
         self._proxies = {m: getattr(self, m) for m in MEMBERS}
         self.predictor = EnsemblePredictor(
@@ -174,46 +227,81 @@ class YieldEnsemble:
         )
         # Imported here, not at the top: `bentoml serve` and every member import this
         # module too, and SQLAlchemy is ~12 MB of RSS in each of them.
-        from ensemble.predlog import PredictionLog, Retention
+        from ensemble.predlog import Durability, PredictionLog, Retention
 
         days = SETTINGS.prediction_log_retention_days
         self.log = PredictionLog(
             SETTINGS.log_url,
             flush_interval_s=SETTINGS.prediction_log_flush_interval_s,
             retention=Retention(days * 86400 if days else None, SETTINGS.prediction_log_max_rows),
-            on_written=self._log_written,
+            durability=Durability(
+                spill_dir=SETTINGS.spill_dir,
+                spill_max_bytes=int(SETTINGS.prediction_log_spill_max_mb * (1 << 20)),
+                max_pending_rows=SETTINGS.prediction_log_max_pending_rows,
+                stall_s=SETTINGS.prediction_log_stall_s,
+            ),
+            on_event=self._log_event,
         )
+        self.metrics.log_spool_rows(*self._spool_rows())
         self.metrics.accuracy(self.log.accuracy_by_arm())
         self._members_verified = False
         tune_gc()
         logger.info("serving %s on features %s", self.model_versions, list(self.schema.names))
         logger.info("prediction log: %s", self.log.engine.url.render_as_string(hide_password=True))
 
-    def _log_written(self, rows: int) -> None:
-        """Called by the log's writer thread after each batch it wrote."""
-        self.metrics.log_written.inc(rows)
+    def _spool_rows(self) -> tuple[int, int]:
+        """Rows in the spill and in the dead letter, counted from the files."""
+        spill, dead = self.log.spill, self.log.dead_letter
+        return (spill.size()[0] if spill else 0), (dead.size()[0] if dead else 0)
+
+    def _log_event(self, kind: str, rows: int) -> None:
+        """Called by the log's writer thread: what it did with how many rows."""
+        self.metrics.log_event(kind, rows)
         self.metrics.log_pending.set(self.log.pending_rows)
+        if kind != "written":
+            self.metrics.log_spool_rows(*self._spool_rows())
 
     @bentoml.on_shutdown
     def _flush_log(self) -> None:
         # Uvicorn has drained in-flight requests by now: everything served is queued.
         pending = self.log.pending_rows
-        ok = self.log.close()
-        logger.info("prediction log flushed %d rows at shutdown (%s)", pending,
-                    "complete" if ok else "INCOMPLETE")  # fmt: skip
+        status = self.log.close()
+        spilled = self._spool_rows()[0]
+        logger.info("prediction log flushed %d rows at shutdown: %d lost, %d waiting in the "
+                    "spill", pending, status.lost, spilled)  # fmt: skip
+        if status.lost:
+            bentoml_quirks.report_loss(status.lost)
+
+    def __is_alive__(self) -> bool:
+        """Alive unless the log writer has held rows without moving any for too long."""
+        stalled = self.log.stalled_for()
+        if stalled >= SETTINGS.prediction_log_stall_s:
+            logger.error("not alive: the prediction log writer has moved no row for %.0f s "
+                         "(%s)", stalled, self.log.status.database_error)  # fmt: skip
+            return False
+        return True
 
     async def __is_ready__(self) -> bool:
-        """Ready once every member answers and serves the model version we report."""
-        problem = self.log.writable()
+        """Ready when every member answers with the reported version and the log takes rows.
+
+        Each check has its own short timeout: a stopped member or a locked database
+        makes this replica unready within a second, never a hanging probe.
+        """
+        try:
+            problem = await asyncio.wait_for(asyncio.to_thread(self.log.accepting), 0.5)
+        except TimeoutError:
+            problem = "the prediction log database did not answer within 0.5 s"
         if problem is not None:
-            logger.error("not ready: %s", problem)
+            logger.warning("not ready: %s", problem)
             return False
         if self._members_verified:
             return True
         try:
-            infos = await asyncio.gather(*(p.to_async.info() for p in self._proxies.values()))
-        except Exception as exc:  # a member still starting up
-            logger.info("not ready: %s", exc)
+            infos = await asyncio.wait_for(
+                asyncio.gather(*(p.to_async.info() for p in self._proxies.values())), 0.5
+            )
+        except Exception as exc:  # a member still starting up, or stopped
+            logger.info("not ready: members: %s", str(exc) or type(exc).__name__)
             return False
         for info in infos:
             expected = self.model_versions[info["member"]]
@@ -265,7 +353,9 @@ class YieldEnsemble:
         items = parse_outcomes(raw, MAX_OUTCOMES)
         # Predictions served a moment ago may still sit in the writer's queue.
         await asyncio.to_thread(self.log.flush, 10.0)
-        statuses = await asyncio.to_thread(self.log.add_outcomes, items)
+        state = current()
+        sent_by = state.key_id if state is not None and state.key_id else "anonymous"
+        statuses = await asyncio.to_thread(self.log.add_outcomes, items, sent_by)
         counts = {s: 0 for s in ("recorded", "replaced", "unchanged", "unknown")}
         for st in statuses:
             counts[st["status"]] += 1
@@ -276,7 +366,14 @@ class YieldEnsemble:
         self.metrics.accuracy(await asyncio.to_thread(self.log.accuracy_by_arm))
         request_log.info(
             "feedback",
-            extra={"fields": {"request_id": request_id, "received": len(items), **counts}},
+            extra={
+                "fields": {
+                    "request_id": request_id,
+                    "key_id": sent_by,
+                    "received": len(items),
+                    **counts,
+                }
+            },
         )
         return {
             "request_id": request_id,
@@ -299,8 +396,9 @@ class YieldEnsemble:
             answer = await work
         except InvalidInput as exc:
             return self.bad_input(endpoint, request_id, exc)
-        except MembersUnavailable as exc:
-            self.metrics.errors.labels(kind="members_unavailable").inc()
+        except (MembersUnavailable, LogBackedUp) as exc:
+            kind = "members_unavailable" if isinstance(exc, MembersUnavailable) else "log_backed_up"
+            _handled(kind)
             logger.error(
                 "members unavailable",
                 extra={
@@ -309,7 +407,7 @@ class YieldEnsemble:
             )
             return _error(exc.status_code, str(exc), request_id)
         except Exception:
-            self.metrics.errors.labels(kind="internal").inc()
+            _handled("internal")
             logger.exception(
                 "internal error", extra={"fields": {"request_id": request_id, "endpoint": endpoint}}
             )
@@ -317,7 +415,7 @@ class YieldEnsemble:
         # Encoded here: BentoML's pydantic dump of a 10,000-device answer took 44% of
         # the entry's CPU (py-spy --gil); json.dumps of the same dict takes ~30 ms.
         response = Response(
-            json.dumps(answer).encode(),
+            json.dumps(answer, allow_nan=False).encode(),
             media_type="application/json",
             headers={REQUEST_ID_HEADER: request_id},
         )
@@ -327,7 +425,7 @@ class YieldEnsemble:
         return response
 
     def bad_input(self, endpoint: str, request_id: str, exc: InvalidInput) -> JSONResponse:
-        self.metrics.errors.labels(kind="bad_input").inc()
+        _handled("bad_input")
         request_log.warning(
             "bad input",
             extra={
@@ -370,6 +468,7 @@ class YieldEnsemble:
         self, request_id: str, features: Any, raw_ids: dict[str, Any]
     ) -> dict[str, Any]:
         started = time.perf_counter()
+        self.log.check_room()
         row = np.asarray([parse_features(features, self.schema)], dtype=np.float32)
         ids = {f: parse_identifier(v, f) for f, v in raw_ids.items()}
         (result,) = await self.router.predict(row, [split_key(ids)])
@@ -406,6 +505,7 @@ class YieldEnsemble:
 
     async def _predict_many(self, request_id: str, devices: Any) -> dict[str, Any]:
         started = time.perf_counter()
+        self.log.check_room()
         rows, ids = parse_batch(devices, self.schema, SETTINGS.max_batch_devices)
         results = await self.router.predict(rows, [split_key(i) for i in ids])
         request_ids = [f"{request_id}.{i}" for i in range(len(results))]
@@ -433,3 +533,6 @@ class YieldEnsemble:
             "model_versions": self.model_versions,
             "degraded": tally["degraded"] > 0,
         }
+
+
+YieldEnsemble.add_asgi_middleware(EdgeMiddleware, config=EDGE)  # type: ignore[attr-defined]

@@ -55,7 +55,8 @@ class ServiceMetrics:
         )
         self.errors = pc.Counter(
             p + "errors",
-            "Failed requests by kind: bad_input, members_unavailable, internal.",
+            "Failed requests by kind: bad_input, unauthenticated, forbidden, too_large, "
+            "unsupported_media_type, not_found, members_unavailable, log_backed_up, internal.",
             ["kind"],
             **kw,
         )
@@ -75,7 +76,8 @@ class ServiceMetrics:
         )
         self.member_failures = pc.Counter(
             p + "member_failures",
-            "Member calls that failed, by reason: timeout or error.",
+            "Member calls that failed, by reason: timeout or error; non_finite counts rows "
+            "a member answered with no probability (NaN, infinity).",
             ["member", "reason"],
             **kw,
         )
@@ -137,15 +139,44 @@ class ServiceMetrics:
         self.log_written = pc.Counter(
             p + "prediction_log_rows_written", "Predictions written to the prediction log.", **kw
         )
+        self.log_rows = pc.Counter(
+            p + "prediction_log_rows",
+            "What the log writer did with rows besides writing them: spilled (database down), "
+            "replayed (from the spill), dead_letter (refused by the database), lost.",
+            ["outcome"],
+            **kw,
+        )
+        self.log_spool = pc.Gauge(
+            p + "prediction_log_spool_rows",
+            "Rows on disk: waiting in the spill, or refused in the dead letter.",
+            ["place"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
 
     def set_models(self, versions: Mapping[str, str]) -> None:
         for member, version in versions.items():
             self.model_info.labels(member=member, version=version).set(1)
 
-    def member_call(self, member: str, seconds: float, failure: str | None) -> None:
-        self.member_duration.labels(member=member).observe(seconds)
+    def log_event(self, kind: str, rows: int) -> None:
+        """See ``ensemble.predlog.LogEvent``."""
+        if kind == "written":
+            self.log_written.inc(rows)
+        else:
+            self.log_rows.labels(outcome=kind).inc(rows)
+
+    def log_spool_rows(self, spill: int, dead_letter: int) -> None:
+        self.log_spool.labels(place="spill").set(spill)
+        self.log_spool.labels(place="dead_letter").set(dead_letter)
+
+    def member_call(
+        self, member: str, seconds: float | None, failure: str | None, rows: int = 1
+    ) -> None:
+        """See ``ensemble.predictor.CallObserver``."""
+        if seconds is not None:
+            self.member_duration.labels(member=member).observe(seconds)
         if failure is not None:
-            self.member_failures.labels(member=member, reason=failure).inc()
+            self.member_failures.labels(member=member, reason=failure).inc(rows)
 
     def served(self, results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         """Count a request's results; returns the tally (arms, fails, cached, degraded).

@@ -15,8 +15,9 @@ from ensemble.vote import majority_vote
 
 logger = logging.getLogger(__name__)
 
-#: Told of every member call: (member, seconds, None or "timeout" or "error").
-CallObserver = Callable[[str, float, "str | None"], None]
+#: Told of every member call: (member, seconds, None or "timeout" or "error", 1), and of
+#: rows a member answered with no probability: (member, None, "non_finite", rows).
+CallObserver = Callable[[str, "float | None", "str | None", int], None]
 
 #: Fewer answering members than this is an error, not a degraded answer.
 MIN_MEMBERS = 2
@@ -27,10 +28,10 @@ class MembersUnavailable(RuntimeError):
 
     status_code = 503
 
-    def __init__(self, answered: int, failures: Mapping[str, str]) -> None:
+    def __init__(self, answered: int, failures: Mapping[str, str], rows: str = "") -> None:
         detail = "; ".join(f"{name}: {why}" for name, why in failures.items())
         super().__init__(
-            f"{answered} of {answered + len(failures)} member models answered and the "
+            f"{answered} of {answered + len(failures)} member models answered{rows} and the "
             f"ensemble needs at least {MIN_MEMBERS} ({detail})"
         )
         self.failures = dict(failures)
@@ -38,16 +39,35 @@ class MembersUnavailable(RuntimeError):
 
 @dataclass
 class EnsembleResult:
-    """Votes for n rows. ``p_pass`` holds only the members that answered."""
+    """Votes for n rows.
+
+    ``p_pass`` holds only the members that answered the call, with NaN for a row
+    whose answer was not a probability (that member failed for that row only).
+    """
 
     passed: np.ndarray  # (n,) bool
     probability: np.ndarray  # (n,) float, mean member P(pass)
-    p_pass: dict[str, np.ndarray]  # member -> (n,) P(pass)
-    missing: dict[str, str] = field(default_factory=dict)  # member -> why
+    p_pass: dict[str, np.ndarray]  # member -> (n,) P(pass), NaN where it failed
+    missing: dict[str, str] = field(default_factory=dict)  # member -> why, for every row
 
-    @property
-    def degraded(self) -> bool:
-        return bool(self.missing)
+    def missing_at(self) -> list[tuple[str, ...]]:
+        """Per row, the members without a vote there, sorted."""
+        whole = tuple(sorted(self.missing))
+        failed = {m: np.isnan(p) for m, p in self.p_pass.items()}
+        failed = {m: f for m, f in failed.items() if f.any()}
+        if not failed:
+            return [whole] * len(self.passed)
+        return [
+            tuple(sorted((*whole, *(m for m, f in failed.items() if f[i]))))
+            for i in range(len(self.passed))
+        ]
+
+
+def finite_probabilities(p: np.ndarray) -> np.ndarray:
+    """``p`` as float64 with NaN wherever it is not a probability in [0, 1]."""
+    p = np.asarray(p, dtype=np.float64).reshape(-1)
+    with np.errstate(invalid="ignore"):
+        return np.where((p >= 0.0) & (p <= 1.0), p, np.nan)  # NaN compares false
 
 
 class EnsemblePredictor:
@@ -69,11 +89,20 @@ class EnsemblePredictor:
         }
 
     async def ask(self, name: str, rows: np.ndarray) -> tuple[np.ndarray | None, str]:
-        """One member's P(pass), or (None, why) when it failed or timed out; never raises."""
+        """One member's P(pass), or (None, why) when it failed or timed out; never raises.
+
+        A row whose answer is not a finite probability is NaN: the member failed there.
+        """
         started = time.perf_counter()
         try:
             p = await asyncio.wait_for(self.coalescers[name].submit(rows), self.timeout_s)
             self._observe(name, started, None)
+            p = finite_probabilities(p)
+            bad = int(np.isnan(p).sum())
+            if bad:
+                self._observe(name, None, "non_finite", bad)
+                logger.warning("member %s gave no probability for %d of %d rows", name, bad,
+                               len(p))  # fmt: skip
             return p, ""
         except TimeoutError:
             why, kind = f"timed out after {self.timeout_s:g} s", "timeout"
@@ -83,9 +112,12 @@ class EnsemblePredictor:
         logger.warning("member %s failed: %s", name, why)
         return None, why
 
-    def _observe(self, name: str, started: float, failure: str | None) -> None:
+    def _observe(
+        self, name: str, started: float | None, failure: str | None, rows: int = 1
+    ) -> None:
         if self.observer is not None:
-            self.observer(name, time.perf_counter() - started, failure)
+            seconds = None if started is None else time.perf_counter() - started
+            self.observer(name, seconds, failure, rows)
 
     async def predict(self, rows: np.ndarray) -> EnsembleResult:
         """Vote on ``rows`` (n, k) float32; raises MembersUnavailable below two members."""
@@ -95,6 +127,11 @@ class EnsemblePredictor:
         missing = {n: why for n, (p, why) in zip(names, answers, strict=True) if p is None}
         if len(p_pass) < MIN_MEMBERS:
             raise MembersUnavailable(len(p_pass), missing)
+        voting = np.sum([~np.isnan(p) for p in p_pass.values()], axis=0)
+        short = np.flatnonzero(voting < MIN_MEMBERS)
+        if len(short):
+            rows_text = f" with a probability for rows {short[:10].tolist()}"
+            raise MembersUnavailable(int(voting.min()), missing, rows_text)
         passed, probability = majority_vote(p_pass)
         return EnsembleResult(
             passed=passed,

@@ -89,7 +89,8 @@ class Router:
             member = self.split.challenger
             p, _ = await self.predictor.ask(member, rows)
             if p is not None:
-                return [
+                answered = ~np.isnan(p)
+                out: list[dict[str, Any]] = [
                     {
                         "prediction": "pass" if v >= PASS_THRESHOLD else "fail",
                         "probability": v,
@@ -100,6 +101,13 @@ class Router:
                     }
                     for v in p.tolist()
                 ]
+                if answered.all():
+                    return out
+                # Rows the challenger gave no probability for go to the ensemble, as below.
+                lost = np.flatnonzero(~answered)
+                for i, r in zip(lost, await self._ask(ENSEMBLE, rows[lost]), strict=True):
+                    out[i] = r
+                return out
             # The challenger is down: answer with the ensemble rather than not at
             # all; the response says so (arm "ensemble", degraded, member missing).
         return _ensemble_rows(await self.predictor.predict(rows))
@@ -111,15 +119,15 @@ def _ensemble_rows(result: EnsembleResult) -> list[dict[str, Any]]:
     votes = {m: p.tolist() for m, p in result.p_pass.items()}
     # A tuple of str and a dict of floats: the cached result dicts stay out of the
     # garbage collector's reach (gen2 passes over 100,000 cached dicts cost ~60 ms).
-    missing = tuple(sorted(result.missing))
+    missing = result.missing_at()
     return [
         {
             "prediction": "pass" if passed[i] else "fail",
             "probability": probability[i],
-            "votes": {m: v[i] for m, v in votes.items()},
+            "votes": {m: v[i] for m, v in votes.items() if v[i] == v[i]},  # NaN: no vote
             "arm": ENSEMBLE,
-            "degraded": result.degraded,
-            "missing_members": missing,
+            "degraded": bool(missing[i]),
+            "missing_members": missing[i],
         }
         for i in range(len(passed))
     ]

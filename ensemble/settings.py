@@ -111,6 +111,37 @@ class Settings(BaseSettings):
     prediction_log_max_rows: int | None = Field(
         None, ge=1, description="Keep at most this many logged predictions (default no limit)."
     )
+    prediction_log_spill_dir: Path | None = Field(
+        None,
+        description="Where rows wait on disk while the database is down, and refused rows "
+        "(dead-letter/) are kept (default: data_dir/spill).",
+    )
+    prediction_log_spill_max_mb: float = Field(
+        1024, gt=0, description="Most disk the spill may use (~360 B per row)."
+    )
+    prediction_log_max_pending_rows: int = Field(
+        100_000,
+        ge=1,
+        description="Most rows held in memory when neither the database nor the spill takes "
+        "them; beyond it predictions answer 503 (~0.5 kB per row).",
+    )
+    prediction_log_stall_s: float = Field(
+        60, gt=0, description="A log writer that moves no row this long fails /livez."
+    )
+    api_keys: str | None = Field(
+        None,
+        description="API keys, comma-separated id:role+role:secret (roles predict, feedback, "
+        "report, admin).",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="A file of API keys, one id:role+role:secret per line (# comments)."
+    )
+    predict_requires_key: bool = Field(
+        False, description="Require a key with the predict role on /predict and /predict_batch."
+    )
+    max_body_mb: float = Field(
+        32, gt=0, description="Largest request body; a larger one is answered 413 unread."
+    )
     tracing: bool = Field(
         False,
         description="OpenTelemetry spans for /predict, /predict_batch, /feedback and member "
@@ -126,6 +157,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Fault injection, JSON: {"keras": {"delay_ms": 300, "fail": true}}.',
     )
+
+    @property
+    def spill_dir(self) -> Path:
+        """Where the prediction log spills: ``prediction_log_spill_dir``, else data_dir/spill."""
+        return (self.prediction_log_spill_dir or self.data_dir / "spill").resolve()
 
     @property
     def log_url(self) -> str:

@@ -11,6 +11,13 @@ import numpy as np
 
 from ensemble.schema import FeatureSchema
 
+#: The models compute in float32: a larger magnitude becomes infinity there.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Longest echo of a client's value in an error message or log line.
+ECHO_CHARS = 64
+#: Earliest and latest report window bounds accepted (unix seconds): 1970 to the year 9999.
+TIME_RANGE = (0.0, 253_402_300_799.0)
+
 
 class InvalidInput(ValueError):
     """A request field is wrong. ``field`` is a dotted path into the request body."""
@@ -18,21 +25,38 @@ class InvalidInput(ValueError):
     status_code = 422
 
     def __init__(self, field: str, message: str) -> None:
+        field = shown(field, ECHO_CHARS * 2, quote=False)
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
 
-    def to_json(self) -> dict[str, str]:
-        return {"error": str(self), "field": self.field}
+
+def shown(value: Any, limit: int = ECHO_CHARS, *, quote: bool = True) -> str:
+    """``repr(value)`` (or ``str`` without ``quote``) cut to ``limit`` characters for echoing."""
+    if isinstance(value, str) and len(value) > 4 * limit:
+        value = value[: 4 * limit]  # never repr a 10 MB string just to cut it
+    elif isinstance(value, (list, dict)) and len(value) > limit:
+        return f"a {type(value).__name__} of {len(value)} items"
+    text = repr(value) if quote else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... (cut)"
 
 
 def _number(value: Any, field: str) -> float:
     # bool is an int subclass; a yield dashboard sending true/false for Vdd is a bug.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInput(field, f"must be a number, got {value!r}")
-    number = float(value)
+        raise InvalidInput(field, f"must be a number, got {shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range
+        number = math.inf
     if not math.isfinite(number):
-        raise InvalidInput(field, f"must be finite, got {value!r}")
+        raise InvalidInput(field, f"must be finite, got {shown(value)}")
+    if abs(number) > FLOAT32_MAX:
+        raise InvalidInput(
+            field, f"must be within +-{FLOAT32_MAX:.6g} (the models' float32), got {shown(value)}"
+        )
     return number
 
 
@@ -77,8 +101,12 @@ def _fast_rows(rows: list[Any], width: int) -> np.ndarray | None:
         for v in row:
             if type(v) is not float and type(v) is not int:
                 return None
-    arr = np.asarray(rows, dtype=np.float64)
-    if not np.isfinite(arr).all():
+    try:
+        arr = np.asarray(rows, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range: the slow path names it
+        return None
+    # Also false for NaN and infinity; anything beyond float32 would become infinity.
+    if not (np.abs(arr) <= FLOAT32_MAX).all():
         return None
     return arr.astype(np.float32)
 
@@ -97,7 +125,7 @@ def parse_identifier(raw: Any, field: str) -> str | None:
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        raise InvalidInput(field, f"must be a string, got {raw!r}")
+        raise InvalidInput(field, f"must be a string, got {shown(raw)}")
     text = str(raw)
     if not text or len(text) > 256:
         raise InvalidInput(field, "must be 1 to 256 characters long")
@@ -166,7 +194,7 @@ def parse_outcomes(raw: Any, max_items: int) -> list[tuple[str, str, str]]:
         ident = parse_identifier(item[keys[0]], f"{field}.{keys[0]}")
         actual = item.get("actual")
         if actual not in OUTCOME_VALUES:
-            raise InvalidInput(f"{field}.actual", f"must be 'pass' or 'fail', got {actual!r}")
+            raise InvalidInput(f"{field}.actual", f"must be 'pass' or 'fail', got {shown(actual)}")
         parsed.append((keys[0], str(ident), str(actual)))
     return parsed
 
@@ -175,16 +203,28 @@ def parse_time(raw: str | None, field: str) -> float | None:
     """A report window bound: unix seconds or ISO 8601 (UTC unless it says otherwise)."""
     if raw is None or raw == "":
         return None
+    hint = f"must be unix seconds or ISO 8601 like 2026-11-26T08:00:00Z, got {shown(raw)}"
+    if len(raw) > ECHO_CHARS:
+        raise InvalidInput(field, hint)
     try:
-        return float(raw)
+        moment = float(raw)
     except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise InvalidInput(
-            field, f"must be unix seconds or ISO 8601 like 2026-11-26T08:00:00Z, got {raw!r}"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise InvalidInput(field, hint) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        moment = parsed.timestamp()
+    low, high = TIME_RANGE
+    if not low <= moment <= high:  # also false for nan; inf and 1e309 are out of range
+        raise InvalidInput(field, f"must be a time from 1970 to the year 9999, got {shown(raw)}")
+    return moment
+
+
+def parse_window(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    """A report window ``[since, until)`` from its two optional bounds; until must be later."""
+    start, end = parse_time(since, "since"), parse_time(until, "until")
+    if start is not None and end is not None and end <= start:
+        raise InvalidInput("until", "must be later than since")
+    return start, end

@@ -85,6 +85,36 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log(args: argparse.Namespace) -> int:
+    """Spill and dead letter of the prediction log: what waits, what was refused, replay."""
+    from ensemble.predlog import Durability, PredictionLog
+    from ensemble.settings import SettingsError, get_settings
+
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    log = PredictionLog(
+        args.database_url or settings.log_url, durability=Durability(spill_dir=settings.spill_dir)
+    )
+    try:
+        if args.action == "replay":
+            written, refused = log.replay_dead_letter()
+            print(f"dead letter: {written} rows written, {refused} still refused")
+        assert log.spill is not None and log.dead_letter is not None
+        spill_rows, spill_bytes = log.spill.size()
+        print(f"spill {log.spill.directory}: {spill_rows} rows ({spill_bytes} bytes) waiting")
+        print(f"dead letter {log.dead_letter.directory}: {log.dead_letter.size()[0]} rows")
+        if args.action == "status":
+            for path in sorted(log.dead_letter.directory.glob("*.jsonl"))[: args.show]:
+                for line in path.read_text(encoding="utf-8").splitlines()[: args.show]:
+                    print("  ", line[:300])
+    finally:
+        log.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="yield-ensemble", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--until", help="window end: unix seconds or ISO 8601")
     report.add_argument("--arm", choices=["ensemble", "challenger"], help="one arm only")
     report.set_defaults(func=_report)
+    log = sub.add_parser(
+        "log", help="prediction log's spill and dead letter: status, or replay refused rows"
+    )
+    log.add_argument("action", choices=["status", "replay"])
+    log.add_argument("--database-url", help="prediction log (default: the service's setting)")
+    log.add_argument("--show", type=int, default=5, help="dead-letter rows to print (status)")
+    log.set_defaults(func=_log)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -20,6 +20,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / "tests" / "testdata"
 READY_TIMEOUT_S = 120
+#: Keys every test server is started with (YIELD_ENSEMBLE_API_KEYS); tests send them.
+FEEDBACK_SECRET = "test-feedback-secret-0001"
+REPORT_SECRET = "test-report-secret-00002"
+ADMIN_SECRET = "test-admin-secret-000003"
+API_KEYS = (
+    f"line-tester:feedback:{FEEDBACK_SECRET},dashboard:report:{REPORT_SECRET},"
+    f"ops:admin:{ADMIN_SECRET}"
+)
+#: Headers of a key that may send outcomes and read reports.
+AUTH = {"Authorization": f"Bearer {ADMIN_SECRET}"}
 
 
 def _free_port() -> int:
@@ -109,6 +119,7 @@ def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def running(home: Path, tmp: Path, **settings: str) -> Iterator[Server]:
     tag = _free_port()
     settings.setdefault("data_dir", str(tmp / f"data-{tag}"))
+    settings.setdefault("api_keys", API_KEYS)
     server = start_server(home, tmp / f"serve-{tag}.log", **settings)
     try:
         yield server

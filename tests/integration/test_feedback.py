@@ -12,7 +12,7 @@ import pytest
 
 from train.synthetic import feature_rows
 
-from .conftest import ROOT, base_env, running
+from .conftest import AUTH, ROOT, base_env, running
 
 pytestmark = pytest.mark.integration
 
@@ -58,18 +58,20 @@ def test_feedback_joins_and_report_gives_the_known_accuracies(
             {"request_id": "no-such-id", "actual": "pass"},
             {"device_id": "D-unknown", "actual": "fail"},
         ]
-        fb = httpx.post(f"{srv.url}/feedback", json={"outcomes": outcomes}, timeout=60).json()
+        fb = httpx.post(
+            f"{srv.url}/feedback", headers=AUTH, json={"outcomes": outcomes}, timeout=60
+        ).json()
         assert fb["received"] == N_DEVICES + 2
         assert fb["counts"] == {"recorded": N_DEVICES, "replaced": 0, "unchanged": 0, "unknown": 2}
         assert [u["index"] for u in fb["unknown"]] == [N_DEVICES, N_DEVICES + 1]
         assert fb["unknown"][1]["device_id"] == "D-unknown"
 
         again = httpx.post(
-            f"{srv.url}/feedback", json={"outcomes": outcomes[:10]}, timeout=60
+            f"{srv.url}/feedback", headers=AUTH, json={"outcomes": outcomes[:10]}, timeout=60
         ).json()
         assert again["counts"]["unchanged"] == 10  # idempotent
 
-        report = httpx.get(f"{srv.url}/ab/report", timeout=60).json()
+        report = httpx.get(f"{srv.url}/ab/report", headers=AUTH, timeout=60).json()
         for arm, wrong_per_10 in (("ensemble", 1), ("challenger", 3)):
             n = len(by_arm[arm])
             right = sum(1 for i in range(n) if i % 10 >= wrong_per_10)
@@ -89,21 +91,25 @@ def test_feedback_joins_and_report_gives_the_known_accuracies(
             s = report["shadow"][member]
             assert (s["paired"], s["member_accuracy"]["k"]) == (len(by_arm["ensemble"]), right)
 
-        only = httpx.get(f"{srv.url}/ab/report", params={"arm": "challenger"}).json()
+        only = httpx.get(f"{srv.url}/ab/report", headers=AUTH, params={"arm": "challenger"}).json()
         assert only["arms"]["ensemble"]["labelled"] == 0
-        later = httpx.get(f"{srv.url}/ab/report", params={"since": "2999-01-01T00:00:00Z"}).json()
+        later = httpx.get(
+            f"{srv.url}/ab/report", headers=AUTH, params={"since": "2999-01-01T00:00:00Z"}
+        ).json()
         assert later["labelled"] == 0
 
         # A changed outcome replaces the old one and moves the accuracy by one device.
         first = by_arm["ensemble"][0]
         changed = {"request_id": first["request_id"], "actual": _flip(truth[first["request_id"]])}
         assert (
-            httpx.post(f"{srv.url}/feedback", json={"outcomes": [changed]}).json()["counts"][
-                "replaced"
-            ]
+            httpx.post(f"{srv.url}/feedback", headers=AUTH, json={"outcomes": [changed]}).json()[
+                "counts"
+            ]["replaced"]
             == 1
         )
-        after = httpx.get(f"{srv.url}/ab/report").json()["arms"]["ensemble"]["accuracy"]["k"]
+        after = httpx.get(f"{srv.url}/ab/report", headers=AUTH).json()["arms"]["ensemble"][
+            "accuracy"
+        ]["k"]
         assert after == report["arms"]["ensemble"]["accuracy"]["k"] + 1
 
     # The HTML report from the same log, after the server is gone.
@@ -145,7 +151,7 @@ def test_report_without_a_log_exits_2(tmp_path: Path) -> None:
     ],
 )
 def test_bad_feedback_is_422_naming_the_field(server, body, field) -> None:  # type: ignore[no-untyped-def]
-    r = httpx.post(f"{server.url}/feedback", json=body)
+    r = httpx.post(f"{server.url}/feedback", headers=AUTH, json=body)
     assert r.status_code == 422, r.text
     assert r.json()["field"] == field
 
@@ -155,7 +161,7 @@ def test_bad_feedback_is_422_naming_the_field(server, body, field) -> None:  # t
     [({"arm": "both"}, "arm"), ({"since": "yesterday"}, "since"), ({"window": "1h"}, "window")],
 )
 def test_bad_report_query_is_422(server, params, field) -> None:  # type: ignore[no-untyped-def]
-    r = httpx.get(f"{server.url}/ab/report", params=params)
+    r = httpx.get(f"{server.url}/ab/report", headers=AUTH, params=params)
     assert r.status_code == 422, r.text
     assert r.json()["field"] == field
 
@@ -191,10 +197,11 @@ def test_the_service_logs_to_postgresql(model_home: Path, tmp_path: Path) -> Non
         ).json()
         fb = httpx.post(
             f"{srv.url}/feedback",
+            headers=AUTH,
             json={"outcomes": [{"device_id": "PG-1", "actual": body["prediction"]}]},
         ).json()
         assert fb["counts"]["recorded"] == 1
-        report = httpx.get(f"{srv.url}/ab/report").json()
+        report = httpx.get(f"{srv.url}/ab/report", headers=AUTH).json()
         assert report["arms"]["ensemble"]["accuracy"]["k"] == 1
     with engine.connect() as conn:
         assert (

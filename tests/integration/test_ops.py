@@ -14,7 +14,7 @@ import pytest
 
 from train.synthetic import feature_rows
 
-from .conftest import metric, running, scrape
+from .conftest import AUTH, metric, running, scrape
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +43,7 @@ def test_metrics_after_a_known_sequence_with_two_entry_workers(
         ).json()["results"]
         fb = http.post(
             "/feedback",
+            headers=AUTH,
             json={
                 "outcomes": [
                     {"device_id": "M0", "actual": singles[0]["prediction"]},

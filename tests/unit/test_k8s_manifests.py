@@ -40,3 +40,33 @@ def test_deployment_matches_the_service() -> None:
     grace = Settings.model_fields["member_shutdown_grace_s"].default
     assert pod["terminationGracePeriodSeconds"] > grace + 10
     assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_api_keys_reach_the_pod_and_the_example_parses() -> None:
+    from ensemble.auth import parse_keys
+
+    pod = yaml.safe_load((K8S / "deployment.yaml").read_text())["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    key_file = Path(env["YIELD_ENSEMBLE_API_KEYS_FILE"])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (name,) = [n for n, path in mounts.items() if Path(path) == key_file.parent]
+    secret_name = volumes[name]["secret"]["secretName"]
+    secrets = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all((K8S / "secret.example.yaml").read_text())
+    }
+    lines = secrets[secret_name]["stringData"][key_file.name].splitlines()
+    assert {k.id for k in parse_keys(lines, "example")} == {"final-test-line-3", "yield-dashboard"}
+
+
+def test_the_network_policy_selects_the_pods_and_their_port() -> None:
+    deployment = yaml.safe_load((K8S / "deployment.yaml").read_text())
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    (port,) = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    policy = yaml.safe_load((K8S / "networkpolicy.yaml").read_text())
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert {"Ingress", "Egress"} == set(policy["spec"]["policyTypes"])
+    for rule in policy["spec"]["ingress"]:
+        assert [p["port"] for p in rule["ports"]] == [port["containerPort"]]

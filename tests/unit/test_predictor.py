@@ -35,7 +35,7 @@ def test_members_are_called_in_parallel() -> None:
     result = asyncio.run(predictor.predict(ROWS))
     assert time.perf_counter() - start < 0.45  # three 0.2 s members, not 0.6 s
     assert result.passed.tolist() == [True] * 3
-    assert not result.degraded
+    assert result.missing_at() == [()] * 3
 
 
 def test_one_failed_member_degrades() -> None:
@@ -43,7 +43,7 @@ def test_one_failed_member_degrades() -> None:
         {"a": member(0.9), "b": member(0.2), "c": member(0.9, fail=True)}, timeout_s=1
     )
     result = asyncio.run(predictor.predict(ROWS))
-    assert result.degraded and set(result.missing) == {"c"}
+    assert set(result.missing) == {"c"} and result.missing_at() == [("c",)] * 3
     assert "ConnectionError" in result.missing["c"]
     # 1-1 tie between a and b goes to the mean probability 0.55
     assert result.passed.tolist() == [True] * 3
@@ -58,6 +58,34 @@ def test_slow_member_times_out_and_degrades() -> None:
     result = asyncio.run(predictor.predict(ROWS))
     assert time.perf_counter() - start < 1
     assert "timed out" in result.missing["c"]
+
+
+def test_a_non_finite_answer_fails_that_member_for_that_row_only() -> None:
+    async def keras_overflow(rows: np.ndarray) -> np.ndarray:
+        return np.asarray([0.9, np.nan, np.inf, 1.5], dtype=np.float32)[: len(rows)]
+
+    seen: list[tuple[str, float | None, str | None, int]] = []
+    predictor = EnsemblePredictor(
+        {"a": member(0.9), "b": member(0.2), "keras": keras_overflow},
+        timeout_s=1,
+        observer=lambda *args: seen.append(args),
+    )
+    result = asyncio.run(predictor.predict(np.zeros((4, 6), dtype=np.float32)))
+    assert result.missing == {}
+    assert result.missing_at() == [(), ("keras",), ("keras",), ("keras",)]
+    # Row 0 is a 2-1 pass; rows 1-3 a 1-1 tie between a and b, to the mean 0.55.
+    assert result.passed.tolist() == [True] * 4
+    assert result.probability == pytest.approx([2.0 / 3, 0.55, 0.55, 0.55])
+    assert ("keras", None, "non_finite", 3) in seen
+
+
+def test_a_row_left_with_one_probability_is_unavailable() -> None:
+    async def nan(rows: np.ndarray) -> np.ndarray:
+        return np.full(len(rows), np.nan, dtype=np.float32)
+
+    predictor = EnsemblePredictor({"a": member(0.9), "b": nan, "c": nan}, timeout_s=1)
+    with pytest.raises(MembersUnavailable, match="rows \\[0, 1, 2\\]"):
+        asyncio.run(predictor.predict(ROWS))
 
 
 def test_two_missing_members_is_unavailable() -> None:

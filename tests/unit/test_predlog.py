@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from ensemble.predlog import PredictionLog, Retention, Served, metadata
+from ensemble.predlog import Durability, PredictionLog, Retention, Served, metadata
+from ensemble.spool import LogBackedUp
 
 VERSIONS = {"random_forest": "rf:1", "xgboost": "xgb:1", "keras": "nn:1"}
 
@@ -57,7 +58,9 @@ def log(request: pytest.FixtureRequest, tmp_path: Path):
         engine.dispose()
     else:
         pytest.skip("YE_TEST_POSTGRES_URL is not set (.ci/run sets it)")
-    log = PredictionLog(url, flush_interval_s=0.05)
+    log = PredictionLog(
+        url, flush_interval_s=0.05, durability=Durability(spill_dir=tmp_path / "spill")
+    )
     yield log
     log.close()
 
@@ -96,7 +99,7 @@ def test_records_every_field_in_the_background(log: PredictionLog) -> None:
     assert np.array_equal(
         np.asarray(json.loads(b.features), dtype=np.float32), np.float32([2.1, 3.1])
     )
-    assert log.pending_rows == 0 and log.stats.written == 2
+    assert log.pending_rows == 0 and log.status.written == 2
 
 
 def test_sqlite_uses_wal(log: PredictionLog) -> None:
@@ -117,7 +120,7 @@ def test_close_writes_everything_accepted(tmp_path: Path) -> None:
     log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}", flush_interval_s=30)
     for i in range(200):
         log.record(_served([f"r{i}"], [f"D{i}"]))
-    assert log.close(timeout=10)
+    assert log.close(timeout=10).lost == 0
     reopened = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
     assert len(_rows(reopened)) == 200
     with pytest.raises(RuntimeError, match="closed"):
@@ -185,28 +188,120 @@ def test_retention_by_age_and_rows(tmp_path: Path) -> None:
     log.flush(5)
     log.add_outcomes([("request_id", "r0", "pass")])
     log.prune()  # the writer prunes on its own hourly; this applies the setting now
-    assert log.stats.pruned == 2  # r0 by age, r1 by the row limit
+    # r0 by age, r1 by the row limit
     assert [r.request_id for r in _rows(log)] == ["r2", "r3"]
     with log.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM outcomes")).scalar() == 0
     log.close()
 
 
-def test_an_unwritable_database_is_reported_and_retried(tmp_path: Path) -> None:
+def test_an_unwritable_database_without_a_spill_holds_rows_and_retries(tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    log = PredictionLog(f"sqlite:///{db}", flush_interval_s=0.05, retry_backoff_s=0.05)
-    assert log.writable() is None
+    log = PredictionLog(
+        f"sqlite:///{db}",
+        flush_interval_s=0.05,
+        retry_backoff_s=0.05,
+        durability=Durability(spill_dir=None, max_pending_rows=2, stall_s=0.2),
+    )
+    assert log.writable() is None and log.accepting() is None
     with log.engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE predictions"))
     log.record(_served(["a"], [None]))
     deadline = time.monotonic() + 5
-    while log.stats.write_errors == 0 and time.monotonic() < deadline:
+    while log.status.database_error is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert "predictions" in (log.writable() or "")
+    assert "predictions" in (log.accepting() or "")
     assert log.pending_rows == 1  # kept for the retry, not dropped
+    log.check_room()
+    log.record(_served(["b"], [None]))
+    with pytest.raises(LogBackedUp, match="2 unwritten predictions"):
+        log.check_room()
+    time.sleep(0.3)
+    assert log.stalled_for() > 0.2  # what fails /livez
     with log.engine.begin() as conn:
         metadata.create_all(conn)
     assert log.flush(5)
-    assert log.writable() is None
-    assert [r.request_id for r in _rows(log)] == ["a"]
+    assert log.writable() is None and log.stalled_for() == 0
+    assert [r.request_id for r in _rows(log)] == ["a", "b"]
+    assert log.status.dead_lettered == 0
     log.close()
+
+
+def test_a_row_the_database_refuses_goes_to_the_dead_letter_alone(
+    log: PredictionLog, tmp_path: Path
+) -> None:
+    good = _served([f"g{i}" for i in range(6)], [f"D{i}" for i in range(6)])
+    bad = _served(["nan", "null"], ["D8", "D9"])
+    bad.results = [{**bad.results[0], "probability": float("nan")}, {**bad.results[1], "arm": None}]
+    log.record(good)
+    log.record(bad)
+    log.record(_served(["after"], ["D10"]))
+    assert log.flush(5)
+    assert sorted(r.request_id for r in _rows(log)) == sorted([*good.request_ids, "after"])
+    assert log.status.dead_lettered == 2 and log.status.lost == 0
+    assert log.dead_letter is not None
+    entries = [
+        json.loads(line)
+        for f in sorted(log.dead_letter.directory.glob("*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
+    assert {e["record"][0] for e in entries} == {"nan", "null"}
+    assert "strict JSON" in next(e["error"] for e in entries if e["record"][0] == "nan")
+    # The writer goes on; a replay finds the rows still refused and keeps them.
+    log.record(_served(["later"], ["D11"]))
+    assert log.flush(5) and "later" in {r.request_id for r in _rows(log)}
+    assert log.replay_dead_letter() == (0, 2)
+    assert log.dead_letter.size()[0] == 2
+
+
+def test_rows_spill_while_the_database_is_down_and_are_replayed(tmp_path: Path) -> None:
+    url, spill = f"sqlite:///{tmp_path / 'log.db'}", tmp_path / "spill"
+    durability = Durability(spill_dir=spill)
+    log = PredictionLog(url, flush_interval_s=0.05, retry_backoff_s=0.05, durability=durability)
+    with log.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE predictions RENAME TO predictions_away"))
+    log.record(_served(["s1", "s2"], ["D1", "D2"]))
+    assert log.flush(5)  # durable: in the spill
+    assert log.pending_rows == 0 and log.status.spilled == 2
+    assert log.spill is not None and log.spill.size()[0] == 2
+    assert log.accepting() is None  # the spill takes the rows: still ready
+    log.close()  # a restart while the database is down keeps the spill
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(sa.text("ALTER TABLE predictions_away RENAME TO predictions"))
+    reopened = PredictionLog(url, flush_interval_s=0.05, durability=durability)
+    deadline = time.monotonic() + 5
+    while reopened.status.replayed < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(r.request_id for r in _rows(reopened)) == ["s1", "s2"]
+    assert reopened.status.replayed == 2 and reopened.spill.size() == (0, 0)
+    reopened.close()
+
+
+def test_a_replayed_row_that_did_arrive_is_not_written_twice(log: PredictionLog) -> None:
+    served = _served(["dup"], ["D1"])
+    log.record(served)
+    assert log.flush(5)
+    assert log._insert_isolating(list(served.records())) is None
+    assert [r.request_id for r in _rows(log)] == ["dup"] and log.status.dead_lettered == 0
+
+
+def test_outcomes_keep_who_sent_them_and_what_they_replaced(log: PredictionLog) -> None:
+    log.record(_served(["a", "b"], ["D1", "D2"]))
+    log.flush(5)
+    log.add_outcomes([("request_id", "a", "pass"), ("request_id", "b", "pass")], "line-3")
+    log.add_outcomes([("device_id", "D1", "fail")], "mes")
+    log.add_outcomes([("device_id", "D1", "fail")], "someone")  # unchanged: no event
+    history = log.outcome_history()
+    assert history["by_sender"] == {
+        "line-3": {"outcomes": 2, "replaced": 0},
+        "mes": {"outcomes": 1, "replaced": 1},
+    }
+    (change,) = history["latest_replacements"]
+    assert (change["request_id"], change["old"], change["new"], change["sent_by"]) == (
+        "a",
+        "pass",
+        "fail",
+        "mes",
+    )
+    assert log.report("xgboost", 0.1)["ground_truth"]["replaced"] == 1

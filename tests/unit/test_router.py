@@ -15,7 +15,13 @@ from ensemble.router import Router, SplitConfig
 VERSIONS = {"rf": "rf:1", "xgb": "xgb:1", "nn": "nn:1"}
 
 
-def _router(fraction: float, fail: frozenset[str] = frozenset(), cache: int = 100):
+def _router(
+    fraction: float,
+    fail: frozenset[str] = frozenset(),
+    cache: int = 100,
+    overflow: frozenset[str] = frozenset(),
+):
+    """``overflow`` members answer NaN for rows whose first feature is 6 or more."""
     calls: dict[str, list[int]] = {m: [] for m in VERSIONS}
 
     def member(name: str, p: float):
@@ -23,7 +29,10 @@ def _router(fraction: float, fail: frozenset[str] = frozenset(), cache: int = 10
             calls[name].append(len(rows))
             if name in fail:
                 raise ConnectionError(f"{name} down")
-            return np.full(len(rows), p, dtype=np.float32)
+            out = np.full(len(rows), p, dtype=np.float32)
+            if name in overflow:
+                out[rows[:, 0] >= 6] = np.nan
+            return out
 
         return call
 
@@ -99,3 +108,25 @@ def test_mixed_arms_keep_row_order() -> None:
     results = asyncio.run(router.predict(rows, keys))  # type: ignore[arg-type]
     assert [r["arm"] for r in results] == [router.arm_for(k) for k in keys]
     assert {r["arm"] for r in results} == {"ensemble", "challenger"}
+
+
+def test_a_non_finite_member_answer_degrades_that_row_and_is_never_cached() -> None:
+    router, calls = _router(0.0, overflow=frozenset({"nn"}))
+    first = asyncio.run(router.predict(ROWS, ["a", "b"]))
+    assert [(r["degraded"], r["missing_members"]) for r in first] == [(False, ()), (True, ("nn",))]
+    assert first[1]["votes"] == pytest.approx({"rf": 0.9, "xgb": 0.3})
+    assert first[1]["probability"] == pytest.approx(0.6)
+    second = asyncio.run(router.predict(ROWS, ["a", "b"]))
+    assert [r["cached"] for r in second] == [True, False]
+    assert calls["nn"] == [2, 1]
+
+
+def test_challenger_rows_without_a_probability_go_to_the_ensemble() -> None:
+    router, _ = _router(1.0, overflow=frozenset({"xgb"}))
+    out = asyncio.run(router.predict(ROWS, ["a", "b"]))
+    assert (out[0]["arm"], out[0]["degraded"]) == ("challenger", False)
+    assert (out[1]["arm"], out[1]["degraded"], out[1]["missing_members"]) == (
+        "ensemble",
+        True,
+        ("xgb",),
+    )

@@ -1,0 +1,261 @@
+"""The HTTP edge, as plain ASGI middleware around every route of the entry service.
+
+One place decides, before a handler or BentoML reads the body: who may call the
+route (API keys and roles), how large a body may be (413 unread), which media
+type is accepted (415). It gives every request an id, and after the handler it
+makes sure every error answer is JSON with that id, counted once by kind and
+logged once at WARNING (client errors) or ERROR (server errors), without a
+traceback for a client's mistake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ensemble.auth import KeyRing, Unauthorized
+from ensemble.validation import shown
+
+logger = logging.getLogger("yield_ensemble.requests")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REQUEST_ID_HEADER = "X-BentoML-Request-ID"
+#: Routes that accept a JSON body.
+JSON_ROUTES = ("/predict", "/predict_batch", "/feedback")
+#: Error kind by status, for ``yield_ensemble_errors_total`` when the handler named none.
+KINDS = {
+    400: "bad_input",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "bad_input",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+@dataclass
+class RequestState:
+    """What the handler and the edge tell each other about one request."""
+
+    request_id: str
+    key_id: str | None = None
+    logged: bool = False  # the handler logged its error itself
+    kind: str | None = None  # the handler's error kind
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+CURRENT: contextvars.ContextVar[RequestState | None] = contextvars.ContextVar(
+    "yield_ensemble_request", default=None
+)
+
+
+@dataclass
+class EdgeConfig:
+    """Filled in by the service when its worker starts; read per request."""
+
+    keys: KeyRing = field(default_factory=lambda: KeyRing([]))
+    predict_requires_key: bool = False
+    max_body_bytes: int = 32 << 20
+    new_request_id: Callable[[], str] = lambda: "0" * 16
+    count_error: Callable[[str], None] = lambda kind: None
+
+
+def required_role(path: str, predict_requires_key: bool) -> str | None:
+    """The role a route needs, or None for open routes (health, metrics, docs)."""
+    if path in ("/predict", "/predict_batch"):
+        return "predict" if predict_requires_key else None
+    if path == "/feedback":
+        return "feedback"
+    if path == "/ab" or path.startswith("/ab/"):
+        return "report"
+    if path == "/admin" or path.startswith("/admin/"):
+        return "admin"
+    return None
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class EdgeMiddleware:
+    """See the module docstring. ``config`` is shared with the service that fills it."""
+
+    def __init__(self, app: ASGIApp, config: EdgeConfig) -> None:
+        self.app = app
+        self.config = config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        config = self.config
+        state = RequestState(config.new_request_id())
+        token = CURRENT.set(state)
+        try:
+            await self._handle(scope, receive, send, state)
+        finally:
+            CURRENT.reset(token)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, state: RequestState
+    ) -> None:
+        config, path = self.config, scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        role = required_role(path, config.predict_requires_key)
+        if role is not None:
+            try:
+                state.key_id = config.keys.authenticate(headers.get("authorization"), role).id
+            except Unauthorized as exc:
+                extra = {"www-authenticate": "Bearer"} if exc.status_code == 401 else {}
+                await self._reject(send, state, path, exc.status_code, str(exc), extra)
+                return
+        if scope["method"] == "POST" and path in JSON_ROUTES:
+            media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+            if media != "application/json":
+                message = f"send Content-Type: application/json, not {shown(media)}"
+                await self._reject(send, state, path, 415, message)
+                return
+            length = headers.get("content-length")
+            if length is not None and not length.isdigit():
+                await self._reject(send, state, path, 400, "Content-Length must be a number")
+                return
+            if length is not None and int(length) > config.max_body_bytes:
+                await self._reject(send, state, path, 413, self._too_large())
+                return
+        over = False
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen, over
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > config.max_body_bytes:  # a chunked body that never said its size
+                    over = True
+                    raise _BodyTooLarge
+            return message
+
+        started = False
+        error_start: Message | None = None
+        error_body = b""
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started, error_start, error_body
+            if message["type"] == "http.response.start":
+                started = True
+                if over:
+                    return  # replaced by the 413 below
+                message.setdefault("headers", [])
+                if not any(k.lower() == b"x-bentoml-request-id" for k, _ in message["headers"]):
+                    message["headers"].append(
+                        (REQUEST_ID_HEADER.lower().encode(), state.request_id.encode())
+                    )
+                if message["status"] >= 400:
+                    error_start = message  # held until its body is known
+                    return
+                await send(message)
+            elif message["type"] == "http.response.body" and error_start is not None:
+                error_body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    await self._finish_error(send, state, path, error_start, error_body)
+            elif not over:
+                await send(message)
+
+        with contextlib.suppress(_BodyTooLarge):
+            await self.app(scope, limited_receive, guarded_send)
+        if over:
+            await self._reject(send, state, path, 413, self._too_large())
+        elif not started:
+            await self._reject(send, state, path, 500, "internal error: no answer was made")
+
+    def _too_large(self) -> str:
+        mb = self.config.max_body_bytes / (1 << 20)
+        return f"request body over {mb:g} MB (YIELD_ENSEMBLE_MAX_BODY_MB); send fewer devices"
+
+    async def _finish_error(
+        self, send: Send, state: RequestState, path: str, start: Message, body: bytes
+    ) -> None:
+        """An error answer: JSON with the request id, counted and logged once."""
+        status = int(start["status"])
+        try:
+            parsed = json.loads(body or b"null")
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or parsed.get("request_id") != state.request_id:
+            # BentoML's own answers (its pydantic 400s, its 500s): our shape, same detail.
+            theirs = parsed if isinstance(parsed, dict) else {}
+            text = theirs.get("error") or body[:200].decode("utf-8", "replace") or "error"
+            parsed = {"error": str(text), "request_id": state.request_id}
+            if "detail" in theirs:
+                parsed["detail"] = theirs["detail"]
+            body = json.dumps(parsed).encode()
+            kept = [
+                (k, v)
+                for k, v in start["headers"]
+                if k.lower() not in (b"content-length", b"content-type")
+            ]
+            length = str(len(body)).encode()
+            start["headers"] = [
+                *kept,
+                (b"content-type", b"application/json"),
+                (b"content-length", length),
+            ]
+        self._account(state, path, status, str(parsed.get("error")))
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    async def _reject(
+        self,
+        send: Send,
+        state: RequestState,
+        path: str,
+        status: int,
+        message: str,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        body = json.dumps({"error": message, "request_id": state.request_id}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (REQUEST_ID_HEADER.lower().encode(), state.request_id.encode()),
+            *((k.encode(), v.encode()) for k, v in (extra_headers or {}).items()),
+        ]
+        self._account(state, path, status, message)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _account(self, state: RequestState, path: str, status: int, message: str) -> None:
+        kind = state.kind or KINDS.get(status, "client_error" if status < 500 else "internal")
+        self.config.count_error(kind)
+        if state.logged:
+            return
+        fields = {
+            "request_id": state.request_id,
+            "endpoint": path,
+            "status": status,
+            "kind": kind,
+            "error": shown(message, 300, quote=False),
+            **({"key_id": state.key_id} if state.key_id else {}),
+        }
+        level = logging.WARNING if status < 500 else logging.ERROR
+        logger.log(level, "request refused" if status < 500 else "request failed",
+                   extra={"fields": fields})  # fmt: skip
+
+
+def current() -> RequestState | None:
+    """The request being handled in this context, set by the edge."""
+    return CURRENT.get()

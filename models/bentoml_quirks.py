@@ -1,0 +1,79 @@
+"""Workarounds for BentoML behaviour (seen in 1.4.40) that the edge and the exit code need.
+
+- BentoML logs every client error it answers itself (its pydantic 400s) at ERROR
+  with a full traceback and no request id: 1,599 bad requests gave 43,000 lines.
+  The edge logs each refused request once at WARNING, so those records are dropped.
+- ``bentoml serve`` exits 0 whatever its workers lost at shutdown. An entry worker
+  that lost predictions leaves a marker; the serve process then exits 1.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+#: The logger BentoML's ``log_exception`` writes to.
+HTTP_APP_LOGGER = "bentoml._internal.server.http_app"
+#: Marker file of a worker's loss: prefix, serve pid, worker pid.
+_MARKER = "yield-ensemble-loss-{serve}-{worker}"
+
+
+class _ClientErrorFilter(logging.Filter):
+    """Drop BentoML's traceback records for a client's mistake (and the edge's 413)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        name = type(exc).__name__
+        module = type(exc).__module__
+        return not (
+            (name == "ValidationError" and module.startswith("pydantic"))
+            or name == "_BodyTooLarge"
+            or name == "JSONDecodeError"
+        )
+
+
+def quiet_client_errors() -> None:
+    """Install the filter once in this process."""
+    logger = logging.getLogger(HTTP_APP_LOGGER)
+    if not any(isinstance(f, _ClientErrorFilter) for f in logger.filters):
+        logger.addFilter(_ClientErrorFilter())
+
+
+def _marker_dir() -> Path:
+    return Path(tempfile.gettempdir())
+
+
+def report_loss(rows: int) -> None:
+    """In a worker at shutdown: tell the serve process that ``rows`` predictions were lost."""
+    name = _MARKER.format(serve=os.getppid(), worker=os.getpid())
+    try:
+        (_marker_dir() / name).write_text(str(rows))
+    except OSError:  # nowhere to write: the ERROR line already said it
+        logging.getLogger(__name__).error("cannot mark the loss of %d rows for the exit code", rows)
+
+
+def exit_nonzero_on_worker_loss() -> None:
+    """In the serve process: exit 1 at the end if any worker reported a loss."""
+
+    def check() -> None:
+        prefix = _MARKER.format(serve=os.getpid(), worker="")
+        markers = list(_marker_dir().glob(f"{prefix}*"))
+        lost = 0
+        for marker in markers:
+            try:
+                lost += int(marker.read_text() or 0)
+                marker.unlink()
+            except (OSError, ValueError):
+                lost += 1
+        if markers:
+            logging.getLogger(__name__).error(
+                "exiting 1: the prediction log lost %d rows at shutdown", lost
+            )
+            os._exit(1)
+
+    atexit.register(check)
