@@ -206,6 +206,7 @@ class YieldEnsemble:
     def __init__(self) -> None:
         logs.configure(SETTINGS.log_format, SETTINGS.log_level)
         bentoml_quirks.quiet_client_errors()
+        bentoml_quirks.refuse_new_connections_on_sigterm()
         self.schema, self.model_versions = check_members()
         self.metrics = ServiceMetrics()
         EDGE.keys = check_keys()
