@@ -178,6 +178,60 @@ async def ab_report(request: Request) -> JSONResponse:
 report_app = Starlette(routes=[Route("/report", ab_report, methods=["GET"])])
 
 
+def _error_response(description: str) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "required": ["error", "request_id"],
+        "properties": {
+            "error": {"type": "string"},
+            "request_id": {"type": "string"},
+            "field": {"type": "string"},
+        },
+    }
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _time_parameter(name: str, what: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": f"{what}: unix seconds or ISO 8601 (UTC unless it says otherwise).",
+        "schema": {"type": "string", "example": "2026-11-01T00:00:00Z"},
+    }
+
+
+#: /ab/report in the OpenAPI spec (BentoML lists only its own APIs and FastAPI mounts).
+REPORT_OPENAPI = {
+    "/ab/report": {
+        "get": {
+            "tags": ["Service APIs"],
+            "operationId": "yield_ensemble__ab_report",
+            "description": "The A/B accuracy report over the prediction log (a `report` key).",
+            "parameters": [
+                _time_parameter("since", "Window start"),
+                _time_parameter("until", "Window end, later than since"),
+                {
+                    "name": "arm",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": [ENSEMBLE, CHALLENGER]},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "Per arm counts, accuracy with intervals, comparisons.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "401": _error_response("No API key, or an unknown one."),
+                "403": _error_response("The key has no report role."),
+                "422": _error_response("A query parameter is wrong; `field` names it."),
+            },
+        }
+    }
+}
+
+
 @bentoml.asgi_app(report_app, path="/ab")
 @bentoml.service(
     name="yield_ensemble",
@@ -537,3 +591,4 @@ class YieldEnsemble:
 
 
 YieldEnsemble.add_asgi_middleware(EdgeMiddleware, config=EDGE)  # type: ignore[attr-defined]
+bentoml_quirks.add_openapi_paths("yield_ensemble", REPORT_OPENAPI)

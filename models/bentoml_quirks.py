@@ -12,6 +12,8 @@
   worker now shuts the shared socket down at SIGTERM, so a new connection is refused
   at once (nothing accepted, the client may retry elsewhere) while the requests
   already accepted are answered.
+- BentoML's OpenAPI spec (``/docs.json``) lists a mounted app's routes only for
+  FastAPI apps; ``/ab/report`` is a Starlette route, so its path is added here.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 #: The logger BentoML's ``log_exception`` writes to.
 HTTP_APP_LOGGER = "bentoml._internal.server.http_app"
@@ -121,3 +124,27 @@ def refuse_new_connections_on_sigterm() -> None:
         uvicorn_exit(sig, frame)
 
     signal.signal(signal.SIGTERM, stop_listening)
+
+
+def add_openapi_paths(service_name: str, paths: dict[str, Any]) -> None:
+    """Add ``paths`` (OpenAPI path items as dicts) to the spec of the service so named."""
+    import importlib
+
+    from bentoml._internal.service.openapi.specification import PathItem
+    from bentoml._internal.utils.cattr import bentoml_cattr
+
+    openapi = importlib.import_module("_bentoml_sdk.service.openapi")
+    generate = openapi.generate_spec
+    if getattr(generate, "yield_ensemble_paths", None) is not None:
+        generate.yield_ensemble_paths[service_name] = paths  # type: ignore[attr-defined]
+        return
+    extra: dict[str, dict[str, Any]] = {service_name: paths}
+
+    def generate_spec(svc: Any, **kwargs: Any) -> Any:
+        spec = generate(svc, **kwargs)
+        for path, item in extra.get(svc.name, {}).items():
+            spec.paths[path] = bentoml_cattr.structure(item, PathItem)
+        return spec
+
+    generate_spec.yield_ensemble_paths = extra  # type: ignore[attr-defined]
+    setattr(openapi, "generate_spec", generate_spec)  # noqa: B010 (a module attribute)
