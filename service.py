@@ -33,7 +33,6 @@ from ensemble.router import Router, SplitConfig
 from ensemble.schema import FeatureSchema, common_schema
 from ensemble.settings import MEMBERS, get_settings
 from ensemble.split import CHALLENGER, ENSEMBLE
-from ensemble.spool import LogBackedUp
 from ensemble.validation import (
     parse_batch,
     parse_features,
@@ -43,6 +42,7 @@ from ensemble.validation import (
     shown,
     split_key,
 )
+from ledger.spool import LogBackedUp
 from models import bentoml_quirks
 from models.base import model_schema, stored_model
 from models.services import KerasMember, RandomForestMember, XGBoostMember
@@ -123,7 +123,7 @@ def check_keys() -> KeyRing:
 
 def check_log() -> None:
     """Create the prediction log's tables; raises, naming the location, if it cannot be written."""
-    from ensemble.predlog import PredictionLog
+    from ledger.predlog import PredictionLog
 
     try:
         log = PredictionLog(SETTINGS.log_url)
@@ -282,7 +282,7 @@ class YieldEnsemble:
         )
         # Imported here, not at the top: `bentoml serve` and every member import this
         # module too, and SQLAlchemy is ~12 MB of RSS in each of them.
-        from ensemble.predlog import Durability, PredictionLog, Retention
+        from ledger.predlog import Durability, PredictionLog, Retention
 
         days = SETTINGS.prediction_log_retention_days
         self.log = PredictionLog(
@@ -503,7 +503,7 @@ class YieldEnsemble:
         results: list[dict[str, Any]],
     ) -> tuple[float, dict[str, Any]]:
         """Log, count and record one request's predictions: (latency in ms, their tally)."""
-        from ensemble.predlog import Served
+        from ledger.predlog import Served
 
         latency_ms = (time.perf_counter() - started) * 1000
         self.log.record(

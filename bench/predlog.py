@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.predlog import PredictionLog, Served
+from ledger.predlog import PredictionLog, Served
 from train.synthetic import feature_rows
 
 VERSIONS = {

@@ -159,7 +159,7 @@ class ServiceMetrics:
             self.model_info.labels(member=member, version=version).set(1)
 
     def log_event(self, kind: str, rows: int) -> None:
-        """See ``ensemble.predlog.LogEvent``."""
+        """See ``ledger.predlog.LogEvent``."""
         if kind == "written":
             self.log_written.inc(rows)
         else:

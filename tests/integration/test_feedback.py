@@ -186,11 +186,11 @@ def test_the_service_logs_to_postgresql(model_home: Path, tmp_path: Path) -> Non
     """What replicas share: predictions, feedback and the report through PostgreSQL."""
     import sqlalchemy as sa
 
-    from ensemble.predlog import metadata
+    from ledger.migrate import drop_all
 
     url = os.environ["YE_TEST_POSTGRES_URL"]
     engine = sa.create_engine(url)
-    metadata.drop_all(engine)
+    drop_all(engine)
     with running(model_home, tmp_path, database_url=url, challenger_fraction="0") as srv:
         body = httpx.post(
             f"{srv.url}/predict", json={"features": feature_rows(1)[0], "device_id": "PG-1"}

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from ensemble.predlog import Durability, PredictionLog, Retention, Served, metadata
-from ensemble.spool import LogBackedUp
+from ledger.migrate import drop_all
+from ledger.predlog import Durability, PredictionLog, Retention, Served, metadata
+from ledger.spool import LogBackedUp
 
 VERSIONS = {"random_forest": "rf:1", "xgboost": "xgb:1", "keras": "nn:1"}
 
@@ -54,7 +55,7 @@ def log(request: pytest.FixtureRequest, tmp_path: Path):
     elif POSTGRES_URL:
         url = POSTGRES_URL
         engine = sa.create_engine(url)
-        metadata.drop_all(engine)  # each test starts from empty tables
+        drop_all(engine)  # each test starts from empty tables
         engine.dispose()
     else:
         pytest.skip("YE_TEST_POSTGRES_URL is not set (.ci/run sets it)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ensemble.report import Labelled, build_report
+from ledger.report import Labelled, build_report
 
 MEMBERS = ("random_forest", "xgboost", "keras")
 

@@ -12,7 +12,7 @@ from statsmodels.stats.proportion import (
     samplesize_proportions_2indep_onetail,
 )
 
-from ensemble.stats import (
+from ledger.stats import (
     MCNEMAR_EXACT_MAX,
     mcnemar_pvalue,
     newcombe_interval,

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from ensemble.split import CHALLENGER, ENSEMBLE
-from ensemble.stats import (
+from ensemble.vote import PASS_THRESHOLD
+from ledger.stats import (
     Proportion,
     mcnemar_pvalue,
     newcombe_interval,
@@ -23,7 +24,6 @@ from ensemble.stats import (
     two_proportion_pvalue,
     wilson_interval,
 )
-from ensemble.vote import PASS_THRESHOLD
 
 #: The accuracy difference the sample-size advice is sized to detect.
 DETECT_DIFFERENCE = 0.02

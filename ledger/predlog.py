@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from ensemble.report import Labelled, build_report
 from ensemble.settings import MEMBERS
-from ensemble.spool import LogBackedUp, Spool
+from ledger.report import Labelled, build_report
+from ledger.spool import LogBackedUp, Spool
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,9 @@ class PredictionLog:
         self.url = url
         self.engine = _engine(url)
         self._sqlite = self.engine.dialect.name == "sqlite"
-        metadata.create_all(self.engine)
+        from ledger.migrate import upgrade
+
+        upgrade(self.engine)
         columns = [c.name for c in predictions.columns]
         self._features_at = columns.index("features")
         if self._sqlite:
@@ -723,7 +725,7 @@ class PredictionLog:
         until: float | None = None,
         arm: str | None = None,
     ) -> dict[str, Any]:
-        """The A/B report (``ensemble.report``) over predictions in [since, until)."""
+        """The A/B report (``ledger.report``) over predictions in [since, until)."""
         report = build_report(
             self.labelled(since, until, arm),
             self.served(since, until, arm),

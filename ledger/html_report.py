@@ -110,7 +110,7 @@ def _agreement_plot(report: Mapping[str, Any]) -> str:
 
 
 def render(report: Mapping[str, Any], title: str = "yield-ensemble A/B report") -> str:
-    """A complete HTML document for ``report`` (the dict of ``ensemble.report.build_report``)."""
+    """A complete HTML document for ``report`` (the dict of ``ledger.report.build_report``)."""
     import matplotlib
 
     matplotlib.use("Agg")

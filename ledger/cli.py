@@ -1,0 +1,101 @@
+"""The ledger's commands: ``yield-ensemble report`` and ``yield-ensemble log``.
+
+Also ``python -m ledger.cli`` on a machine with only the ledger (no training stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ensemble.settings import SettingsError, get_settings
+    from ensemble.validation import InvalidInput, parse_time
+    from ledger.html_report import render
+    from ledger.predlog import PredictionLog
+
+    try:
+        settings = get_settings()
+        since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
+    except (SettingsError, InvalidInput) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    url = args.database_url or settings.log_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        print(f"error: no prediction log at {url} (set --database-url or "
+              "YIELD_ENSEMBLE_DATA_DIR)", file=sys.stderr)  # fmt: skip
+        return 2
+    log = PredictionLog(url)
+    try:
+        report = log.report(
+            settings.challenger, settings.challenger_fraction, since, until, args.arm
+        )
+    finally:
+        log.close()
+    Path(args.out).write_text(render(report), encoding="utf-8")
+    print(report["conclusion"])
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _log(args: argparse.Namespace) -> int:
+    """Spill and dead letter of the prediction log: what waits, what was refused, replay."""
+    from ensemble.settings import SettingsError, get_settings
+    from ledger.predlog import Durability, PredictionLog
+
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    log = PredictionLog(
+        args.database_url or settings.log_url, durability=Durability(spill_dir=settings.spill_dir)
+    )
+    try:
+        if args.action == "replay":
+            written, refused = log.replay_dead_letter()
+            print(f"dead letter: {written} rows written, {refused} still refused")
+        assert log.spill is not None and log.dead_letter is not None
+        spill_rows, spill_bytes = log.spill.size()
+        print(f"spill {log.spill.directory}: {spill_rows} rows ({spill_bytes} bytes) waiting")
+        print(f"dead letter {log.dead_letter.directory}: {log.dead_letter.size()[0]} rows")
+        if args.action == "status":
+            for path in sorted(log.dead_letter.directory.glob("*.jsonl"))[: args.show]:
+                for line in path.read_text(encoding="utf-8").splitlines()[: args.show]:
+                    print("  ", line[:300])
+    finally:
+        log.close()
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``report`` and ``log`` to an argparse subparsers object."""
+    report = sub.add_parser("report", help="render the A/B accuracy report as one HTML page")
+    report.add_argument("--out", default="report.html", help="HTML file to write")
+    report.add_argument("--database-url", help="prediction log (default: the service's setting)")
+    report.add_argument("--since", help="window start: unix seconds or ISO 8601")
+    report.add_argument("--until", help="window end: unix seconds or ISO 8601")
+    report.add_argument("--arm", choices=["ensemble", "challenger"], help="one arm only")
+    report.set_defaults(func=_report)
+    log = sub.add_parser(
+        "log", help="prediction log's spill and dead letter: status, or replay refused rows"
+    )
+    log.add_argument("action", choices=["status", "replay"])
+    log.add_argument("--database-url", help="prediction log (default: the service's setting)")
+    log.add_argument("--show", type=int, default=5, help="dead-letter rows to print (status)")
+    log.set_defaults(func=_log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ledger.cli", description=__doc__)
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
