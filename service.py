@@ -24,15 +24,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable, logs
+from ensemble.arms import ARM_NAME, ENSEMBLE
 from ensemble.auth import KeyRing, load_keys
 from ensemble.cache import PredictionCache
+from ensemble.combiners import combiner
 from ensemble.edge import REQUEST_ID_HEADER, EdgeConfig, EdgeMiddleware, current
 from ensemble.gc_tuning import tune_gc
 from ensemble.metrics import ServiceMetrics
 from ensemble.router import Router, SplitConfig
 from ensemble.schema import FeatureSchema, common_schema
-from ensemble.settings import MEMBERS, get_settings
-from ensemble.split import CHALLENGER, ENSEMBLE
+from ensemble.settings import get_settings
 from ensemble.validation import (
     parse_batch,
     parse_features,
@@ -45,7 +46,8 @@ from ensemble.validation import (
 from ledger.spool import LogBackedUp
 from models import bentoml_quirks
 from models.base import model_schema, stored_model
-from models.services import KerasMember, RandomForestMember, XGBoostMember
+from models.families import member_names
+from models.services import MEMBER_SERVICES
 
 logger = logging.getLogger("yield_ensemble")
 #: One line per request at the edge.
@@ -110,7 +112,7 @@ def _member_call(proxy: Any) -> Any:
 
 def check_members() -> tuple[FeatureSchema, dict[str, str]]:
     """The members' common schema and tags; raises ModelMissing or SchemaMismatch, both clear."""
-    stored = {m: stored_model(m) for m in MEMBERS}
+    stored = {m: stored_model(m) for m in member_names()}
     # Models trained on different features would vote noise: refuse to start.
     schema = common_schema({m: model_schema(s) for m, s in stored.items()})
     return schema, {m: str(s.tag) for m, s in stored.items()}
@@ -142,7 +144,7 @@ def _error(status: int, message: str, request_id: str, **extra: Any) -> JSONResp
 
 async def ab_report(request: Request) -> JSONResponse:
     """GET /ab/report?since=&until=&arm=: the A/B accuracy report over the prediction log."""
-    service: YieldEnsemble = bentoml.get_current_service()
+    service: _Entry = bentoml.get_current_service()
     request_id = _request_id()
     try:
         q = request.query_params
@@ -151,12 +153,17 @@ async def ab_report(request: Request) -> JSONResponse:
             raise InvalidInput(sorted(extra)[0], "unknown query parameter (since, until, arm)")
         since, until = parse_window(q.get("since"), q.get("until"))
         arm = q.get("arm") or None
-        if arm not in (None, ENSEMBLE, CHALLENGER):
-            raise InvalidInput("arm", f"must be '{ENSEMBLE}' or '{CHALLENGER}', got {shown(arm)}")
+        if arm is not None and not ARM_NAME.fullmatch(arm):
+            raise InvalidInput("arm", f"must be an arm name like '{ENSEMBLE}', got {shown(arm)}")
     except InvalidInput as exc:
         return service.bad_input("/ab/report", request_id, exc)
     started = time.perf_counter()
-    report = await asyncio.to_thread(service.report, since, until, arm)
+    from ledger.queries import UnknownArm
+
+    try:
+        report = await asyncio.to_thread(service.report, since, until, arm)
+    except UnknownArm as exc:
+        return service.bad_input("/ab/report", request_id, InvalidInput("arm", str(exc)))
     state = current()
     request_log.info(
         "report",
@@ -215,7 +222,7 @@ REPORT_OPENAPI = {
                     "name": "arm",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "string", "enum": [ENSEMBLE, CHALLENGER]},
+                    "schema": {"type": "string", "pattern": ARM_NAME.pattern, "example": ENSEMBLE},
                 },
             ],
             "responses": {
@@ -232,21 +239,12 @@ REPORT_OPENAPI = {
 }
 
 
-@bentoml.asgi_app(report_app, path="/ab")
-@bentoml.service(
-    name="yield_ensemble",
-    workers=SETTINGS.entry_workers,
-    traffic={"timeout": 60},
-    # BentoML's own probe of the members waits 5 s for a stopped one; __is_ready__ asks them.
-    runner_probe={"enabled": False, "timeout": 1, "period": 10},
-    **ENTRY_TRACING,
-)
-class YieldEnsemble:
-    """POST /predict and /predict_batch: pass/fail for devices from parametric test data."""
+class _Entry:
+    """POST /predict and /predict_batch: pass/fail for devices from parametric test data.
 
-    random_forest = bentoml.depends(RandomForestMember)
-    xgboost = bentoml.depends(XGBoostMember)
-    keras = bentoml.depends(KerasMember)
+    One dependency per model family (``models.families``), attached below as
+    ``self.<member>`` before the class becomes the BentoML service.
+    """
 
     @bentoml.on_deployment
     def _check_before_workers_start() -> None:
@@ -266,18 +264,20 @@ class YieldEnsemble:
         EDGE.keys = check_keys()
         EDGE.count_error = lambda kind: self.metrics.errors.labels(kind=kind).inc()
         self.metrics.set_models(self.model_versions)
-        self._proxies = {m: getattr(self, m) for m in MEMBERS}
+        self._proxies = {m: getattr(self, m) for m in MEMBER_SERVICES}
         self.predictor = EnsemblePredictor(
             {m: _member_call(proxy) for m, proxy in self._proxies.items()},
             timeout_s=SETTINGS.member_timeout_s,
             max_rows_per_call=SETTINGS.coalesce_max_rows,
             max_in_flight=SETTINGS.coalesce_max_in_flight,
             observer=self.metrics.member_call,
+            combiner=combiner(SETTINGS.combiner),
         )
+        self.arm_specs = {arm.name: arm.spec() for arm in SETTINGS.arm_list()}
         self.router = Router(
             self.predictor,
             PredictionCache(SETTINGS.cache_maxsize, SETTINGS.cache_ttl_s),
-            SplitConfig(SETTINGS.challenger, SETTINGS.challenger_fraction, SETTINGS.split_salt),
+            SplitConfig(SETTINGS.arm_list(), SETTINGS.split_salt),
             self.model_versions,
         )
         # Imported here, not at the top: `bentoml serve` and every member import this
@@ -440,7 +440,7 @@ class YieldEnsemble:
     def report(self, since: float | None, until: float | None, arm: str | None) -> dict[str, Any]:
         """The A/B report over the logged predictions in [since, until), optionally one arm."""
         self.log.flush(10.0)
-        return self.log.report(SETTINGS.challenger, SETTINGS.challenger_fraction, since, until, arm)
+        return self.log.report(SETTINGS.arm_list(), since, until, arm)
 
     async def _respond(
         self, endpoint: str, request_id: str, work: Awaitable[dict[str, Any]]
@@ -507,7 +507,16 @@ class YieldEnsemble:
 
         latency_ms = (time.perf_counter() - started) * 1000
         self.log.record(
-            Served(time.time(), latency_ms, request_ids, ids, rows, results, self.model_versions)
+            Served(
+                time.time(),
+                latency_ms,
+                request_ids,
+                ids,
+                rows,
+                results,
+                self.model_versions,
+                self.arm_specs,
+            )
         )
         tally = self.metrics.served(results)
         self.metrics.cache_entries.set(len(self.router.cache))
@@ -590,5 +599,17 @@ class YieldEnsemble:
         }
 
 
+for _member, _service in MEMBER_SERVICES.items():
+    setattr(_Entry, _member, bentoml.depends(_service))
+YieldEnsemble = bentoml.asgi_app(report_app, path="/ab")(
+    bentoml.service(
+        name="yield_ensemble",
+        workers=SETTINGS.entry_workers,
+        traffic={"timeout": 60},
+        # BentoML's own probe of the members waits 5 s for a stopped one; __is_ready__ asks.
+        runner_probe={"enabled": False, "timeout": 1, "period": 10},
+        **ENTRY_TRACING,
+    )(_Entry)
+)
 YieldEnsemble.add_asgi_middleware(EdgeMiddleware, config=EDGE)  # type: ignore[attr-defined]
 bentoml_quirks.add_openapi_paths("yield_ensemble", REPORT_OPENAPI)

@@ -222,12 +222,12 @@ def _models_ready() -> bool:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from ensemble.settings import MODEL_NAMES
+    from models.families import families
 
     try:
         return all(
-            "runtimes" in bentoml.models.get(f"{name}:latest").info.metadata
-            for name in MODEL_NAMES.values()
+            "runtimes" in bentoml.models.get(f"{f.store_name}:latest").info.metadata
+            for f in families()
         )
     except NotFound:
         return False

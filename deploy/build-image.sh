@@ -67,25 +67,26 @@ cd "$ROOT"
 bento=$(sed -n 's/^__tag__://p' "$STATE/bento.tag" | tail -1)
 bento=${bento:-$(tail -1 "$STATE/bento.tag")}
 tag="${1:-yield-ensemble:${bento#*:}}"
-labels=()
-while IFS= read -r label; do labels+=(--label "$label"); done < <("$PYTHON" - "$bento" <<'PY'
+# Captured first, so a failure here stops the script (set -e) instead of leaving labels out.
+label_text=$("$PYTHON" - "$bento" <<'PY'
 import subprocess, sys, time
 
 import bentoml
 
-from ensemble.settings import MEMBERS, MODEL_NAMES
+from models.families import families
 
 bento = bentoml.get(sys.argv[1])
 revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 print("org.opencontainers.image.title=yield-ensemble")
-print("org.opencontainers.image.description=Pass/fail prediction for dies from parametric test data: RandomForest + XGBoost + Keras majority vote")
+print("org.opencontainers.image.description=Pass/fail prediction for dies from parametric test data: an ensemble of " + " + ".join(f.name for f in families()))
 print(f"org.opencontainers.image.version={bento.tag.version}")
 print(f"org.opencontainers.image.created={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
 print("org.opencontainers.image.licenses=Apache-2.0")
 if revision:
     print(f"org.opencontainers.image.revision={revision}")
-for member in MEMBERS:
-    model = bentoml.models.get(f"{MODEL_NAMES[member]}:latest")
+for family in families():
+    member = family.name
+    model = bentoml.models.get(f"{family.store_name}:latest")
     meta = model.info.metadata
     print(f"io.yield-ensemble.model.{member}.version={model.tag}")
     print(f"io.yield-ensemble.model.{member}.heldout-accuracy={meta['metrics']['accuracy']:.4f}")
@@ -93,6 +94,8 @@ for member in MEMBERS:
 print(f"io.yield-ensemble.ensemble.heldout-accuracy={meta['ensemble_metrics']['accuracy']:.4f}")
 PY
 )
+labels=()
+while IFS= read -r label; do labels+=(--label "$label"); done <<<"$label_text"
 
 # 5. Build (docker format: the OCI format drops HEALTHCHECK). BentoML refuses a Dockerfile template outside the working directory,
 # and its build context is a temporary directory: keep both under $STATE.

@@ -1,10 +1,10 @@
 """Pure ensemble logic: schema, validation, voting, coalescing. Never imports bentoml."""
 
 from ensemble.coalesce import Coalescer
+from ensemble.combiners import majority_vote
 from ensemble.predictor import EnsemblePredictor, EnsembleResult, MembersUnavailable
 from ensemble.schema import DEFAULT_FEATURES, FeatureSchema, SchemaMismatch, common_schema
 from ensemble.validation import InvalidInput, parse_batch, parse_features
-from ensemble.vote import majority_vote
 
 __all__ = [
     "DEFAULT_FEATURES",

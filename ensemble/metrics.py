@@ -11,8 +11,8 @@ from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ensemble.split import ENSEMBLE
-from ensemble.vote import PASS_THRESHOLD
+from ensemble.arms import ENSEMBLE
+from ensemble.combiners import PASS_THRESHOLD
 
 PREFIX = "yield_ensemble_"
 #: Seconds; fine below 50 ms where single-row requests live, coarse up to a wafer batch.

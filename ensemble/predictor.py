@@ -1,4 +1,4 @@
-"""Ask every member in parallel, tolerate one missing, and vote."""
+"""Ask every member in parallel, tolerate one missing, and combine their answers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ensemble.coalesce import Coalescer, MemberCall
-from ensemble.vote import majority_vote
+from ensemble.combiners import Combiner, MajorityVote
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,10 @@ class EnsemblePredictor:
         max_rows_per_call: int = 16384,
         max_in_flight: int = 2,
         observer: CallObserver | None = None,
+        combiner: Combiner | None = None,
     ) -> None:
         self.timeout_s = timeout_s
+        self.combiner: Combiner = combiner or MajorityVote()
         self.observer = observer
         self.coalescers = {
             name: Coalescer(call, max_rows=max_rows_per_call, max_in_flight=max_in_flight)
@@ -132,7 +134,7 @@ class EnsemblePredictor:
         if len(short):
             rows_text = f" with a probability for rows {short[:10].tolist()}"
             raise MembersUnavailable(int(voting.min()), missing, rows_text)
-        passed, probability = majority_vote(p_pass)
+        passed, probability = self.combiner.combine(p_pass)
         return EnsembleResult(
             passed=passed,
             probability=probability,

@@ -10,18 +10,20 @@ from typing import Any
 
 import numpy as np
 
+from ensemble.arms import ENSEMBLE, Arm, assign_arm
 from ensemble.cache import PredictionCache, row_keys
+from ensemble.combiners import PASS_THRESHOLD
 from ensemble.predictor import EnsemblePredictor, EnsembleResult
-from ensemble.split import CHALLENGER, ENSEMBLE, assign_arm
-from ensemble.vote import PASS_THRESHOLD
+
+#: The challenger arm's rule: one member's P(pass) against the threshold.
+SINGLE = "single:1"
 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Which member is the challenger, for what share of keys, with which salt."""
+    """The arms (``ensemble.arms.build_arms``) and the salt of the sticky split."""
 
-    challenger: str
-    fraction: float
+    arms: tuple[Arm, ...]
     salt: str
 
 
@@ -40,26 +42,33 @@ class Router:
         model_versions: Mapping[str, str],
         rng: random.Random | None = None,
     ) -> None:
-        if split.challenger not in predictor.coalescers:
-            raise ValueError(f"challenger '{split.challenger}' is not a member")
+        for arm in split.arms:
+            if arm.single is not None and arm.single not in predictor.coalescers:
+                raise ValueError(f"arm {arm.name}: '{arm.single}' is not a member")
         self.predictor = predictor
         self.cache = cache
         self.split = split
         self._rng = rng or random.Random()
+        self.arms = {arm.name: arm for arm in split.arms}
+        # What decides an answer: the model versions and how their votes are combined.
         self._model_keys = {
-            ENSEMBLE: tuple(sorted(model_versions.values())),
-            CHALLENGER: (model_versions[split.challenger],),
+            arm.name: (
+                (*sorted(model_versions.values()), predictor.combiner.key)
+                if arm.single is None
+                else (model_versions[arm.single], SINGLE)
+            )
+            for arm in split.arms
         }
 
     def arm_for(self, key: str | None) -> str:
-        return assign_arm(key, self.split.fraction, self.split.salt, self._rng)
+        return assign_arm(key, self.split.arms, self.split.salt, self._rng)
 
     async def predict(self, rows: np.ndarray, keys: list[str | None]) -> list[dict[str, Any]]:
         """Results for ``rows`` (n, k), in order; ``keys`` are the sticky split keys."""
         arms = [self.arm_for(k) for k in keys]
         results: list[dict[str, Any] | None] = [None] * len(rows)
         jobs = []
-        for arm in (ENSEMBLE, CHALLENGER):
+        for arm in self.arms:
             idx = [i for i, a in enumerate(arms) if a == arm]
             if idx:
                 jobs.append(self._predict_arm(arm, rows[idx], idx, results))
@@ -85,8 +94,8 @@ class Router:
             out[idx[j]] = {**r, "cached": False}
 
     async def _ask(self, arm: str, rows: np.ndarray) -> list[dict[str, Any]]:
-        if arm == CHALLENGER:
-            member = self.split.challenger
+        member = self.arms[arm].single
+        if member is not None:
             p, _ = await self.predictor.ask(member, rows)
             if p is not None:
                 answered = ~np.isnan(p)
@@ -95,7 +104,8 @@ class Router:
                         "prediction": "pass" if v >= PASS_THRESHOLD else "fail",
                         "probability": v,
                         "votes": {member: v},
-                        "arm": CHALLENGER,
+                        "arm": arm,
+                        "combiner": SINGLE,
                         "degraded": False,
                         "missing_members": (),
                     }
@@ -108,12 +118,12 @@ class Router:
                 for i, r in zip(lost, await self._ask(ENSEMBLE, rows[lost]), strict=True):
                     out[i] = r
                 return out
-            # The challenger is down: answer with the ensemble rather than not at
+            # The arm's member is down: answer with the ensemble rather than not at
             # all; the response says so (arm "ensemble", degraded, member missing).
-        return _ensemble_rows(await self.predictor.predict(rows))
+        return _ensemble_rows(await self.predictor.predict(rows), self.predictor.combiner.key)
 
 
-def _ensemble_rows(result: EnsembleResult) -> list[dict[str, Any]]:
+def _ensemble_rows(result: EnsembleResult, combiner: str) -> list[dict[str, Any]]:
     passed = result.passed.tolist()
     probability = result.probability.tolist()
     votes = {m: p.tolist() for m, p in result.p_pass.items()}
@@ -126,6 +136,7 @@ def _ensemble_rows(result: EnsembleResult) -> list[dict[str, Any]]:
             "probability": probability[i],
             "votes": {m: v[i] for m, v in votes.items() if v[i] == v[i]},  # NaN: no vote
             "arm": ENSEMBLE,
+            "combiner": combiner,
             "degraded": bool(missing[i]),
             "missing_members": missing[i],
         }

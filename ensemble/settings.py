@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ensemble.arms import Arm
 
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-#: The member models, in the order their votes are reported.
-MEMBERS: tuple[str, ...] = ("random_forest", "xgboost", "keras")
-
-#: Model-store names of the members.
-MODEL_NAMES: dict[str, str] = {
-    "random_forest": "yield-random-forest",
-    "xgboost": "yield-xgboost",
-    "keras": "yield-keras",
-}
 
 
 class ChaosSpec(BaseModel):
@@ -41,14 +34,15 @@ class Settings(BaseSettings):
     entry_workers: int = Field(
         1, ge=1, le=32, description="Processes of the entry service (validation, cache, vote)."
     )
-    random_forest_runtime: Literal["onnx", "sklearn"] = Field(
-        "onnx", description="RandomForest runtime: ONNX Runtime, or scikit-learn (native)."
+    family_plugins: str = Field(
+        "",
+        description="Extra model families, comma-separated module:ATTRIBUTE of a "
+        "models.families.Family (read by training and serving).",
     )
-    xgboost_runtime: Literal["onnx", "xgboost"] = Field(
-        "onnx", description="XGBoost runtime: ONNX Runtime, or the xgboost library (native)."
-    )
-    keras_runtime: Literal["litert", "tensorflow"] = Field(
-        "litert", description="Keras runtime: LiteRT, or TensorFlow (native, ~700 MB more RSS)."
+    runtimes: dict[str, str] = Field(
+        default_factory=dict,
+        description='Runtime per family, JSON, e.g. {"keras": "tensorflow"}; each family '
+        "defaults to its first (fast) runtime.",
     )
     member_timeout_s: float = Field(
         2.0, gt=0, le=120, description="Per-member call timeout; a slower member is left out."
@@ -82,11 +76,22 @@ class Settings(BaseSettings):
     cache_ttl_s: float | None = Field(
         None, gt=0, description="Forget cached predictions after this many seconds (default never)."
     )
-    challenger: Literal["random_forest", "xgboost", "keras"] = Field(
+    combiner: str = Field(
+        "majority",
+        description="How member answers combine on the ensemble arm: majority (vote) or "
+        "soft (mean probability).",
+    )
+    challenger: str = Field(
         "xgboost", description="The single member that serves the challenger arm."
     )
     challenger_fraction: float = Field(
         0.10, ge=0, le=1, description="Share of traffic (of split keys) sent to the challenger."
+    )
+    arms: list[dict[str, Any]] | None = Field(
+        None,
+        description='A/B arms besides the ensemble, JSON: [{"name": "challenger", "serves": '
+        '"xgboost", "share": 0.1}, ...]; default: one challenger arm from challenger and '
+        "challenger_fraction. The ensemble arm takes the share left.",
     )
     split_salt: str = Field(
         "yield-ensemble",
@@ -153,10 +158,60 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Service log level; DEBUG adds each request's features."
     )
-    chaos: dict[Literal["random_forest", "xgboost", "keras"], ChaosSpec] = Field(
+    chaos: dict[str, ChaosSpec] = Field(
         default_factory=dict,
         description='Fault injection, JSON: {"keras": {"delay_ms": 300, "fail": true}}.',
     )
+
+    def arm_list(self) -> tuple[Arm, ...]:
+        """Every arm, the ensemble first; ValueError naming the setting if one is wrong."""
+        from ensemble.arms import CHALLENGER, Arm, build_arms
+        from models.families import member_names
+
+        if self.arms is None:
+            others = [Arm(CHALLENGER, self.challenger, self.challenger_fraction)]
+        else:
+            try:
+                others = [
+                    Arm(str(a["name"]), str(a["serves"]), float(a["share"])) for a in self.arms
+                ]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"YIELD_ENSEMBLE_ARMS: each arm needs name, serves, share ({exc})"
+                ) from None
+        try:
+            return build_arms(others, member_names())
+        except ValueError as exc:
+            raise ValueError(f"YIELD_ENSEMBLE_ARMS: {exc}") from None
+
+    def runtime(self, member: str) -> str:
+        """The runtime ``member`` serves with."""
+        from models.families import family
+
+        return self.runtimes.get(member) or family(member).default_runtime
+
+    def check_families(self) -> None:
+        """Raise ValueError naming the setting whose family or runtime does not exist."""
+        from ensemble.combiners import COMBINERS
+        from models.families import families
+
+        if self.combiner not in COMBINERS:
+            raise ValueError(f"YIELD_ENSEMBLE_COMBINER: no combiner {self.combiner!r}")
+        known = {f.name: f for f in families()}
+        if self.challenger not in known:
+            raise ValueError(f"YIELD_ENSEMBLE_CHALLENGER: no family {self.challenger!r}")
+        for member, runtime in self.runtimes.items():
+            if member not in known:
+                raise ValueError(f"YIELD_ENSEMBLE_RUNTIMES: no family {member!r}")
+            if runtime not in known[member].runtimes:
+                raise ValueError(
+                    f"YIELD_ENSEMBLE_RUNTIMES[{member}]: {runtime!r} is not one of "
+                    f"{list(known[member].runtimes)}"
+                )
+        unknown = sorted(set(self.chaos) - set(known))
+        if unknown:
+            raise ValueError(f"YIELD_ENSEMBLE_CHAOS: no family {unknown[0]!r}")
+        self.arm_list()
 
     @property
     def spill_dir(self) -> Path:
@@ -179,7 +234,7 @@ class SettingsError(RuntimeError):
 def get_settings() -> Settings:
     """The process's settings, validated once; raises SettingsError naming the bad variable."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = "; ".join(
             f"YIELD_ENSEMBLE_{'_'.join(str(p) for p in err['loc'][:1]).upper()}"
@@ -187,3 +242,8 @@ def get_settings() -> Settings:
             for err in exc.errors()
         )
         raise SettingsError(f"invalid yield-ensemble setting: {problems}") from None
+    try:
+        settings.check_families()
+    except (ValueError, KeyError, ImportError, TypeError) as exc:
+        raise SettingsError(f"invalid yield-ensemble setting: {exc}") from None
+    return settings

@@ -31,9 +31,7 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     log = PredictionLog(url)
     try:
-        report = log.report(
-            settings.challenger, settings.challenger_fraction, since, until, args.arm
-        )
+        report = log.report(settings.arm_list(), since, until, args.arm)
     finally:
         log.close()
     Path(args.out).write_text(render(report), encoding="utf-8")
@@ -79,7 +77,7 @@ def add_commands(sub: Any) -> None:
     report.add_argument("--database-url", help="prediction log (default: the service's setting)")
     report.add_argument("--since", help="window start: unix seconds or ISO 8601")
     report.add_argument("--until", help="window end: unix seconds or ISO 8601")
-    report.add_argument("--arm", choices=["ensemble", "challenger"], help="one arm only")
+    report.add_argument("--arm", help="one arm only (with the ensemble), e.g. challenger")
     report.set_defaults(func=_report)
     log = sub.add_parser(
         "log", help="prediction log's spill and dead letter: status, or replay refused rows"

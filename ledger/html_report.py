@@ -9,7 +9,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-ARM_COLOURS = {"ensemble": "#1f77b4", "challenger": "#d62728"}
+#: Arm colours in the order the report lists arms (the ensemble first); they repeat past ten.
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
+
+
+def _colours(report: Mapping[str, Any]) -> dict[str, str]:
+    return {arm: PALETTE[i % len(PALETTE)] for i, arm in enumerate(report["arms"])}
 
 
 def _png(fig: Any) -> str:
@@ -37,6 +43,7 @@ def _timeline_plot(report: Mapping[str, Any]) -> str:
     from matplotlib.dates import DateFormatter
 
     fig, ax = plt.subplots(figsize=(8, 3.2))
+    colours = _colours(report)
     for arm, data in report["arms"].items():
         pts = data["timeline"]
         if not pts:
@@ -44,8 +51,8 @@ def _timeline_plot(report: Mapping[str, Any]) -> str:
         x: Any = [datetime.fromtimestamp((p["start"] + p["end"]) / 2, UTC) for p in pts]
         acc = [100 * p["accuracy"] for p in pts]
         ax.fill_between(x, [100 * p["ci95"][0] for p in pts], [100 * p["ci95"][1] for p in pts],
-                        color=ARM_COLOURS[arm], alpha=0.15)  # fmt: skip
-        ax.plot(x, acc, marker="o", color=ARM_COLOURS[arm], label=f"{arm} ({data['model']})")
+                        color=colours[arm], alpha=0.15)  # fmt: skip
+        ax.plot(x, acc, marker="o", color=colours[arm], label=f"{arm} ({data['model']})")
     ax.set_ylabel("accuracy, % (95% CI)")
     ax.set_title("Accuracy per arm over time")
     ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))
@@ -60,8 +67,9 @@ def _timeline_plot(report: Mapping[str, Any]) -> str:
 def _confusion_plot(report: Mapping[str, Any]) -> str:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
-    for ax, (arm, data) in zip(axes, report["arms"].items(), strict=True):
+    arms = report["arms"]
+    fig, axes = plt.subplots(1, len(arms), figsize=(3.5 * len(arms), 3.2), squeeze=False)
+    for ax, (arm, data) in zip(axes[0], arms.items(), strict=True):
         c = data["confusion"]
         grid = [[c["actual_pass"]["pass"], c["actual_pass"]["fail"]],
                 [c["actual_fail"]["pass"], c["actual_fail"]["fail"]]]  # fmt: skip
@@ -87,7 +95,7 @@ def _agreement_plot(report: Mapping[str, Any]) -> str:
     acc = [100 * (shadow[m]["member_accuracy"]["value"] or 0) for m in names]
     ens = [100 * (shadow[m]["ensemble_accuracy"]["value"] or 0) for m in names]
     xs = range(len(names))
-    left.bar([x - 0.2 for x in xs], ens, 0.4, label="ensemble", color=ARM_COLOURS["ensemble"])
+    left.bar([x - 0.2 for x in xs], ens, 0.4, label="ensemble", color=PALETTE[0])
     left.bar([x + 0.2 for x in xs], acc, 0.4, label="member alone", color="#7f7f7f")
     left.set_xticks(list(xs), names)
     left.set_ylim(min([*acc, *ens, 100]) - 5, 100)
@@ -127,21 +135,23 @@ def render(report: Mapping[str, Any], title: str = "yield-ensemble A/B report") 
         f"<td>{s['only_member_right']}</td><td>{s['p_value']:.3g}</td></tr>"
         for m, s in report["shadow"].items()
     )
-    diff = report["difference"]
     diff_line = (
-        f"Ensemble minus challenger: {100 * diff['ensemble_minus_challenger']:+.2f} points, "
-        f"95% CI [{100 * diff['ci95'][0]:+.2f}, {100 * diff['ci95'][1]:+.2f}], "
-        f"p = {diff['p_value']:.3g} ({html.escape(diff['test'])})."
-        if diff
-        else "No difference can be computed yet."
+        " ".join(
+            f"Ensemble minus {html.escape(arm)}: {100 * d['ensemble_minus_arm']:+.2f} points, "
+            f"95% CI [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}], "
+            f"p = {d['p_value']:.3g}, adjusted {d['p_adjusted']:.3g} "
+            f"({html.escape(d['test'])}; correction {html.escape(d['correction'])})."
+            for arm, d in report["comparisons"].items()
+        )
+        or "No difference can be computed yet."
     )
     size = report["sample_size"]
     size_line = (
         f"To detect a {100 * size['detect_difference']:.0f}-point difference (alpha "
         f"{size['alpha']}, power {size['power']}, baseline "
         f"{100 * size['baseline_accuracy']:.1f}%, {html.escape(size['baseline'])}): "
-        f"{size['needed']['ensemble']} labels on the ensemble arm and "
-        f"{size['needed']['challenger']} on the challenger arm."
+        + ", ".join(f"{n} labels on the {html.escape(a)} arm" for a, n in size["needed"].items())
+        + "."
         if "needed" in size
         else html.escape(size.get("note", ""))
     )

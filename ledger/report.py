@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.split import CHALLENGER, ENSEMBLE
-from ensemble.vote import PASS_THRESHOLD
+from ensemble.arms import ENSEMBLE, Arm
+from ensemble.combiners import PASS_THRESHOLD
 from ledger.stats import (
     Proportion,
     mcnemar_pvalue,
@@ -147,17 +147,21 @@ def build_report(
     data: Labelled,
     served: Mapping[str, int],
     members: Sequence[str],
-    challenger: str,
-    challenger_fraction: float,
+    arms: Sequence[Arm],
     window: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report dict; ``served`` counts every served prediction per arm in the window."""
-    arms: dict[str, Any] = {}
-    for arm in (ENSEMBLE, CHALLENGER):
-        part = data.where(data.arm == arm)
-        arms[arm] = {
-            "model": "majority vote" if arm == ENSEMBLE else challenger,
-            "served": int(served.get(arm, 0)),
+    """The report dict; ``served`` counts every served prediction per arm in the window.
+
+    ``arms`` are the arms as the window was served (their shares size the advice);
+    every other arm is compared with the ensemble, Holm-corrected when there are several.
+    """
+    stats: dict[str, Any] = {}
+    for arm in arms:
+        part = data.where(data.arm == arm.name)
+        stats[arm.name] = {
+            "model": "ensemble" if arm.single is None else arm.single,
+            "share": arm.share,
+            "served": int(served.get(arm.name, 0)),
             **_class_metrics(part.served_pass, part.actual_pass),
             "timeline": _timeline(part, TIMELINE_BINS),
         }
@@ -165,75 +169,103 @@ def build_report(
     report = {
         "window": dict(window or {}),
         "labelled": len(data),
-        "arms": arms,
-        "difference": _difference(arms),
-        "sample_size": _sample_size(arms, challenger_fraction),
+        "arms": stats,
+        "comparisons": _comparisons(stats),
+        "sample_size": _sample_size(stats, arms),
         "shadow": _shadow(ens, members),
         "agreement": _agreement(ens, members),
     }
-    report["conclusion"] = _conclusion(report, challenger)
+    report["conclusion"] = _conclusion(report)
     return report
 
 
-def _difference(arms: Mapping[str, Any]) -> dict[str, Any] | None:
-    e, c = arms[ENSEMBLE]["accuracy"], arms[CHALLENGER]["accuracy"]
-    if not e["n"] or not c["n"]:
-        return None
-    lo, hi = newcombe_interval(e["k"], e["n"], c["k"], c["n"])
-    p_value = two_proportion_pvalue(e["k"], e["n"], c["k"], c["n"])
-    return {
-        "ensemble_minus_challenger": e["value"] - c["value"],
-        "ci95": [lo, hi],
-        "p_value": p_value,
-        "test": "two-proportion z-test (pooled); Newcombe hybrid score interval",
-        "significant": p_value < ALPHA,
-    }
+def holm(p_values: Mapping[str, float]) -> dict[str, float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    ordered = sorted(p_values.items(), key=lambda kv: kv[1])
+    m, running, out = len(ordered), 0.0, {}
+    for i, (name, p) in enumerate(ordered):
+        running = max(running, min(1.0, (m - i) * p))
+        out[name] = running
+    return out
 
 
-def _sample_size(arms: Mapping[str, Any], fraction: float) -> dict[str, Any]:
-    """Labels per arm to detect a DETECT_DIFFERENCE accuracy gap at the configured split."""
+def _comparisons(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """Each other arm against the ensemble arm: difference, interval, test, corrected."""
+    e = stats[ENSEMBLE]["accuracy"]
+    raw: dict[str, dict[str, Any]] = {}
+    for name, arm in stats.items():
+        c = arm["accuracy"]
+        if name == ENSEMBLE or not e["n"] or not c["n"]:
+            continue
+        lo, hi = newcombe_interval(e["k"], e["n"], c["k"], c["n"])
+        raw[name] = {
+            "ensemble_minus_arm": e["value"] - c["value"],
+            "ci95": [lo, hi],
+            "p_value": two_proportion_pvalue(e["k"], e["n"], c["k"], c["n"]),
+            "test": "two-proportion z-test (pooled); Newcombe hybrid score interval",
+        }
+    adjusted = holm({name: r["p_value"] for name, r in raw.items()})
+    correction = "Holm" if len(raw) > 1 else "none (one comparison)"
+    for name, r in raw.items():
+        r.update(p_adjusted=adjusted[name], correction=correction)
+        r["significant"] = adjusted[name] < ALPHA
+    return raw
+
+
+def _sample_size(stats: Mapping[str, Any], arms: Sequence[Arm]) -> dict[str, Any]:
+    """Labels per arm to detect a DETECT_DIFFERENCE accuracy gap at the served shares."""
     advice: dict[str, Any] = {
         "detect_difference": DETECT_DIFFERENCE,
         "alpha": ALPHA,
         "power": POWER,
     }
-    if not 0 < fraction < 1:
-        advice["note"] = f"challenger fraction is {fraction}: there is no second arm to compare"
+    share = {a.name: a.share for a in arms}
+    others = [a.name for a in arms if a.name != ENSEMBLE and a.share > 0]
+    if not others or not 0 < share.get(ENSEMBLE, 0) < 1:
+        advice["note"] = "the ensemble takes all traffic: there is no second arm to compare"
         return advice
-    e = arms[ENSEMBLE]["accuracy"]
+    e = stats[ENSEMBLE]["accuracy"]
     base = e["value"] if e["n"] >= 30 else PRIOR_ACCURACY
     base = min(max(base, DETECT_DIFFERENCE + 1e-3), 1 - 1e-3)
-    ratio = fraction / (1 - fraction)
-    n_ens = sample_size_per_arm(base, base - DETECT_DIFFERENCE, ALPHA, POWER, ratio)
-    need = {ENSEMBLE: n_ens, CHALLENGER: math.ceil(n_ens * ratio)}
+    alpha = ALPHA / len(others)  # planned for the corrected test
+    need: dict[str, int] = {ENSEMBLE: 0}
+    for name in others:
+        ratio = share[name] / share[ENSEMBLE]
+        n_ens = sample_size_per_arm(base, base - DETECT_DIFFERENCE, alpha, POWER, ratio)
+        need[ENSEMBLE] = max(need[ENSEMBLE], n_ens)
+        need[name] = math.ceil(n_ens * ratio)
     advice.update(
         baseline_accuracy=base,
         baseline="observed ensemble accuracy" if e["n"] >= 30 else "assumed (under 30 labels)",
         needed=need,
-        more_needed={a: max(0, n - arms[a]["labelled"]) for a, n in need.items()},
+        more_needed={a: max(0, n - stats[a]["labelled"]) for a, n in need.items()},
     )
     return advice
 
 
-def _conclusion(report: Mapping[str, Any], challenger: str) -> str:
-    diff = report["difference"]
+def _conclusion(report: Mapping[str, Any]) -> str:
+    comparisons = report["comparisons"]
     lines = []
-    if diff is None:
+    if not comparisons:
         lines.append("Too few labels to compare the arms: each arm needs labelled devices.")
-    else:
-        d, (lo, hi), p = diff["ensemble_minus_challenger"], diff["ci95"], diff["p_value"]
+    for name, diff in comparisons.items():
+        d, (lo, hi), p = diff["ensemble_minus_arm"], diff["ci95"], diff["p_adjusted"]
+        model = report["arms"][name]["model"]
         span = f"{100 * d:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}), p = {p:.3g}"
+        if diff["correction"].startswith("Holm"):
+            span += " (Holm-corrected)"
         if diff["significant"]:
-            better = "ensemble" if d > 0 else f"challenger ({challenger})"
-            lines.append(f"The {better} is more accurate: ensemble minus challenger {span}.")
+            better = "ensemble" if d > 0 else f"{name} arm ({model})"
+            lines.append(f"The {better} is more accurate: ensemble minus {name} {span}.")
         else:
-            lines.append(f"No significant difference between the arms: {span}.")
+            lines.append(f"No significant difference between ensemble and {name}: {span}.")
     more = report["sample_size"].get("more_needed")
-    if more and any(more.values()) and not (diff and diff["significant"]):
+    decided = comparisons and all(c["significant"] for c in comparisons.values())
+    if more and any(more.values()) and not decided:
+        per_arm = ", ".join(f"{n} more on the {a} arm" for a, n in more.items())
         lines.append(
             f"Too few labels to detect a {100 * DETECT_DIFFERENCE:.0f}-point difference: "
-            f"{more[ENSEMBLE]} more on the ensemble arm and {more[CHALLENGER]} more on the "
-            "challenger arm are needed."
+            f"{per_arm} are needed."
         )
     for member, s in report["shadow"].items():
         if s["paired"] and s["p_value"] < ALPHA:

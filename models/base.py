@@ -12,7 +12,8 @@ from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml.exceptions import NotFound
 
 from ensemble.schema import FeatureSchema
-from ensemble.settings import MODEL_NAMES, get_settings
+from ensemble.settings import get_settings
+from models.families import family
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class ModelMissing(RuntimeError):
 
 def model_tag(member: str) -> str:
     """The store tag the settings select for ``member``, e.g. ``yield-keras:latest``."""
-    return f"{MODEL_NAMES[member]}:{get_settings().model_version}"
+    return f"{family(member).store_name}:{get_settings().model_version}"
 
 
 def stored_model(member: str) -> bentoml.Model:

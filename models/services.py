@@ -1,4 +1,8 @@
-"""The three member services, one process each, reached by the entry with ``bentoml.depends``."""
+"""The member services, one process per model family, reached by the entry with ``depends``.
+
+One service class is made per family of ``models.families``; the entry depends on
+each of them (``MEMBER_SERVICES``).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import numpy as np
 from ensemble.gc_tuning import tune_gc
 from ensemble.settings import get_settings
 from models.base import MemberAdapter, model_schema, model_tag, stored_model
+from models.families import Family, families, family
 
 logger = logging.getLogger(__name__)
 SETTINGS = get_settings()
@@ -40,17 +45,8 @@ if not SETTINGS.tracing:  # see service.ENTRY_TRACING
 
 
 def _load_adapter(member: str, model: bentoml.Model) -> MemberAdapter:
-    if member == "random_forest":
-        from models.random_forest import RandomForestAdapter
-
-        return RandomForestAdapter(model, SETTINGS.random_forest_runtime)
-    if member == "xgboost":
-        from models.xgb import XGBoostAdapter
-
-        return XGBoostAdapter(model, SETTINGS.xgboost_runtime)
-    from models.keras_mlp import KerasAdapter
-
-    return KerasAdapter(model, SETTINGS.keras_runtime)
+    adapter: MemberAdapter = family(member).load_adapter()(model, SETTINGS.runtime(member))
+    return adapter
 
 
 def _outlive_the_entry(member: str, grace_s: float) -> None:
@@ -88,7 +84,7 @@ class _Member:
         self.tag = str(model.tag)
         self.schema = model_schema(model)
         self.adapter = _load_adapter(self.member, model)
-        self.chaos = SETTINGS.chaos.get(self.member)  # type: ignore[call-overload]
+        self.chaos = SETTINGS.chaos.get(self.member)
         _outlive_the_entry(self.member, SETTINGS.member_shutdown_grace_s)
         tune_gc()
         logger.info(
@@ -135,19 +131,19 @@ class _Member:
 _Member.predict_proba.output_spec.media_type = "application/json"
 
 
-@bentoml.service(name="yield_random_forest", **_SERVICE_OPTIONS)
-class RandomForestMember(_Member):
-    member = "random_forest"
-    model = bentoml.models.BentoModel(model_tag("random_forest"))
+def _member_service(f: Family) -> Any:
+    """The BentoML service hosting family ``f``: ``yield_<name>``, class ``<Name>Member``."""
+    class_name = "".join(part.title() for part in f.name.split("_")) + "Member"
+    namespace = {
+        "__module__": __name__,
+        "__doc__": f"Hosts the {f.name} model ({f.store_name}).",
+        "member": f.name,
+        "model": bentoml.models.BentoModel(model_tag(f.name)),
+    }
+    return bentoml.service(name=f"yield_{f.name}", **_SERVICE_OPTIONS)(
+        type(class_name, (_Member,), namespace)
+    )
 
 
-@bentoml.service(name="yield_xgboost", **_SERVICE_OPTIONS)
-class XGBoostMember(_Member):
-    member = "xgboost"
-    model = bentoml.models.BentoModel(model_tag("xgboost"))
-
-
-@bentoml.service(name="yield_keras", **_SERVICE_OPTIONS)
-class KerasMember(_Member):
-    member = "keras"
-    model = bentoml.models.BentoModel(model_tag("keras"))
+#: member name -> its service, in vote order.
+MEMBER_SERVICES: dict[str, Any] = {f.name: _member_service(f) for f in families()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ensemble.settings import MEMBERS, MODEL_NAMES
+from models.families import families
 
 
 def _store_has_models() -> bool:
@@ -13,8 +13,8 @@ def _store_has_models() -> bool:
     from bentoml.exceptions import NotFound
 
     try:
-        for member in MEMBERS:
-            bentoml.models.get(f"{MODEL_NAMES[member]}:latest")
+        for family in families():
+            bentoml.models.get(f"{family.store_name}:latest")
     except NotFound:
         return False
     return True
@@ -56,7 +56,9 @@ def _train(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="yield-ensemble", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train the three members and save them to the store")
+    train = sub.add_parser(
+        "train", help="train every model family's member and save them to the store"
+    )
     train.add_argument("--data", help="training table, .csv or .parquet (default: synthetic data)")
     train.add_argument("--label", help="label column of --data: pass/fail, 1/0 or true/false")
     train.add_argument("--features", help="comma-separated feature columns (default: all others)")
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument(
         "--if-missing",
         action="store_true",
-        help="do nothing when the store already has all three models",
+        help="do nothing when the store already has every family's model",
     )
     train.set_defaults(func=_train)
     from ledger.cli import add_commands

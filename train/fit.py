@@ -1,8 +1,7 @@
-"""Fit the three members, evaluate them and their vote, save them to the model store."""
+"""Fit every model family's member, evaluate them and their vote, save them to the store."""
 
 from __future__ import annotations
 
-import os
 import platform
 import secrets
 import time
@@ -13,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.settings import MEMBERS, MODEL_NAMES
-from ensemble.vote import majority_vote
+from ensemble.combiners import majority_vote
+from models.families import families
 from train.data import Dataset
 from train.evaluate import classification_metrics
+from train.export import PARITY_LIMIT
 
 Progress = Callable[[str], None]
 
@@ -49,11 +49,9 @@ class TrainConfig:
 
 @dataclass
 class TrainedMembers:
-    """Fitted models plus the held-out evaluation of each and of the vote."""
+    """Fitted trainers (member -> ``train.families.Trainer``) and the held-out evaluation."""
 
-    random_forest: Any
-    xgboost: Any
-    keras: Any
+    models: dict[str, Any]
     metrics: dict[str, dict[str, float]]
     p_pass_test: dict[str, np.ndarray]
     x_test: np.ndarray
@@ -74,11 +72,6 @@ def fit(
     data: Dataset, config: TrainConfig, progress: Progress = print
 ) -> tuple[TrainedMembers, np.ndarray]:
     """Train all members on a stratified split; returns them and the held-out indices."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import xgboost as xgb
-    from sklearn.ensemble import RandomForestClassifier
-
     train_idx, test_idx = _split(len(data.labels), config.test_fraction, data.labels, config.seed)
     x_train, y_train = data.features[train_idx], data.labels[train_idx]
     x_test, y_test = data.features[test_idx], data.labels[test_idx]
@@ -86,69 +79,18 @@ def fit(
         f"data: {data.source}: {len(train_idx)} train / {len(test_idx)} held-out rows, "
         f"{len(data.schema)} features, {1 - data.labels.mean():.1%} fail"
     )
-
-    start = time.perf_counter()
-    rf = RandomForestClassifier(
-        n_estimators=config.rf_trees,
-        max_depth=config.rf_max_depth,
-        min_samples_leaf=2,
-        n_jobs=-1,
-        random_state=config.seed,
-    ).fit(x_train, y_train)
-    progress(f"random_forest: {config.rf_trees} trees in {time.perf_counter() - start:.1f} s")
-
-    start = time.perf_counter()
-    booster = (
-        xgb.XGBClassifier(
-            n_estimators=config.xgb_rounds,
-            max_depth=config.xgb_max_depth,
-            learning_rate=0.1,
-            subsample=0.9,
-            colsample_bytree=0.9,
-            random_state=config.seed,
-            n_jobs=2,
-            objective="binary:logistic",
-            eval_metric="logloss",
-        )
-        .fit(x_train, y_train)
-        .get_booster()
-    )
-    progress(f"xgboost: {config.xgb_rounds} rounds in {time.perf_counter() - start:.1f} s")
-
-    start = time.perf_counter()
-    keras.utils.set_random_seed(config.seed)
-    norm = keras.layers.Normalization()
-    norm.adapt(x_train)
-    net = keras.Sequential(
-        [keras.Input(shape=(x_train.shape[1],)), norm]
-        + [keras.layers.Dense(units, activation="relu") for units in config.keras_hidden]
-        + [keras.layers.Dense(1, activation="sigmoid")]
-    )
-    net.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
-    net.fit(
-        x_train,
-        y_train.astype(np.float32),
-        epochs=config.keras_epochs,
-        batch_size=256,
-        validation_split=0.1,
-        shuffle=True,
-        verbose=0,
-        callbacks=[keras.callbacks.EarlyStopping(patience=4, restore_best_weights=True)],
-    )
-    progress(
-        f"keras: MLP {x_train.shape[1]}-{'-'.join(map(str, config.keras_hidden))}-1 "
-        f"in {time.perf_counter() - start:.1f} s"
-    )
-
-    p_test = {
-        "random_forest": rf.predict_proba(x_test)[:, list(rf.classes_).index(1)],
-        "xgboost": booster.inplace_predict(x_test),
-        "keras": np.asarray(net.predict_on_batch(x_test)).reshape(-1),
-    }
+    models: dict[str, Any] = {}
+    for family in families():
+        start = time.perf_counter()
+        trainer = family.load_trainer()(config)
+        trainer.fit(x_train, y_train)
+        progress(f"{family.name}: {trainer.describe()} in {time.perf_counter() - start:.1f} s")
+        models[family.name] = trainer
+    p_test = {name: trainer.predict_proba(x_test) for name, trainer in models.items()}
     metrics = {m: classification_metrics(y_test, p, p >= 0.5) for m, p in p_test.items()}
     vote, probability = majority_vote(p_test)
     metrics["majority_vote"] = classification_metrics(y_test, probability, vote)
-    return TrainedMembers(rf, booster, net, metrics, p_test, x_test), test_idx
+    return TrainedMembers(models, metrics, p_test, x_test), test_idx
 
 
 def _versions() -> dict[str, str]:
@@ -188,11 +130,6 @@ def save(
 ) -> dict[str, str]:
     """Save each member to the BentoML store under one version; returns member -> tag."""
     import bentoml
-    import joblib
-
-    from models.keras_mlp import KERAS_FILE
-    from models.random_forest import SKLEARN_FILE
-    from models.xgb import BOOSTER_FILE
 
     version = version or new_version()
     common: dict[str, Any] = {
@@ -209,55 +146,47 @@ def save(
     }
     exports = _exports(trained)
     tags: dict[str, str] = {}
-    for member in MEMBERS:
-        tag = f"{MODEL_NAMES[member]}:{version}"
-        runtime, file, blob, check = exports[member]
+    for family in families():
+        member = family.name
+        trainer = trained.models[member]
+        tag = f"{family.store_name}:{version}"
+        export, check = exports[member]
         metadata = {
             **common,
             "member": member,
             "metrics": trained.metrics[member],
-            "runtimes": {runtime: {"file": file, "parity": check, "saved": blob is not None}},
+            "runtimes": {},
+            **trainer.metadata(),
         }
-        if member == "random_forest":
-            metadata["pass_column"] = list(trained.random_forest.classes_).index(1)
+        if export is not None:
+            saved_export = check["max_abs_diff"] <= PARITY_LIMIT
+            metadata["runtimes"] = {
+                export.runtime: {"file": export.file, "parity": check, "saved": saved_export}
+            }
         with bentoml.models.create(tag, metadata=metadata) as saved:
-            if member == "random_forest":
-                joblib.dump(trained.random_forest, saved.path_of(SKLEARN_FILE))
-            elif member == "xgboost":
-                trained.xgboost.save_model(saved.path_of(BOOSTER_FILE))
-            else:
-                trained.keras.save(saved.path_of(KERAS_FILE))
-            if blob is not None:
-                Path(saved.path_of(file)).write_bytes(blob)
+            trainer.save(Path(saved.path))
+            if export is not None and metadata["runtimes"][export.runtime]["saved"]:
+                Path(saved.path_of(export.file)).write_bytes(export.blob)
         tags[member] = str(saved.tag)
     return tags
 
 
-def _exports(trained: TrainedMembers) -> dict[str, tuple[str, str, bytes | None, dict[str, Any]]]:
-    """Each member's fast runtime, checked against its native model on the held-out rows."""
-    from models.keras_mlp import TFLITE_FILE, LiteRTNet
-    from models.random_forest import ONNX_FILE, OnnxForest
-    from train.export import PARITY_LIMIT, keras_tflite, parity, random_forest_onnx, xgboost_onnx
+def _exports(trained: TrainedMembers) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """Each member's fast runtime and its parity with the native model on the held-out rows."""
+    from train.export import parity
 
     x = np.ascontiguousarray(trained.x_test, dtype=np.float32)
-    pass_column = list(trained.random_forest.classes_).index(1)
-    blobs = {
-        "random_forest": ("onnx", ONNX_FILE, random_forest_onnx(trained.random_forest, x.shape[1])),
-        "xgboost": ("onnx", ONNX_FILE, xgboost_onnx(trained.xgboost, x.shape[1])),
-        "keras": ("litert", TFLITE_FILE, keras_tflite(trained.keras)),
-    }
-    served = {
-        "random_forest": lambda b: OnnxForest(b, pass_column).predict_proba(x),
-        "xgboost": lambda b: OnnxForest(b, 1).predict_proba(x),
-        "keras": lambda b: LiteRTNet(b).predict_proba(x),
-    }
-    out: dict[str, tuple[str, str, bytes | None, dict[str, Any]]] = {}
-    for member, (runtime, file, blob) in blobs.items():
-        check = parity(trained.p_pass_test[member], served[member](blob))
+    out: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for member, trainer in trained.models.items():
+        export = trainer.export(x)
+        if export is None:
+            out[member] = (None, {})
+            continue
+        check = parity(trained.p_pass_test[member], export.p_pass)
         ok = check["max_abs_diff"] <= PARITY_LIMIT
         print(
-            f"{member}: {runtime} export, max |dP| {check['max_abs_diff']:.2e} on "
+            f"{member}: {export.runtime} export, max |dP| {check['max_abs_diff']:.2e} on "
             f"{check['rows']} held-out rows" + ("" if ok else " - too far, not saved")
         )
-        out[member] = (runtime, file, blob if ok else None, check)
+        out[member] = (export, check)
     return out

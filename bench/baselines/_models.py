@@ -8,14 +8,14 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from ensemble.settings import MODEL_NAMES
+from models.families import family
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def load(member: str) -> Any:
     """The member's native model object from the latest training run in the store."""
-    model = bentoml.models.get(f"{MODEL_NAMES[member]}:latest")
+    model = bentoml.models.get(f"{family(member).store_name}:latest")
     if member == "random_forest":
         import joblib
 

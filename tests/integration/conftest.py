@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,14 +56,31 @@ class Server:
         return self.log.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                return self.proc.wait()
-        return int(self.proc.returncode)
+        # BentoML's workers run in process groups of their own: remember them, so none
+        # outlives a server that had to be killed.
+        workers = _descendants(self.proc.pid)
+        try:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, sig)
+                try:
+                    return self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    return self.proc.wait()
+            return int(self.proc.returncode)
+        finally:
+            for worker in workers:
+                with contextlib.suppress(psutil.Error):
+                    worker.wait(10)
+                with contextlib.suppress(psutil.Error):
+                    worker.kill()
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []
 
 
 def start_server(home: Path, log: Path, **settings: str) -> Server:

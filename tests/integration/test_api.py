@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ensemble.settings import MEMBERS
+from models.families import member_names
 from train.synthetic import generate
 
 from .conftest import ROOT, Server, sample
@@ -48,13 +48,13 @@ def test_predict_shape_and_vote(server: Server) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["request_id"] == r.headers["x-bentoml-request-id"]
-    assert set(body["votes"]) == set(MEMBERS)  # every member's worker answered
+    assert set(body["votes"]) == set(member_names())  # every member's worker answered
     assert len(set(body["votes"].values())) == 3  # three different models
     votes = list(body["votes"].values())
     assert body["probability"] == pytest.approx(np.mean(votes), abs=1e-6)
     assert body["prediction"] == ("pass" if sum(v >= 0.5 for v in votes) >= 2 else "fail")
     assert body["arm"] == "ensemble" and body["degraded"] is False
-    assert set(body["model_versions"]) == set(MEMBERS)
+    assert set(body["model_versions"]) == set(member_names())
 
 
 def test_named_features_equal_positional(server: Server) -> None:

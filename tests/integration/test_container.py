@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ensemble.settings import MEMBERS
+from models.families import member_names
 
 from .conftest import ROOT, _free_port, base_env, sample
 
@@ -118,7 +118,7 @@ def test_image_serves_read_only_and_stops_cleanly(
     info = json.loads(podman("image", "inspect", IMAGE))[0]
     assert "/livez" in " ".join(info["Healthcheck"]["Test"])
     labels = info["Labels"]
-    for member in MEMBERS:
+    for member in member_names():
         assert labels[f"io.yield-ensemble.model.{member}.version"] == body["model_versions"][member]
         assert 0.5 < float(labels[f"io.yield-ensemble.model.{member}.heldout-accuracy"]) <= 1
     assert labels["org.opencontainers.image.title"] == "yield-ensemble"

@@ -78,7 +78,7 @@ def test_feedback_joins_and_report_gives_the_known_accuracies(
             a = report["arms"][arm]
             assert (a["served"], a["labelled"]) == (n, n)
             assert (a["accuracy"]["k"], a["accuracy"]["n"]) == (right, n)
-        assert report["difference"]["ensemble_minus_challenger"] == pytest.approx(
+        assert report["comparisons"]["challenger"]["ensemble_minus_arm"] == pytest.approx(
             report["arms"]["ensemble"]["accuracy"]["value"]
             - report["arms"]["challenger"]["accuracy"]["value"]
         )

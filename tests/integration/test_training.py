@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from ensemble.schema import DEFAULT_FEATURES
-from ensemble.settings import MEMBERS, MODEL_NAMES
+from models.families import Family, families, member_names
 
 from .conftest import ROOT, base_env
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def _metadata(home: Path) -> dict[str, dict[str, object]]:
     code = (
         "import bentoml, json\n"
-        f"names = {MODEL_NAMES!r}\n"
+        f"names = { {f.name: f.store_name for f in families()}!r}\n"
         "out = {m: dict(bentoml.models.get(n + ':latest').info.metadata, "
         "tag=str(bentoml.models.get(n + ':latest').tag)) for m, n in names.items()}\n"
         "print(json.dumps(out))\n"
@@ -48,7 +48,7 @@ def _python(code: str, home: Path) -> str:
 
 def test_members_saved_with_metadata(model_home: Path) -> None:
     meta = _metadata(model_home)
-    assert set(meta) == set(MEMBERS)
+    assert set(meta) == set(member_names())
     versions = {str(m["tag"]).split(":")[1] for m in meta.values()}
     assert len(versions) == 1  # one training run, one shared version
     for member, m in meta.items():
@@ -66,17 +66,10 @@ def test_members_saved_with_metadata(model_home: Path) -> None:
         assert runtime["parity"]["decisions_changed"] == 0
 
 
-RUNTIMES = {
-    "random_forest": ("onnx", "sklearn"),
-    "xgboost": ("onnx", "xgboost"),
-    "keras": ("litert", "tensorflow"),
-}
-
-
-@pytest.mark.parametrize("member", MEMBERS)
-def test_fast_runtime_answers_like_the_native_model(model_home: Path, member: str) -> None:
+@pytest.mark.parametrize("family", families(), ids=lambda f: f.name)
+def test_fast_runtime_answers_like_the_native_model(model_home: Path, family: Family) -> None:
     """Both runtimes load from the store in a fresh process; only the native one imports TF."""
-    fast, native = RUNTIMES[member]
+    member, (fast, native) = family.name, family.runtimes
     code = (
         "import json, sys, numpy as np\n"
         "from train.synthetic import feature_rows\n"
@@ -87,7 +80,7 @@ def test_fast_runtime_answers_like_the_native_model(model_home: Path, member: st
         f"fast = _load_adapter('{member}', stored_model('{member}'))\n"
         "p_fast = fast.predict_proba(rows)\n"
         "tf_after_fast = 'tensorflow' in sys.modules\n"
-        f"object.__setattr__(s.SETTINGS, '{member}_runtime', '{native}')\n"
+        f"s.SETTINGS.runtimes['{member}'] = '{native}'\n"
         f"slow = _load_adapter('{member}', stored_model('{member}'))\n"
         "p_slow = slow.predict_proba(rows)\n"
         "print(json.dumps({'runtimes': [fast.runtime, slow.runtime], 'tf': tf_after_fast,\n"

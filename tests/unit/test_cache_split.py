@@ -7,8 +7,13 @@ import sys
 import numpy as np
 import pytest
 
+from ensemble.arms import CHALLENGER, ENSEMBLE, Arm, assign_arm, bucket, build_arms
 from ensemble.cache import PredictionCache, row_keys
-from ensemble.split import CHALLENGER, ENSEMBLE, assign_arm, bucket
+
+
+def _arms(fraction: float) -> tuple[Arm, ...]:
+    return build_arms([Arm(CHALLENGER, "xgboost", fraction)], ["xgboost"])
+
 
 ROW = np.array([[1.2, 100, 2000, 25, 50, 0.95]], dtype=np.float32)
 
@@ -51,21 +56,21 @@ def test_disabled_cache_never_hits() -> None:
 
 
 def test_challenger_share_over_20000_keys() -> None:
-    arms = [assign_arm(f"W{i // 700:04d}-D{i}", 0.10, "salt-1") for i in range(20_000)]
+    arms = [assign_arm(f"W{i // 700:04d}-D{i}", _arms(0.10), "salt-1") for i in range(20_000)]
     share = arms.count(CHALLENGER) / len(arms)
     assert 0.09 <= share <= 0.11
 
 
 def test_sticky_and_salted() -> None:
     keys = [f"dev-{i}" for i in range(2000)]
-    first = [assign_arm(k, 0.1, "s") for k in keys]
-    assert first == [assign_arm(k, 0.1, "s") for k in keys]
-    assert first != [assign_arm(k, 0.1, "other-salt") for k in keys]
+    first = [assign_arm(k, _arms(0.1), "s") for k in keys]
+    assert first == [assign_arm(k, _arms(0.1), "s") for k in keys]
+    assert first != [assign_arm(k, _arms(0.1), "other-salt") for k in keys]
 
 
 def test_bucket_is_stable_across_processes() -> None:
     # hash() is salted per process; SHA-256 is not. A fixed value pins the function.
-    code = "from ensemble.split import bucket; print(repr(bucket('W0007-X+03Y-02', 'yield')))"
+    code = "from ensemble.arms import bucket; print(repr(bucket('W0007-X+03Y-02', 'yield')))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -76,7 +81,10 @@ def test_bucket_is_stable_across_processes() -> None:
 
 
 def test_edges_and_keyless_random() -> None:
-    assert assign_arm("k", 0.0, "s") == ENSEMBLE and assign_arm("k", 1.0, "s") == CHALLENGER
+    assert (
+        assign_arm("k", _arms(0.0), "s") == ENSEMBLE
+        and assign_arm("k", _arms(1.0), "s") == CHALLENGER
+    )
     rng = random.Random(3)
-    arms = [assign_arm(None, 0.5, "s", rng) for _ in range(2000)]
+    arms = [assign_arm(None, _arms(0.5), "s", rng) for _ in range(2000)]
     assert 0.45 < arms.count(CHALLENGER) / 2000 < 0.55

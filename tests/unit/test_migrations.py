@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -13,17 +14,48 @@ from alembic.runtime.migration import MigrationContext
 
 from ledger.migrate import current, drop_all, head, upgrade
 from ledger.predlog import PredictionLog, metadata
-from tests.unit.test_predlog import POSTGRES_URL, _served
+from tests.unit.test_predlog import ARMS, POSTGRES_URL, _served
 
 #: Written by the prediction log of release 0.1.0 (commit c709685), see make_ledger_fixture.py.
 FIXTURE = Path(__file__).resolve().parents[1] / "testdata" / "ledger-c709685.db"
 TABLES = ("predictions", "outcomes")
 
 
+#: The 0.1.0 columns that every later schema keeps as they were.
+KEPT = (
+    "request_id, ts, arm, device_id, wafer_id, lot_id, features, prediction, probability, "
+    "cached, degraded, latency_ms, model_versions"
+)
+OLD_MEMBERS = ("random_forest", "xgboost", "keras")
+
+
 def _contents(url: str) -> dict[str, set[tuple[object, ...]]]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        out = {t: {tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t}"))} for t in TABLES}
+        kept = conn.execute(sa.text(f"SELECT {KEPT} FROM predictions"))
+        out = {
+            "predictions": {tuple(r) for r in kept},
+            "outcomes": {tuple(r) for r in conn.execute(sa.text("SELECT * FROM outcomes"))},
+        }
+    engine.dispose()
+    return out
+
+
+def _votes(url: str) -> dict[str, dict[str, float]]:
+    """request id -> member votes, from the 0.1.0 columns or from the JSON column."""
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("predictions")}
+        if "votes" in columns:
+            rows = conn.execute(sa.text("SELECT request_id, votes FROM predictions"))
+            out = {rid: json.loads(v) for rid, v in rows}
+        else:
+            p_columns = ", ".join(f"p_{m}" for m in OLD_MEMBERS)
+            rows = conn.execute(sa.text(f"SELECT request_id, {p_columns} FROM predictions"))
+            out = {
+                rid: {m: p for m, p in zip(OLD_MEMBERS, ps, strict=True) if p is not None}
+                for rid, *ps in rows
+            }
     engine.dispose()
     return out
 
@@ -38,15 +70,18 @@ def test_a_release_database_upgrades_with_every_row_and_outcome(tmp_path: Path) 
     path = tmp_path / "old.db"
     shutil.copy(FIXTURE, path)
     url = f"sqlite:///{path}"
-    before = _contents(url)
+    before, votes = _contents(url), _votes(url)
     assert len(before["predictions"]) == 40 and len(before["outcomes"]) == 20
+    # 8 challenger rows with one vote, 4 ensemble rows without keras, 28 with three.
+    assert sorted(len(v) for v in votes.values()) == [1] * 8 + [2] * 4 + [3] * 28
     log = PredictionLog(url)  # upgrades on open
     try:
         assert current(log.engine) == head()
         assert _contents(url) == before
+        assert _votes(url) == votes
         labelled = log.labelled()
         assert len(labelled) == 20
-        report = log.report("xgboost", 0.2)
+        report = log.report(ARMS)
         assert sum(a["labelled"] for a in report["arms"].values()) == 20
         log.record(_served(["new-1"], ["D-new"]))
         assert log.flush(5)
@@ -67,8 +102,9 @@ def test_the_migrated_schema_is_the_code_s_schema(tmp_path: Path) -> None:
 
 def test_a_database_made_by_create_all_is_stamped_not_recreated(tmp_path: Path) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'created.db'}")
-    metadata.create_all(engine)  # how the ledger was made before migrations
+    upgrade(engine, "0002")  # the tables create_all made before migrations (commit 49beec2)
     with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE alembic_version"))
         conn.execute(sa.text("INSERT INTO outcomes VALUES ('r', 'pass', 1.0)"))
     upgrade(engine)
     assert current(engine) == head()
@@ -96,10 +132,11 @@ def test_release_rows_upgrade_intact_on_postgresql() -> None:
                         "degraded": bool(item["degraded"]),
                     }
                 conn.execute(statement, item)
-    before = _contents(POSTGRES_URL)
+    before, votes = _contents(POSTGRES_URL), _votes(POSTGRES_URL)
     upgrade(engine)
     assert current(engine) == head()
     assert _contents(POSTGRES_URL) == before
+    assert _votes(POSTGRES_URL) == votes
     log = PredictionLog(POSTGRES_URL)
     try:
         assert len(log.labelled()) == 20

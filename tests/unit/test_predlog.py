@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from ensemble.arms import Arm, build_arms
 from ledger.migrate import drop_all
 from ledger.predlog import Durability, PredictionLog, Retention, Served, metadata
 from ledger.spool import LogBackedUp
@@ -42,6 +43,8 @@ def _served(
     ids = [{"device_id": d, "wafer_id": "W1", "lot_id": None} for d in devices]
     return Served(time.time() if ts is None else ts, 3.5, rids, ids, rows, results, VERSIONS)
 
+
+ARMS = build_arms([Arm("challenger", "xgboost", 0.1)], ["random_forest", "xgboost", "keras"])
 
 #: A PostgreSQL database the tests may empty, e.g. postgresql+psycopg://u:p@127.0.0.1/yield_test.
 #: `.ci/run` starts one; without it the PostgreSQL cases are skipped.
@@ -87,7 +90,7 @@ def test_records_every_field_in_the_background(log: PredictionLog) -> None:
         np.asarray(json.loads(a.features), dtype=np.float32), np.float32([0.1, 1.1])
     )
     assert json.loads(a.features) == [float(np.float32(0.1)), float(np.float32(1.1))]
-    assert (a.p_random_forest, a.p_xgboost, a.p_keras) == (0.9, 0.2, 0.7)
+    assert json.loads(a.votes) == {"random_forest": 0.9, "xgboost": 0.2, "keras": 0.7}
     assert (a.prediction, a.probability, a.cached, a.degraded, a.latency_ms) == (
         "pass",
         0.6,
@@ -114,7 +117,7 @@ def test_challenger_rows_leave_uncomputed_votes_null(log: PredictionLog) -> None
     log.record(_served(["c"], ["D9"], arm="challenger"))
     log.flush(5)
     (c,) = _rows(log)
-    assert (c.arm, c.p_random_forest, c.p_xgboost, c.p_keras) == ("challenger", None, 0.2, None)
+    assert (c.arm, json.loads(c.votes)) == ("challenger", {"xgboost": 0.2})
 
 
 def test_close_writes_everything_accepted(tmp_path: Path) -> None:
@@ -305,4 +308,4 @@ def test_outcomes_keep_who_sent_them_and_what_they_replaced(log: PredictionLog) 
         "fail",
         "mes",
     )
-    assert log.report("xgboost", 0.1)["ground_truth"]["replaced"] == 1
+    assert log.report(ARMS)["ground_truth"]["replaced"] == 1

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ledger.report import Labelled, build_report
+from ensemble.arms import Arm, build_arms
+from ledger.report import Labelled, build_report, holm
 
 MEMBERS = ("random_forest", "xgboost", "keras")
+ARMS = build_arms([Arm("challenger", "xgboost", 0.1)], MEMBERS)
+NO_SECOND_ARM = build_arms([Arm("challenger", "xgboost", 0.0)], MEMBERS)
 
 
 def _scenario(n_ens: int, ens_right: int, n_ch: int, ch_right: int) -> Labelled:
@@ -41,8 +44,7 @@ def test_arm_metrics_are_the_known_counts() -> None:
         _scenario(900, 846, 100, 88),
         {"ensemble": 5000, "challenger": 560},
         MEMBERS,
-        "xgboost",
-        0.1,
+        ARMS,
     )
     ens, ch = report["arms"]["ensemble"], report["arms"]["challenger"]
     assert (ens["served"], ens["labelled"], ch["served"], ch["labelled"]) == (5000, 900, 560, 100)
@@ -60,14 +62,15 @@ def test_arm_metrics_are_the_known_counts() -> None:
         == 900
     )
     assert ens["timeline"] and sum(b["n"] for b in ens["timeline"]) == 900
-    diff = report["difference"]
-    assert diff["ensemble_minus_challenger"] == pytest.approx(846 / 900 - 0.88)
-    assert diff["ci95"][0] < diff["ensemble_minus_challenger"] < diff["ci95"][1]
+    diff = report["comparisons"]["challenger"]
+    assert diff["ensemble_minus_arm"] == pytest.approx(846 / 900 - 0.88)
+    assert diff["ci95"][0] < diff["ensemble_minus_arm"] < diff["ci95"][1]
+    assert diff["p_adjusted"] == diff["p_value"] and diff["correction"].startswith("none")
     assert diff["significant"] == (diff["p_value"] < 0.05)
 
 
 def test_shadow_comparison_counts_discordant_pairs() -> None:
-    report = build_report(_scenario(900, 846, 100, 88), {}, MEMBERS, "xgboost", 0.1)
+    report = build_report(_scenario(900, 846, 100, 88), {}, MEMBERS, ARMS)
     rf, xgb, keras = (report["shadow"][m] for m in MEMBERS)
     assert rf["paired"] == 900
     assert (rf["only_ensemble_right"], rf["only_member_right"]) == (0, 54)
@@ -82,7 +85,7 @@ def test_shadow_comparison_counts_discordant_pairs() -> None:
 
 
 def test_too_few_labels_says_how_many_more() -> None:
-    report = build_report(_scenario(40, 37, 5, 4), {}, MEMBERS, "xgboost", 0.1)
+    report = build_report(_scenario(40, 37, 5, 4), {}, MEMBERS, ARMS)
     more = report["sample_size"]["more_needed"]
     assert more["ensemble"] > 1000 and more["challenger"] > 100
     assert more["ensemble"] == report["sample_size"]["needed"]["ensemble"] - 40
@@ -90,20 +93,53 @@ def test_too_few_labels_says_how_many_more() -> None:
 
 
 def test_a_large_clear_difference_is_concluded() -> None:
-    report = build_report(_scenario(9000, 8550, 1000, 850), {}, MEMBERS, "xgboost", 0.1)
-    assert report["difference"]["significant"]
+    report = build_report(_scenario(9000, 8550, 1000, 850), {}, MEMBERS, ARMS)
+    assert report["comparisons"]["challenger"]["significant"]
     assert report["conclusion"].startswith("The ensemble is more accurate")
 
 
 def test_no_labels_at_all() -> None:
     empty = _scenario(0, 0, 0, 0)
-    report = build_report(empty, {"ensemble": 3}, MEMBERS, "xgboost", 0.1)
-    assert report["labelled"] == 0 and report["difference"] is None
+    report = build_report(empty, {"ensemble": 3}, MEMBERS, ARMS)
+    assert report["labelled"] == 0 and report["comparisons"] == {}
     assert report["arms"]["ensemble"]["accuracy"]["value"] is None
     assert report["sample_size"]["baseline"].startswith("assumed")
     assert "Too few labels to compare the arms" in report["conclusion"]
 
 
 def test_without_a_second_arm_there_is_no_sample_size() -> None:
-    report = build_report(_scenario(50, 45, 0, 0), {}, MEMBERS, "xgboost", 0.0)
+    report = build_report(_scenario(50, 45, 0, 0), {}, MEMBERS, NO_SECOND_ARM)
     assert "no second arm" in report["sample_size"]["note"]
+
+
+def test_three_arms_are_each_compared_with_holm_correction() -> None:
+    arms = build_arms(
+        [Arm("challenger", "xgboost", 0.1), Arm("forest", "random_forest", 0.1)], MEMBERS
+    )
+    base = _scenario(900, 846, 100, 88)
+    forest = np.full(100, "forest", dtype=object)
+    data = Labelled(
+        np.concatenate([base.ts, base.ts[:100] + 1]),
+        np.concatenate([base.arm, forest]),
+        np.concatenate([base.served_pass, np.ones(100, dtype=bool)]),
+        np.concatenate([base.actual_pass, np.arange(100) >= 30]),  # 70 of 100 right
+        {m: np.concatenate([v, np.full(100, np.nan)]) for m, v in base.votes.items()},
+    )
+    report = build_report(data, {}, MEMBERS, arms)
+    assert set(report["arms"]) == {"ensemble", "challenger", "forest"}
+    assert report["arms"]["forest"]["accuracy"]["k"] == 70
+    comparisons = report["comparisons"]
+    assert set(comparisons) == {"challenger", "forest"}
+    raw = {a: c["p_value"] for a, c in comparisons.items()}
+    assert {a: c["p_adjusted"] for a, c in comparisons.items()} == holm(raw)
+    assert all(c["correction"] == "Holm" for c in comparisons.values())
+    assert comparisons["forest"]["significant"] and "Holm-corrected" in report["conclusion"]
+    needed = report["sample_size"]["needed"]
+    assert set(needed) == {"ensemble", "challenger", "forest"}
+
+
+def test_holm_adjusts_step_down_and_stays_monotone() -> None:
+    assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx(
+        {"a": 0.03, "b": 0.06, "c": 0.06}
+    )
+    assert holm({"a": 0.5}) == {"a": 0.5}

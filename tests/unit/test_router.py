@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 
+from ensemble.arms import Arm, build_arms
 from ensemble.cache import PredictionCache
 from ensemble.predictor import EnsemblePredictor, MembersUnavailable
 from ensemble.router import Router, SplitConfig
@@ -42,7 +43,7 @@ def _router(
     router = Router(
         predictor,
         PredictionCache(cache),
-        SplitConfig("xgb", fraction, "s"),
+        SplitConfig(build_arms([Arm("challenger", "xgb", fraction)], list(VERSIONS)), "s"),
         VERSIONS,
         rng=random.Random(0),
     )
@@ -130,3 +131,33 @@ def test_challenger_rows_without_a_probability_go_to_the_ensemble() -> None:
         True,
         ("xgb",),
     )
+
+
+def test_combiners_never_share_cached_answers() -> None:
+    from ensemble.combiners import MajorityVote, SoftVote
+
+    cache = PredictionCache(100)
+
+    def router(combiner):  # type: ignore[no-untyped-def]
+        async def member(rows: np.ndarray, p: float) -> np.ndarray:
+            return np.full(len(rows), p, dtype=np.float32)
+
+        calls = {n: (lambda r, p=p: member(r, p)) for n, p in VERSIONS_P.items()}
+        predictor = EnsemblePredictor(calls, 1.0, combiner=combiner)
+        split = SplitConfig(build_arms([Arm("challenger", "xgb", 0.0)], list(VERSIONS)), "s")
+        return Router(predictor, cache, split, VERSIONS)
+
+    majority = asyncio.run(router(MajorityVote()).predict(ROWS[:1], ["a"]))[0]
+    soft = asyncio.run(router(SoftVote()).predict(ROWS[:1], ["a"]))[0]
+    # rf 0.9, xgb 0.3, nn 0.3: the vote says fail (1 of 3); the mean 0.5 says pass.
+    assert (majority["prediction"], majority["combiner"], majority["cached"]) == (
+        "fail",
+        "majority:1",
+        False,
+    )
+    assert (soft["prediction"], soft["combiner"], soft["cached"]) == ("pass", "soft:1", False)
+    again = asyncio.run(router(SoftVote()).predict(ROWS[:1], ["a"]))[0]
+    assert again["cached"] and again["combiner"] == "soft:1"
+
+
+VERSIONS_P = {"rf": 0.9, "xgb": 0.3, "nn": 0.3}

@@ -16,6 +16,19 @@ def test_defaults() -> None:
         ("YIELD_ENSEMBLE_MEMBER_TIMEOUT_S", "-1", "YIELD_ENSEMBLE_MEMBER_TIMEOUT_S"),
         ("YIELD_ENSEMBLE_MAX_BATCH_DEVICES", "many", "YIELD_ENSEMBLE_MAX_BATCH_DEVICES"),
         ("YIELD_ENSEMBLE_CHAOS", '{"lstm": {"fail": true}}', "YIELD_ENSEMBLE_CHAOS"),
+        # Families, combiners and arms are checked against their registries.
+        ("YIELD_ENSEMBLE_RUNTIMES", '{"keras": "onnx"}', "not one of"),
+        ("YIELD_ENSEMBLE_RUNTIMES", '{"svm": "onnx"}', "no family 'svm'"),
+        ("YIELD_ENSEMBLE_CHALLENGER", "svm", "no family 'svm'"),
+        ("YIELD_ENSEMBLE_COMBINER", "stacked", "no combiner 'stacked'"),
+        ("YIELD_ENSEMBLE_ARMS", '[{"name": "b", "serves": "svm", "share": 0.1}]', "no member"),
+        ("YIELD_ENSEMBLE_ARMS", '[{"name": "b", "serves": "keras", "share": 1.5}]', "share"),
+        (
+            "YIELD_ENSEMBLE_ARMS",
+            '[{"name": "ensemble", "serves": "keras", "share": 0.1}]',
+            "do not",
+        ),
+        ("YIELD_ENSEMBLE_ARMS", '[{"name": "b"}]', "needs name, serves, share"),
     ],
 )
 def test_bad_setting_names_the_variable(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ensemble.vote import majority_vote
+from ensemble.combiners import majority_vote
 
 
 def test_two_of_three_pass_votes_pass() -> None:
@@ -36,3 +36,15 @@ def test_two_member_tie_goes_to_mean_probability() -> None:
 def test_no_members_is_an_error() -> None:
     with pytest.raises(ValueError):
         majority_vote({})
+
+
+def test_soft_vote_follows_the_mean_and_skips_missing_members() -> None:
+    from ensemble.combiners import SoftVote, combiner
+
+    p = {"a": np.array([0.9, 0.9]), "b": np.array([0.3, np.nan]), "c": np.array([0.3, 0.05])}
+    passed, probability = SoftVote().combine(p)
+    assert passed.tolist() == [True, False]
+    assert probability == pytest.approx([0.5, 0.475])
+    assert combiner("soft").key == "soft:1" and combiner("majority").key == "majority:1"
+    with pytest.raises(KeyError, match="known"):
+        combiner("stacked")

@@ -1,0 +1,107 @@
+"""The ledger's tables and the record of one served request.
+
+The schema changes only through ``ledger/migrations`` (Alembic); these definitions
+are what the newest migration makes, and a test compares the two.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+#: Ids per ``IN (...)`` query, well under every database's parameter limit.
+CHUNK = 500
+OUTCOMES = ("pass", "fail")
+
+metadata = sa.MetaData()
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("ts", sa.Float, nullable=False, index=True),
+    sa.Column("arm", sa.String(16), nullable=False),
+    sa.Column("device_id", sa.String(256)),
+    sa.Column("wafer_id", sa.String(256)),
+    sa.Column("lot_id", sa.String(256)),
+    sa.Column("features", sa.Text, nullable=False),
+    sa.Column("prediction", sa.String(4), nullable=False),
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("cached", sa.Boolean, nullable=False),
+    sa.Column("degraded", sa.Boolean, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("model_versions", sa.Text, nullable=False),
+    # Each member's P(pass), as JSON {"member": p}; members that gave none are absent.
+    sa.Column("votes", sa.Text, nullable=False),
+    # The rule that decided: combiner name:version ("single:1" on the challenger arm).
+    sa.Column("combiner", sa.String(64)),
+    # What the row's arm was when it served: {"serves": ..., "share": ...}.
+    sa.Column("arm_spec", sa.Text),
+    sa.Index("ix_predictions_device_ts", "device_id", "ts"),
+)
+outcomes = sa.Table(
+    "outcomes",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("actual", sa.String(4), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+)
+#: Every outcome ever received, in order: who sent it, when, and what it replaced.
+#: ``outcomes`` holds the current one per prediction; this table is its history.
+outcome_events = sa.Table(
+    "outcome_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, index=True),
+    sa.Column("actual", sa.String(4), nullable=False),
+    sa.Column("previous", sa.String(4)),
+    sa.Column("sent_by", sa.String(64), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+)
+#: Columns the writer encodes as JSON text.
+JSON_COLUMNS = ("features", "votes")
+
+
+@dataclass
+class Served:
+    """One request's served predictions, as the request path hands them over."""
+
+    ts: float
+    latency_ms: float
+    request_ids: Sequence[str]
+    ids: Sequence[Mapping[str, str | None]]
+    rows: np.ndarray
+    results: Sequence[Mapping[str, Any]]
+    model_versions: Mapping[str, str]
+    arm_specs: Mapping[str, str] = field(default_factory=dict)  # arm -> what it was (JSON)
+
+    def records(self) -> Iterator[list[Any]]:
+        """One list per device, in ``predictions`` column order; features as a float list."""
+        versions = json.dumps(self.model_versions, sort_keys=True)
+        # float64 of a float32 is exact, and its repr round-trips to the same float32.
+        features = np.asarray(self.rows, dtype=np.float64).tolist()
+        for rid, ids, row, r in zip(
+            self.request_ids, self.ids, features, self.results, strict=True
+        ):
+            yield [
+                rid,
+                self.ts,
+                r["arm"],
+                ids.get("device_id"),
+                ids.get("wafer_id"),
+                ids.get("lot_id"),
+                row,
+                r["prediction"],
+                r["probability"],
+                r["cached"],
+                r["degraded"],
+                self.latency_ms,
+                versions,
+                r["votes"],
+                r.get("combiner"),
+                self.arm_specs.get(r["arm"]),
+            ]
