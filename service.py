@@ -1,7 +1,9 @@
-"""yield-ensemble's entry service: validation, parallel member calls, majority vote.
+"""yield-ensemble's entry service: validation, parallel member calls, the combined decision.
 
-Wiring only: the maths lives in ``ensemble/``, the models in ``models/``.
-Serve with ``bentoml serve`` from the repository root.
+Wiring only: the request core lives in ``ensemble/``, the evidence in ``ledger/``, the
+models in ``models/``. Serve with ``bentoml serve`` from the repository root. Over 300
+lines because it is the one BentoML class of the entry: its endpoints, start-up and
+shutdown hooks and health checks belong together, and each is a few lines of calls.
 """
 
 from __future__ import annotations
@@ -9,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import time
 from collections.abc import Awaitable
 from typing import Annotated, Any
 
 import bentoml
 import numpy as np
-from bentoml._internal.context import trace_context
 from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable, logs
+from ensemble.api_docs import FEATURES_DOC, ID_DOC, OUTCOMES_DOC, REPORT_OPENAPI
 from ensemble.arms import ARM_NAME, ENSEMBLE
 from ensemble.auth import KeyRing, load_keys
 from ensemble.cache import PredictionCache
@@ -31,6 +32,14 @@ from ensemble.combiners import combiner
 from ensemble.edge import REQUEST_ID_HEADER, EdgeConfig, EdgeMiddleware, current
 from ensemble.gc_tuning import tune_gc
 from ensemble.metrics import ServiceMetrics
+from ensemble.responses import (
+    Ids,
+    Prediction,
+    batch_answer,
+    batch_log,
+    single_answer,
+    single_log,
+)
 from ensemble.router import Router, SplitConfig
 from ensemble.schema import FeatureSchema, common_schema
 from ensemble.settings import get_settings
@@ -53,37 +62,16 @@ logger = logging.getLogger("yield_ensemble")
 #: One line per request at the edge.
 request_log = logging.getLogger("yield_ensemble.requests")
 SETTINGS = get_settings()
-FEATURES_DOC = (
-    "The device's parametric measurements: a list in schema order "
-    "(vdd_v, idd_ma, freq_mhz, temp_c, test_time_ms, neighbor_yield by default) "
-    "or an object keyed by feature name."
-)
-ID_DOC = "Optional key; the first of device_id, wafer_id, lot_id given fixes the A/B arm."
-OUTCOMES_DOC = (
-    'Ground truth: [{"request_id": ..., "actual": "pass"|"fail"}] or with "device_id" '
-    "instead of request_id (the device's latest prediction)."
-)
 MAX_OUTCOMES = 100_000
 
 
-#: Without an exporter BentoML still makes an OpenTelemetry span per request and per
-#: member call; py-spy put it at ~30% of the entry's CPU, and a member call took
-#: 2.3 ms instead of 4.2 without. Off for the hot paths unless tracing is wanted.
-ENTRY_TRACING: dict[str, Any] = (
-    {} if SETTINGS.tracing else {"tracing": {"excluded_urls": ["/predict", "/feedback"]}}
-)
-
-
-def _new_request_id() -> str:
-    """A request's id: BentoML's span id when traced, else 16 random hex digits like it."""
-    span = trace_context.request_id
-    return format(span, "016x") if span is not None else secrets.token_hex(8)
+ENTRY_TRACING = bentoml_quirks.tracing_options(SETTINGS.tracing, ["/predict", "/feedback"])
 
 
 def _request_id() -> str:
     """The id the edge gave the request being handled."""
     state = current()
-    return state.request_id if state is not None else _new_request_id()
+    return state.request_id if state is not None else bentoml_quirks.new_request_id()
 
 
 def _handled(kind: str) -> None:
@@ -97,7 +85,7 @@ def _handled(kind: str) -> None:
 EDGE = EdgeConfig(
     predict_requires_key=SETTINGS.predict_requires_key,
     max_body_bytes=int(SETTINGS.max_body_mb * (1 << 20)),
-    new_request_id=_new_request_id,
+    new_request_id=bentoml_quirks.new_request_id,
 )
 
 
@@ -105,7 +93,7 @@ def _member_call(proxy: Any) -> Any:
     """``proxy.to_async.predict_proba``, looked up per call: BentoML binds it after __init__."""
 
     async def call(rows: np.ndarray) -> np.ndarray:
-        return await proxy.to_async.predict_proba(rows)
+        return np.asarray(await proxy.to_async.predict_proba(rows))
 
     return call
 
@@ -183,60 +171,6 @@ async def ab_report(request: Request) -> JSONResponse:
 
 
 report_app = Starlette(routes=[Route("/report", ab_report, methods=["GET"])])
-
-
-def _error_response(description: str) -> dict[str, Any]:
-    schema = {
-        "type": "object",
-        "required": ["error", "request_id"],
-        "properties": {
-            "error": {"type": "string"},
-            "request_id": {"type": "string"},
-            "field": {"type": "string"},
-        },
-    }
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _time_parameter(name: str, what: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": f"{what}: unix seconds or ISO 8601 (UTC unless it says otherwise).",
-        "schema": {"type": "string", "example": "2026-11-01T00:00:00Z"},
-    }
-
-
-#: /ab/report in the OpenAPI spec (BentoML lists only its own APIs and FastAPI mounts).
-REPORT_OPENAPI = {
-    "/ab/report": {
-        "get": {
-            "tags": ["Service APIs"],
-            "operationId": "yield_ensemble__ab_report",
-            "description": "The A/B accuracy report over the prediction log (a `report` key).",
-            "parameters": [
-                _time_parameter("since", "Window start"),
-                _time_parameter("until", "Window end, later than since"),
-                {
-                    "name": "arm",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string", "pattern": ARM_NAME.pattern, "example": ENSEMBLE},
-                },
-            ],
-            "responses": {
-                "200": {
-                    "description": "Per arm counts, accuracy with intervals, comparisons.",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                },
-                "401": _error_response("No API key, or an unknown one."),
-                "403": _error_response("The key has no report role."),
-                "422": _error_response("A query parameter is wrong; `field` names it."),
-            },
-        }
-    }
-}
 
 
 class _Entry:
@@ -383,7 +317,8 @@ class _Entry:
         request_id = _request_id()
         raw_ids = {"device_id": device_id, "wafer_id": wafer_id, "lot_id": lot_id}
         work = self._predict_one(request_id, features, raw_ids)
-        return await self._respond("/predict", request_id, work)
+        answer: dict[str, Any] = await self._respond("/predict", request_id, work)
+        return answer
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(
@@ -392,9 +327,10 @@ class _Entry:
     ) -> dict[str, Any]:
         """Pass/fail for many devices (a whole wafer); results keep the request's order."""
         request_id = _request_id()
-        return await self._respond(
+        answer: dict[str, Any] = await self._respond(
             "/predict_batch", request_id, self._predict_many(request_id, devices)
         )
+        return answer
 
     @bentoml.api(route="/feedback")
     async def feedback(
@@ -402,7 +338,10 @@ class _Entry:
     ) -> dict[str, Any]:
         """Record what final test said about devices we predicted; idempotent per prediction."""
         request_id = _request_id()
-        return await self._respond("/feedback", request_id, self._feedback(request_id, outcomes))
+        answer: dict[str, Any] = await self._respond(
+            "/feedback", request_id, self._feedback(request_id, outcomes)
+        )
+        return answer
 
     async def _feedback(self, request_id: str, raw: Any) -> dict[str, Any]:
         items = parse_outcomes(raw, MAX_OUTCOMES)
@@ -444,7 +383,7 @@ class _Entry:
 
     async def _respond(
         self, endpoint: str, request_id: str, work: Awaitable[dict[str, Any]]
-    ) -> Any:
+    ) -> Any:  # a Response; the endpoints' dict annotation only types BentoML's schema
         """An endpoint's answer; every failure becomes a JSON error, logged once, counted."""
         started = time.perf_counter()
         try:
@@ -498,9 +437,9 @@ class _Entry:
         self,
         started: float,
         request_ids: list[str],
-        ids: list[dict[str, str | None]],
+        ids: list[Ids],
         rows: np.ndarray,
-        results: list[dict[str, Any]],
+        results: list[Prediction],
     ) -> tuple[float, dict[str, Any]]:
         """Log, count and record one request's predictions: (latency in ms, their tally)."""
         from ledger.predlog import Served
@@ -537,35 +476,9 @@ class _Entry:
         ids = {f: parse_identifier(v, f) for f, v in raw_ids.items()}
         (result,) = await self.router.predict(row, [split_key(ids)])
         latency_ms, _ = self._served(started, [request_id], [ids], row, [result])
-        request_log.info(
-            "prediction",
-            extra={
-                "fields": {
-                    "request_id": request_id,
-                    "endpoint": "/predict",
-                    "device_id": ids["device_id"],
-                    **{
-                        k: result[k]
-                        for k in (
-                            "arm",
-                            "prediction",
-                            "probability",
-                            "cached",
-                            "degraded",
-                            "missing_members",
-                        )
-                    },
-                    "latency_ms": round(latency_ms, 3),
-                    "model_versions": self.model_versions,
-                }
-            },
-        )
-        return {
-            "request_id": request_id,
-            **{f: v for f, v in ids.items() if v is not None or f == "device_id"},
-            **result,
-            "model_versions": self.model_versions,
-        }
+        fields = single_log(request_id, ids, result, latency_ms, self.model_versions)
+        request_log.info("prediction", extra={"fields": fields})
+        return single_answer(request_id, ids, result, self.model_versions)
 
     async def _predict_many(self, request_id: str, devices: Any) -> dict[str, Any]:
         started = time.perf_counter()
@@ -573,30 +486,11 @@ class _Entry:
         rows, ids = parse_batch(devices, self.schema, SETTINGS.max_batch_devices)
         results = await self.router.predict(rows, [split_key(i) for i in ids])
         request_ids = [f"{request_id}.{i}" for i in range(len(results))]
-        for r, rid, device in zip(results, request_ids, ids, strict=True):
-            r["request_id"] = rid
-            r["device_id"] = device["device_id"]
         latency_ms, tally = self._served(started, request_ids, ids, rows, results)
-        request_log.info(
-            "prediction batch",
-            extra={
-                "fields": {
-                    "request_id": request_id,
-                    "endpoint": "/predict_batch",
-                    "devices": len(results),
-                    **tally,
-                    "latency_ms": round(latency_ms, 3),
-                    "model_versions": self.model_versions,
-                }
-            },
-        )
-        return {
-            "request_id": request_id,
-            "count": len(results),
-            "results": results,
-            "model_versions": self.model_versions,
-            "degraded": tally["degraded"] > 0,
-        }
+        fields = batch_log(request_id, len(results), tally, latency_ms, self.model_versions)
+        request_log.info("prediction batch", extra={"fields": fields})
+        degraded = tally["degraded"] > 0
+        return batch_answer(request_id, request_ids, ids, results, self.model_versions, degraded)
 
 
 for _member, _service in MEMBER_SERVICES.items():
@@ -611,5 +505,5 @@ YieldEnsemble = bentoml.asgi_app(report_app, path="/ab")(
         **ENTRY_TRACING,
     )(_Entry)
 )
-YieldEnsemble.add_asgi_middleware(EdgeMiddleware, config=EDGE)  # type: ignore[attr-defined]
+YieldEnsemble.add_asgi_middleware(EdgeMiddleware, config=EDGE)
 bentoml_quirks.add_openapi_paths("yield_ensemble", REPORT_OPENAPI)

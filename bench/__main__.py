@@ -16,8 +16,6 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +28,7 @@ import httpx
 import numpy as np
 import psutil
 
+from tests.serving import serve
 from train.synthetic import feature_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +38,6 @@ SYSTEMS = {
     "yield-ensemble": "service:YieldEnsemble",
 }
 CONCURRENCY = (16, 64)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -94,45 +87,17 @@ def _load(url: str, concurrency: int, duration: float) -> dict[str, Any]:
 def measure(
     system: str, target: str, n_requests: int, duration: float, log: Path, data_dir: Path
 ) -> dict[str, Any]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "BENTOML_DO_NOT_TRACK": "true",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "YIELD_ENSEMBLE_DATA_DIR": str(data_dir / system),
     }
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            target,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    server = serve(target, env, log)
+    proc, url = server.proc, server.url
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{system} exited; see {log}")
-                try:
-                    if http.get("/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.05)
-            cold_start = time.perf_counter() - start
+            cold_start = server.ready_after_s
             rows = feature_rows(n_requests + 50, seed=0)
             warm_up, rows = rows[n_requests:], rows[:n_requests]
             for row in warm_up:  # rows never sent again, so the measured ones all miss
@@ -165,8 +130,7 @@ def measure(
                 errors += r.status_code != 200
         memory = _memory(psutil.Process(proc.pid))
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        server.stop()
     return {
         "system": system,
         "cold_start_s": cold_start,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any
 
 import numpy as np
 from cachetools import Cache, LRUCache, TTLCache
+
+from ensemble.responses import Prediction
 
 
 def row_keys(rows: np.ndarray, arm: str, model_key: Hashable) -> list[tuple[Hashable, ...]]:
@@ -21,33 +22,28 @@ def row_keys(rows: np.ndarray, arm: str, model_key: Hashable) -> list[tuple[Hash
 
 
 class PredictionCache:
-    """Bounded LRU (optionally with a TTL) of result dicts; counts hits and misses."""
+    """Bounded LRU (optionally with a TTL) of predictions; ``maxsize`` 0 disables it.
+
+    Hits and misses are counted by ``ensemble.metrics`` from each answer's ``cached``.
+    """
 
     def __init__(self, maxsize: int, ttl_s: float | None = None) -> None:
-        self.maxsize = maxsize
-        self._store: Cache[Hashable, dict[str, Any]] | None = None
+        self._store: Cache[Hashable, Prediction] | None = None
         if maxsize > 0 and ttl_s:
-            self._store = TTLCache[Hashable, dict[str, Any]](maxsize, ttl_s)
+            self._store = TTLCache[Hashable, Prediction](maxsize, ttl_s)
         elif maxsize > 0:
             self._store = LRUCache(maxsize)
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return 0 if self._store is None else len(self._store)
 
-    def get_many(self, keys: Sequence[Hashable]) -> list[dict[str, Any] | None]:
-        """Cached results for ``keys`` (None where missing), counting hits and misses."""
+    def get_many(self, keys: Sequence[Hashable]) -> list[Prediction | None]:
+        """Cached results for ``keys`` (None where missing)."""
         if self._store is None:
-            self.misses += len(keys)
             return [None] * len(keys)
-        found = [self._store.get(k) for k in keys]
-        hits = sum(f is not None for f in found)
-        self.hits += hits
-        self.misses += len(keys) - hits
-        return found
+        return [self._store.get(k) for k in keys]
 
-    def put_many(self, keys: Sequence[Hashable], values: Sequence[dict[str, Any]]) -> None:
+    def put_many(self, keys: Sequence[Hashable], values: Sequence[Prediction]) -> None:
         if self._store is None:
             return
         for k, v in zip(keys, values, strict=True):

@@ -6,7 +6,6 @@ import asyncio
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -14,6 +13,7 @@ from ensemble.arms import ENSEMBLE, Arm, assign_arm
 from ensemble.cache import PredictionCache, row_keys
 from ensemble.combiners import PASS_THRESHOLD
 from ensemble.predictor import EnsemblePredictor, EnsembleResult
+from ensemble.responses import Prediction
 
 #: The challenger arm's rule: one member's P(pass) against the threshold.
 SINGLE = "single:1"
@@ -63,10 +63,10 @@ class Router:
     def arm_for(self, key: str | None) -> str:
         return assign_arm(key, self.split.arms, self.split.salt, self._rng)
 
-    async def predict(self, rows: np.ndarray, keys: list[str | None]) -> list[dict[str, Any]]:
+    async def predict(self, rows: np.ndarray, keys: list[str | None]) -> list[Prediction]:
         """Results for ``rows`` (n, k), in order; ``keys`` are the sticky split keys."""
         arms = [self.arm_for(k) for k in keys]
-        results: list[dict[str, Any] | None] = [None] * len(rows)
+        results: list[Prediction | None] = [None] * len(rows)
         jobs = []
         for arm in self.arms:
             idx = [i for i, a in enumerate(arms) if a == arm]
@@ -76,7 +76,7 @@ class Router:
         return results  # type: ignore[return-value]
 
     async def _predict_arm(
-        self, arm: str, rows: np.ndarray, idx: list[int], out: list[dict[str, Any] | None]
+        self, arm: str, rows: np.ndarray, idx: list[int], out: list[Prediction | None]
     ) -> None:
         cache_keys = row_keys(rows, arm, self._model_keys[arm])
         for i, hit in zip(idx, self.cache.get_many(cache_keys), strict=True):
@@ -93,13 +93,13 @@ class Router:
         for j, r in zip(miss, fresh, strict=True):
             out[idx[j]] = {**r, "cached": False}
 
-    async def _ask(self, arm: str, rows: np.ndarray) -> list[dict[str, Any]]:
+    async def _ask(self, arm: str, rows: np.ndarray) -> list[Prediction]:
         member = self.arms[arm].single
         if member is not None:
             p, _ = await self.predictor.ask(member, rows)
             if p is not None:
                 answered = ~np.isnan(p)
-                out: list[dict[str, Any]] = [
+                out: list[Prediction] = [
                     {
                         "prediction": "pass" if v >= PASS_THRESHOLD else "fail",
                         "probability": v,
@@ -108,6 +108,7 @@ class Router:
                         "combiner": SINGLE,
                         "degraded": False,
                         "missing_members": (),
+                        "cached": False,
                     }
                     for v in p.tolist()
                 ]
@@ -123,7 +124,7 @@ class Router:
         return _ensemble_rows(await self.predictor.predict(rows), self.predictor.combiner.key)
 
 
-def _ensemble_rows(result: EnsembleResult, combiner: str) -> list[dict[str, Any]]:
+def _ensemble_rows(result: EnsembleResult, combiner: str) -> list[Prediction]:
     passed = result.passed.tolist()
     probability = result.probability.tolist()
     votes = {m: p.tolist() for m, p in result.p_pass.items()}
@@ -139,6 +140,7 @@ def _ensemble_rows(result: EnsembleResult, combiner: str) -> list[dict[str, Any]
             "combiner": combiner,
             "degraded": bool(missing[i]),
             "missing_members": missing[i],
+            "cached": False,
         }
         for i in range(len(passed))
     ]

@@ -24,8 +24,8 @@ class SchemaMismatch(ValueError):
 class FeatureSchema:
     """Names, order, dtypes and observed training ranges of the model inputs.
 
-    Ranges are informational (shown by ``/schema``, used to flag extrapolation
-    in the future); a value outside them is still predicted on.
+    Ranges are informational (stored with each model); a value outside them is
+    still predicted on.
     """
 
     names: tuple[str, ...]

@@ -55,7 +55,7 @@ def _timeline_plot(report: Mapping[str, Any]) -> str:
         ax.plot(x, acc, marker="o", color=colours[arm], label=f"{arm} ({data['model']})")
     ax.set_ylabel("accuracy, % (95% CI)")
     ax.set_title("Accuracy per arm over time")
-    ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))
+    ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))  # type: ignore[no-untyped-call]
     ax.legend(loc="lower left")
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()

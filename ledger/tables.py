@@ -16,7 +16,6 @@ import sqlalchemy as sa
 
 #: Ids per ``IN (...)`` query, well under every database's parameter limit.
 CHUNK = 500
-OUTCOMES = ("pass", "fail")
 
 metadata = sa.MetaData()
 predictions = sa.Table(

@@ -8,11 +8,11 @@ from typing import Protocol
 
 import bentoml
 import numpy as np
-from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml.exceptions import NotFound
 
 from ensemble.schema import FeatureSchema
 from ensemble.settings import get_settings
+from models.bentoml_quirks import bentoml_home
 from models.families import family
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def stored_model(member: str) -> bentoml.Model:
     except NotFound:
         raise ModelMissing(
             f"model {tag} is not in the BentoML model store under "
-            f"{BentoMLContainer.bentoml_home.get()}; train it with `yield-ensemble train`"
+            f"{bentoml_home()}; train it with `yield-ensemble train`"
         ) from None
 
 

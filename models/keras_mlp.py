@@ -37,7 +37,7 @@ class LiteRTNet:
             self._shape = rows.shape
         self._interpreter.set_tensor(self._input, rows)
         self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output).reshape(-1).copy()
+        return np.array(self._interpreter.get_tensor(self._output), dtype=np.float32).reshape(-1)
 
 
 class _TensorFlowNet:

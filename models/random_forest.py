@@ -67,4 +67,4 @@ class _SklearnForest:
         self._pass_column = list(self._clf.classes_).index(1)
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        return self._clf.predict_proba(rows)[:, self._pass_column].astype(np.float32)
+        return np.asarray(self._clf.predict_proba(rows)[:, self._pass_column], dtype=np.float32)

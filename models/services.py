@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import threading
 import time
-from types import FrameType
 from typing import Any
 
 import bentoml
@@ -19,58 +16,27 @@ import numpy as np
 
 from ensemble.gc_tuning import tune_gc
 from ensemble.settings import get_settings
+from models import bentoml_quirks
 from models.base import MemberAdapter, model_schema, model_tag, stored_model
 from models.families import Family, families, family
 
 logger = logging.getLogger(__name__)
 SETTINGS = get_settings()
 
-#: BentoML recycles the entry's client session to a dependency every
-#: ``runner_connection.max_requests`` calls (default 100) and ``max_age`` seconds
-#: (default 300), closing it under calls still in flight: at 16 concurrent clients
-#: ~14% of requests failed with ServerDisconnectedError. The members are on the
-#: same host, so the session is kept for the life of the process.
-RUNNER_CONNECTION = {"max_requests": 2**31 - 1, "max_age": 10.0**9}
-
 _SERVICE_OPTIONS: dict[str, Any] = {
     "workers": 1,
     "threads": 1,
     "traffic": {"timeout": 60},
-    "runner_connection": RUNNER_CONNECTION,
+    "runner_connection": bentoml_quirks.RUNNER_CONNECTION,
     # An access line per internal call is three lines per request; the entry logs each request.
     "logging": {"access": {"enabled": False}},
 }
-if not SETTINGS.tracing:  # see service.ENTRY_TRACING
-    _SERVICE_OPTIONS["tracing"] = {"excluded_urls": ["/predict_proba"]}
+_SERVICE_OPTIONS.update(bentoml_quirks.tracing_options(SETTINGS.tracing, ["/predict_proba"]))
 
 
 def _load_adapter(member: str, model: bentoml.Model) -> MemberAdapter:
     adapter: MemberAdapter = family(member).load_adapter()(model, SETTINGS.runtime(member))
     return adapter
-
-
-def _outlive_the_entry(member: str, grace_s: float) -> None:
-    """Keep serving for ``grace_s`` after SIGTERM, then shut down as uvicorn would.
-
-    ``bentoml serve`` sends SIGTERM to every service at once. A member that
-    stopped at once would fail the entry's in-flight requests while the entry
-    drains them (measured: degraded answers during shutdown under load).
-    """
-    uvicorn_exit = signal.getsignal(signal.SIGTERM)
-    if grace_s <= 0 or threading.current_thread() is not threading.main_thread():
-        return
-    if not callable(uvicorn_exit):
-        return
-
-    def delayed(sig: int, frame: FrameType | None) -> None:
-        logger.info(
-            "member %s: SIGTERM; serving %.1f s more while the entry drains", member, grace_s
-        )
-        timer = threading.Timer(grace_s, uvicorn_exit, args=(sig, None))
-        timer.daemon = True
-        timer.start()
-
-    signal.signal(signal.SIGTERM, delayed)
 
 
 class _Member:
@@ -85,7 +51,7 @@ class _Member:
         self.schema = model_schema(model)
         self.adapter = _load_adapter(self.member, model)
         self.chaos = SETTINGS.chaos.get(self.member)
-        _outlive_the_entry(self.member, SETTINGS.member_shutdown_grace_s)
+        bentoml_quirks.outlive_the_entry(self.member, SETTINGS.member_shutdown_grace_s)
         tune_gc()
         logger.info(
             "member %s loaded %s (%s) in %.2f s",
@@ -125,10 +91,7 @@ class _Member:
         }
 
 
-# BentoML 1.4.40 works out an ndarray output's media type per response by building
-# a pydantic TypeAdapter and its JSON schema: 25% of a member's CPU (py-spy). It
-# always comes out "application/json", so say so once.
-_Member.predict_proba.output_spec.media_type = "application/json"
+bentoml_quirks.fix_media_type(_Member.predict_proba)
 
 
 def _member_service(f: Family) -> Any:

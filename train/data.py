@@ -49,21 +49,21 @@ def _labels(column: pd.Series, name: str) -> np.ndarray:
             f"label column '{name}' has {int(column.isna().sum())} empty values"
         )
     if pd.api.types.is_bool_dtype(column):
-        return column.to_numpy().astype(np.int8)
+        return np.asarray(column.to_numpy(), dtype=np.int8)
     if pd.api.types.is_numeric_dtype(column):
         values = set(np.unique(column.to_numpy()).tolist())
         if not values <= {0, 1}:
             raise TrainingDataError(
                 f"label column '{name}' must hold 1 (pass) and 0 (fail); found {sorted(values)[:5]}"
             )
-        return column.to_numpy().astype(np.int8)
+        return np.asarray(column.to_numpy(), dtype=np.int8)
     words = column.astype(str).str.strip().str.lower()
     unknown = sorted(set(words) - _PASS_WORDS - _FAIL_WORDS)
     if unknown:
         raise TrainingDataError(
             f"label column '{name}' must say pass or fail (or 1/0); found {unknown[:5]}"
         )
-    return words.isin(_PASS_WORDS).to_numpy().astype(np.int8)
+    return np.asarray(words.isin(_PASS_WORDS).to_numpy(), dtype=np.int8)
 
 
 def from_frame(

@@ -12,16 +12,16 @@ def classification_metrics(
 
     Fail is the class a yield engineer hunts, so recall and precision are of fail.
     """
-    labels = np.asarray(labels).astype(bool)
-    passed = np.asarray(passed).astype(bool)
-    failed, truly_failed = ~passed, ~labels
-    caught = int((failed & truly_failed).sum())
+    from sklearn.metrics import accuracy_score, brier_score_loss, precision_score, recall_score
+
+    actual = np.asarray(labels).astype(int)
+    predicted = np.asarray(passed).astype(int)
     return {
-        "accuracy": float((passed == labels).mean()),
-        "fail_recall": caught / max(int(truly_failed.sum()), 1),
-        "fail_precision": caught / max(int(failed.sum()), 1),
-        "brier": float(np.mean((np.asarray(p_pass, dtype=np.float64) - labels) ** 2)),
-        "n": len(labels),
+        "accuracy": float(accuracy_score(actual, predicted)),
+        "fail_recall": float(recall_score(actual, predicted, pos_label=0, zero_division=0)),
+        "fail_precision": float(precision_score(actual, predicted, pos_label=0, zero_division=0)),
+        "brier": float(brier_score_loss(actual, np.asarray(p_pass, dtype=np.float64))),
+        "n": len(actual),
     }
 
 

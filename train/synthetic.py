@@ -129,4 +129,6 @@ def _neighbour_pass_share(grid: np.ndarray, passed: np.ndarray) -> np.ndarray:
 
 def feature_rows(n_devices: int, seed: int = 7) -> list[list[float]]:
     """Just the six default features of ``generate``, as JSON-ready rows (benchmarks, tests)."""
-    return generate(n_devices, seed)[list(DEFAULT_FEATURES)].astype(float).to_numpy().tolist()
+    table = generate(n_devices, seed)[list(DEFAULT_FEATURES)].astype(float)
+    rows: list[list[float]] = table.to_numpy().tolist()
+    return rows

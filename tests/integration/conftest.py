@@ -5,20 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.serving import ROOT, Server, free_port, serve
+
 TESTDATA = ROOT / "tests" / "testdata"
 READY_TIMEOUT_S = 120
 #: Keys every test server is started with (YIELD_ENSEMBLE_API_KEYS); tests send them.
@@ -33,12 +29,6 @@ API_KEYS = (
 AUTH = {"Authorization": f"Bearer {ADMIN_SECRET}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def base_env(home: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("YIELD_ENSEMBLE_")}
     env.update(BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true", TF_CPP_MIN_LOG_LEVEL="2")
@@ -46,77 +36,9 @@ def base_env(home: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        # BentoML's workers run in process groups of their own: remember them, so none
-        # outlives a server that had to be killed.
-        workers = _descendants(self.proc.pid)
-        try:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, sig)
-                try:
-                    return self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    return self.proc.wait()
-            return int(self.proc.returncode)
-        finally:
-            for worker in workers:
-                with contextlib.suppress(psutil.Error):
-                    worker.wait(10)
-                with contextlib.suppress(psutil.Error):
-                    worker.kill()
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return list(psutil.Process(pid).children(recursive=True))
-    except psutil.Error:
-        return []
-
-
 def start_server(home: Path, log: Path, **settings: str) -> Server:
-    """Start `bentoml serve` and wait for /readyz; raises with the log if it never gets ready."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "service:YieldEnsemble",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=base_env(home, **settings),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    server = Server(f"http://127.0.0.1:{port}", proc, log)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"bentoml serve exited {proc.returncode}:\n{server.log_text()[-3000:]}"
-            )
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return server
-        time.sleep(0.5)
-    server.stop(signal.SIGKILL)
-    raise RuntimeError(f"not ready after {READY_TIMEOUT_S} s:\n{server.log_text()[-3000:]}")
+    """The service on a free port, ready; raises with the log if it never gets ready."""
+    return serve("service:YieldEnsemble", base_env(home, **settings), log, poll_s=0.5)
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +57,7 @@ def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextlib.contextmanager
 def running(home: Path, tmp: Path, **settings: str) -> Iterator[Server]:
-    tag = _free_port()
+    tag = free_port()
     settings.setdefault("data_dir", str(tmp / f"data-{tag}"))
     settings.setdefault("api_keys", API_KEYS)
     server = start_server(home, tmp / f"serve-{tag}.log", **settings)

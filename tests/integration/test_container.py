@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from models.families import member_names
+from tests.serving import free_port
 
-from .conftest import ROOT, _free_port, base_env, sample
+from .conftest import ROOT, base_env, sample
 
 pytestmark = [
     pytest.mark.integration,
@@ -74,7 +75,7 @@ def container(image: str, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     data = tmp_path / "data"
     data.mkdir()
     data.chmod(0o777)  # the image's user, uid 1034, writes the log here
-    port = _free_port()
+    port = free_port()
     name = f"ye-test-{port}"
     podman(
         "run",
@@ -131,7 +132,7 @@ def test_image_serves_read_only_and_stops_cleanly(
 
 
 def test_image_starts_without_network(image: str) -> None:
-    name = f"ye-offline-{_free_port()}"
+    name = f"ye-offline-{free_port()}"
     podman(
         "run",
         "-d",

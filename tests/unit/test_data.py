@@ -95,3 +95,15 @@ def test_unreadable_files(tmp_path: Path) -> None:
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(TrainingDataError, match="cannot read"):
         load_table(tmp_path / "bad.parquet", "result")
+
+
+def test_classification_metrics_count_the_fail_class() -> None:
+    from train.evaluate import classification_metrics
+
+    labels = np.array([1, 1, 0, 0, 0])  # 1 = pass
+    passed = np.array([1, 0, 0, 0, 1])
+    m = classification_metrics(labels, np.array([0.9, 0.4, 0.2, 0.1, 0.6]), passed)
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["fail_recall"] == pytest.approx(2 / 3)  # 2 of 3 failing dies caught
+    assert m["fail_precision"] == pytest.approx(2 / 3)  # 2 of 3 fail calls right
+    assert m["brier"] == pytest.approx((0.01 + 0.36 + 0.04 + 0.01 + 0.36) / 5)

@@ -1,0 +1,77 @@
+"""What the API says about itself: field descriptions and the OpenAPI paths BentoML misses.
+
+BentoML builds the spec of ``/predict``, ``/predict_batch`` and ``/feedback`` from the
+endpoints' signatures (these descriptions); ``/ab/report`` is a mounted route, so its
+path item is written here (``models.bentoml_quirks.add_openapi_paths`` adds it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ensemble.arms import ARM_NAME, ENSEMBLE
+
+FEATURES_DOC = (
+    "The device's parametric measurements: a list in schema order "
+    "(vdd_v, idd_ma, freq_mhz, temp_c, test_time_ms, neighbor_yield by default) "
+    "or an object keyed by feature name."
+)
+ID_DOC = "Optional key; the first of device_id, wafer_id, lot_id given fixes the A/B arm."
+OUTCOMES_DOC = (
+    'Ground truth: [{"request_id": ..., "actual": "pass"|"fail"}] or with "device_id" '
+    "instead of request_id (the device's latest prediction)."
+)
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "required": ["error", "request_id"],
+        "properties": {
+            "error": {"type": "string"},
+            "request_id": {"type": "string"},
+            "field": {"type": "string"},
+        },
+    }
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _time_parameter(name: str, what: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": f"{what}: unix seconds or ISO 8601 (UTC unless it says otherwise).",
+        "schema": {"type": "string", "example": "2026-11-01T00:00:00Z"},
+    }
+
+
+#: /ab/report in the OpenAPI spec (BentoML lists only its own APIs and FastAPI mounts).
+REPORT_OPENAPI = {
+    "/ab/report": {
+        "get": {
+            "tags": ["Service APIs"],
+            "operationId": "yield_ensemble__ab_report",
+            "description": "The A/B accuracy report over the prediction log (a `report` key).",
+            "parameters": [
+                _time_parameter("since", "Window start"),
+                _time_parameter("until", "Window end, later than since"),
+                {
+                    "name": "arm",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": ARM_NAME.pattern, "example": ENSEMBLE},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "Per arm counts, accuracy with intervals, comparisons.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "401": _error_response("No API key, or an unknown one."),
+                "403": _error_response("The key has no report role."),
+                "422": _error_response("A query parameter is wrong; `field` names it."),
+            },
+        }
+    }
+}

@@ -1,0 +1,96 @@
+"""Typed prediction records, and the one place that turns them into answers and log lines.
+
+The router returns one ``Prediction`` per device. ``single_answer``/``batch_answer``
+make the JSON body of ``/predict`` and ``/predict_batch``; ``single_log``/``batch_log``
+the request log line. The ledger makes its database rows from the same records
+(``ledger.tables.Served``). A ``TypedDict``, not a class: 100,000 cached records stay
+plain dicts of floats, which the garbage collector does not track.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+#: A device's identifiers: device_id, wafer_id, lot_id (None when not given).
+Ids = dict[str, str | None]
+
+
+class Prediction(TypedDict):
+    prediction: str  # "pass" | "fail"
+    probability: float  # P(pass) that decided (mean of the members that voted)
+    votes: dict[str, float]  # member -> P(pass), only members that answered
+    arm: str
+    combiner: str  # name:version of the rule that decided ("single:1" on a one-member arm)
+    degraded: bool
+    missing_members: tuple[str, ...]
+    cached: bool
+
+
+#: The fields of a prediction in a request log line.
+LOGGED = ("arm", "prediction", "probability", "cached", "degraded", "missing_members")
+
+
+def single_answer(
+    request_id: str, ids: Ids, result: Prediction, versions: Mapping[str, str]
+) -> dict[str, Any]:
+    """The body of a ``/predict`` answer."""
+    return {
+        "request_id": request_id,
+        **{f: v for f, v in ids.items() if v is not None or f == "device_id"},
+        **result,
+        "model_versions": versions,
+    }
+
+
+def batch_answer(
+    request_id: str,
+    request_ids: Sequence[str],
+    ids: Sequence[Ids],
+    results: Sequence[Prediction],
+    versions: Mapping[str, str],
+    degraded: bool,
+) -> dict[str, Any]:
+    """The body of a ``/predict_batch`` answer: results in request order, each with its ids."""
+    return {
+        "request_id": request_id,
+        "count": len(results),
+        "results": [
+            {**r, "request_id": rid, "device_id": device["device_id"]}
+            for r, rid, device in zip(results, request_ids, ids, strict=True)
+        ],
+        "model_versions": versions,
+        "degraded": degraded,
+    }
+
+
+def single_log(
+    request_id: str, ids: Ids, result: Prediction, latency_ms: float, versions: Mapping[str, str]
+) -> dict[str, Any]:
+    """The request log line of a ``/predict``."""
+    return {
+        "request_id": request_id,
+        "endpoint": "/predict",
+        "device_id": ids["device_id"],
+        **{k: result[k] for k in LOGGED},  # type: ignore[literal-required]
+        "latency_ms": round(latency_ms, 3),
+        "model_versions": versions,
+    }
+
+
+def batch_log(
+    request_id: str,
+    devices: int,
+    tally: Mapping[str, Any],
+    latency_ms: float,
+    versions: Mapping[str, str],
+) -> dict[str, Any]:
+    """The request log line of a ``/predict_batch``: counts, not devices."""
+    return {
+        "request_id": request_id,
+        "endpoint": "/predict_batch",
+        "devices": devices,
+        **tally,
+        "latency_ms": round(latency_ms, 3),
+        "model_versions": versions,
+    }
