@@ -23,15 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable, logs
+from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable
 from ensemble.api_docs import FEATURES_DOC, ID_DOC, OUTCOMES_DOC, REPORT_OPENAPI
 from ensemble.arms import ARM_NAME, ENSEMBLE
-from ensemble.auth import KeyRing, load_keys
 from ensemble.cache import PredictionCache
 from ensemble.combiners import combiner
-from ensemble.edge import REQUEST_ID_HEADER, EdgeConfig, EdgeMiddleware, current
-from ensemble.gc_tuning import tune_gc
-from ensemble.metrics import ServiceMetrics
 from ensemble.responses import (
     Ids,
     Prediction,
@@ -57,6 +53,11 @@ from models import bentoml_quirks
 from models.base import model_schema, stored_model
 from models.families import member_names
 from models.services import MEMBER_SERVICES
+from ops import logs
+from ops.auth import KeyRing, load_keys
+from ops.edge import REQUEST_ID_HEADER, EdgeConfig, EdgeMiddleware, current
+from ops.gc_tuning import tune_gc
+from ops.metrics import ServiceMetrics
 
 logger = logging.getLogger("yield_ensemble")
 #: One line per request at the edge.

@@ -1,4 +1,9 @@
-"""Pure ensemble logic: schema, validation, voting, coalescing. Never imports bentoml."""
+"""The request core: schema, validation, cache, arms, router, predictor, coalescer, combiners.
+
+Plain Python and numpy: never imports BentoML or a database. ``settings`` (read by
+every layer) and ``responses`` (typed prediction records) live here too. Imports go
+down only to ``models.families`` (names of the model families).
+"""
 
 from ensemble.coalesce import Coalescer
 from ensemble.combiners import majority_vote

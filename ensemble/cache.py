@@ -24,7 +24,7 @@ def row_keys(rows: np.ndarray, arm: str, model_key: Hashable) -> list[tuple[Hash
 class PredictionCache:
     """Bounded LRU (optionally with a TTL) of predictions; ``maxsize`` 0 disables it.
 
-    Hits and misses are counted by ``ensemble.metrics`` from each answer's ``cached``.
+    Hits and misses are counted by ``ops.metrics`` from each answer's ``cached``.
     """
 
     def __init__(self, maxsize: int, ttl_s: float | None = None) -> None:

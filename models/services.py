@@ -14,11 +14,11 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from ensemble.gc_tuning import tune_gc
 from ensemble.settings import get_settings
 from models import bentoml_quirks
 from models.base import MemberAdapter, model_schema, model_tag, stored_model
 from models.families import Family, families, family
+from ops.gc_tuning import tune_gc
 
 logger = logging.getLogger(__name__)
 SETTINGS = get_settings()

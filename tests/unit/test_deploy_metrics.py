@@ -10,7 +10,7 @@ import prometheus_client
 import pytest
 import yaml
 
-from ensemble.metrics import ServiceMetrics
+from ops.metrics import ServiceMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NAME = re.compile(r"\b(yield_ensemble_[a-z_]+)")

@@ -43,7 +43,7 @@ def test_deployment_matches_the_service() -> None:
 
 
 def test_api_keys_reach_the_pod_and_the_example_parses() -> None:
-    from ensemble.auth import parse_keys
+    from ops.auth import parse_keys
 
     pod = yaml.safe_load((K8S / "deployment.yaml").read_text())["spec"]["template"]["spec"]
     (container,) = pod["containers"]

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 #: Loggers yield-ensemble writes to; BentoML keeps its own.
-LOGGERS = ("yield_ensemble", "ensemble", "models")
+LOGGERS = ("yield_ensemble", "ensemble", "ledger", "models", "ops")
 
 
 class JsonFormatter(logging.Formatter):

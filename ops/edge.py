@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ensemble.auth import KeyRing, Unauthorized
 from ensemble.validation import shown
+from ops.auth import KeyRing, Unauthorized
 
 logger = logging.getLogger("yield_ensemble.requests")
 
