@@ -89,7 +89,10 @@ def add_commands(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ledger.cli", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m ledger.cli",
+        description="The ledger's commands: render the A/B report, inspect the prediction log.",
+    )
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -54,7 +54,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="yield-ensemble", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="yield-ensemble",
+        description="Train the model families, render the A/B report, inspect the prediction log.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser(
         "train", help="train every model family's member and save them to the store"
