@@ -21,6 +21,8 @@ defaults about 18% of dies fail.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -28,6 +30,26 @@ from ensemble.schema import DEFAULT_FEATURES
 
 TEMPERATURES_C = np.array([-40.0, 25.0, 85.0, 125.0])
 LABEL_NOISE = 0.03
+
+
+@dataclass(frozen=True)
+class ProcessShift:
+    """How a later lot differs from the training data: the process has moved.
+
+    ``vdd_offset_v`` and ``speed_offset`` move every wafer's corner (a slow, low-supply
+    corner by default); ``insertion_weights`` puts more dies on the hot insertions;
+    ``scratch_rate`` is the share of wafers with a new defect pattern, a straight
+    scratch across the wafer, which the training data never had.
+    """
+
+    vdd_offset_v: float = -0.015
+    speed_offset: float = -0.8
+    insertion_weights: tuple[float, float, float, float] = (0.15, 0.25, 0.30, 0.30)
+    scratch_rate: float = 0.4
+
+
+#: A process shift worth checking a model against (``generate(..., shift=SHIFTED)``).
+SHIFTED = ProcessShift()
 
 
 def _wafer_grid(radius: int) -> np.ndarray:
@@ -38,23 +60,34 @@ def _wafer_grid(radius: int) -> np.ndarray:
     return np.column_stack([xx[inside], yy[inside]])
 
 
-def generate(n_devices: int = 20_000, seed: int = 7, wafer_radius: int = 15) -> pd.DataFrame:
+def generate(
+    n_devices: int = 20_000,
+    seed: int = 7,
+    wafer_radius: int = 15,
+    shift: ProcessShift | None = None,
+) -> pd.DataFrame:
     """``n_devices`` dies (whole wafers, the last one cut short) as a DataFrame.
 
     Columns: ``device_id``, ``wafer_id``, ``die_x``, ``die_y``, the six default
-    features, and ``passed`` (1 pass, 0 fail).
+    features, and ``passed`` (1 pass, 0 fail). ``shift`` makes a shifted lot.
     """
     if n_devices < 1:
         raise ValueError(f"n_devices must be positive, got {n_devices}")
     rng = np.random.default_rng(seed)
     grid = _wafer_grid(wafer_radius)
     n_wafers = -(-n_devices // len(grid))
-    frames = [_wafer(rng, grid, wafer_radius, w) for w in range(n_wafers)]
+    frames = [_wafer(rng, grid, wafer_radius, w, shift) for w in range(n_wafers)]
     data = pd.concat(frames, ignore_index=True).iloc[:n_devices].reset_index(drop=True)
     return data
 
 
-def _wafer(rng: np.random.Generator, grid: np.ndarray, radius: int, wafer: int) -> pd.DataFrame:
+def _wafer(
+    rng: np.random.Generator,
+    grid: np.ndarray,
+    radius: int,
+    wafer: int,
+    shift: ProcessShift | None = None,
+) -> pd.DataFrame:
     n = len(grid)
     x, y = grid[:, 0].astype(float), grid[:, 1].astype(float)
     r = np.hypot(x, y) / radius
@@ -65,15 +98,24 @@ def _wafer(rng: np.random.Generator, grid: np.ndarray, radius: int, wafer: int) 
         cx, cy = rng.uniform(-radius * 0.8, radius * 0.8, 2)
         size = rng.uniform(1.5, 4.0)
         density += 2.5 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * size**2))
+    # Shifted lots draw extra random numbers; unshifted ones keep the seeded stream as it was.
+    if shift is not None and rng.random() < shift.scratch_rate:  # a scratch across the wafer
+        angle, offset = rng.uniform(0, np.pi), rng.uniform(-radius * 0.5, radius * 0.5)
+        distance = np.abs(x * np.sin(angle) - y * np.cos(angle) - offset)
+        density += 3.0 * (distance < 0.8)
     p_defect = 1 / (1 + np.exp(-(4.0 * density - 5.2)))
     defect = rng.random(n) < p_defect
     # Wafer sort sees the defect through a noisy screen; neighbours' results are known.
     screened_bad = defect ^ (rng.random(n) < 0.05)
     neighbor_yield = _neighbour_pass_share(grid, ~screened_bad)
 
-    vdd_shift, speed_corner = rng.normal(0, 0.015), rng.normal(0, 1)
+    vdd_shift = rng.normal(shift.vdd_offset_v if shift else 0.0, 0.015)
+    speed_corner = rng.normal(shift.speed_offset if shift else 0.0, 1)
     vdd = 1.2 + vdd_shift + rng.normal(0, 0.03, n)
-    temp = rng.choice(TEMPERATURES_C, n)
+    if shift is None:
+        temp = rng.choice(TEMPERATURES_C, n)
+    else:
+        temp = rng.choice(TEMPERATURES_C, n, p=np.asarray(shift.insertion_weights))
     leak = rng.lognormal(0, 0.25, n)
     idd = 100 * (vdd / 1.2) ** 2 * np.exp(0.006 * (temp - 25)) * leak + rng.normal(0, 3, n)
     freq = (

@@ -107,3 +107,18 @@ def test_classification_metrics_count_the_fail_class() -> None:
     assert m["fail_recall"] == pytest.approx(2 / 3)  # 2 of 3 failing dies caught
     assert m["fail_precision"] == pytest.approx(2 / 3)  # 2 of 3 fail calls right
     assert m["brier"] == pytest.approx((0.01 + 0.36 + 0.04 + 0.01 + 0.36) / 5)
+
+
+def test_a_shifted_lot_moves_the_process_and_keeps_unshifted_data_as_it_was() -> None:
+    from train.synthetic import SHIFTED, ProcessShift
+
+    # 20,000 dies (26 wafers): a shifted lot draws other random numbers, so only
+    # whole-lot rates are comparable.
+    plain, again = generate(20_000, seed=5), generate(20_000, seed=5)
+    shifted = generate(20_000, seed=5, shift=SHIFTED)
+    assert plain.equals(again)  # seeded, and the shift draws nothing when absent
+    assert shifted.temp_c.mean() > plain.temp_c.mean() + 5  # hotter insertions
+    assert shifted.vdd_v.mean() < plain.vdd_v.mean() - 0.005  # a low-supply corner
+    assert (1 - shifted.passed.mean()) > (1 - plain.passed.mean()) + 0.05
+    scratched = generate(20_000, seed=5, shift=ProcessShift(0.0, 0.0, (0.25,) * 4, 1.0))
+    assert (1 - scratched.passed.mean()) > (1 - plain.passed.mean()) + 0.02  # scratches only
