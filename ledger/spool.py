@@ -7,7 +7,9 @@ refused on their own (the rest of their batch was written), with the error, for 
 operator to inspect and replay (``yield-ensemble log``).
 
 Both are directories of JSON-lines files. Each append is one file, written under
-a temporary name, flushed to disk and renamed: a crash never leaves half a file.
+a temporary name, flushed to disk and renamed: a crash never leaves half a file. A
+file's name carries its row count, so the spool's size is a directory listing and a
+``stat`` per file, never a read of what may be a gigabyte of rows.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class Spool:
             return []
 
     def size(self) -> tuple[int, int]:
-        """(rows, bytes) held, counted from the files (rows include claimed segments)."""
+        """(rows, bytes) held (rows include claimed segments)."""
         rows = size = 0
         try:
             paths = [p for p in self.directory.iterdir() if SUFFIX in p.name]
@@ -72,11 +74,10 @@ class Spool:
             return 0, 0
         for path in paths:
             try:
-                data = path.read_bytes()
+                size += path.stat().st_size
+                rows += _rows_in(path)
             except OSError:  # consumed meanwhile
                 continue
-            rows += data.count(b"\n")
-            size += len(data)
         return rows, size
 
     def append(self, lines: Sequence[str]) -> Path:
@@ -86,7 +87,7 @@ class Spool:
             raise SpoolFull(f"{self.directory} would exceed {self.max_bytes} bytes")
         self.directory.mkdir(parents=True, exist_ok=True)
         self._seq += 1
-        name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
+        name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-{len(lines)}r{SUFFIX}"
         final = self.directory / name
         temporary = self.directory / f".{name}.tmp"
         with open(temporary, "wb") as f:
@@ -141,6 +142,14 @@ class Spool:
                     path.rename(path.with_name(path.name.split(CLAIMED, 1)[0]))
                 except OSError:  # another process took it back first, or a read-only disk
                     continue
+
+
+def _rows_in(path: Path) -> int:
+    """The rows of a segment, from its name (``...-<rows>r.jsonl``, claimed or not)."""
+    count = path.name.split(SUFFIX, 1)[0].rsplit("-", 1)[-1]
+    if count.endswith("r") and count[:-1].isdigit():
+        return int(count[:-1])
+    return path.read_bytes().count(b"\n")  # a name without its count: read it
 
 
 def _alive(pid: int) -> bool:
