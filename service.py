@@ -208,11 +208,12 @@ class _Entry:
             observer=self.metrics.member_call,
             combiner=combiner(SETTINGS.combiner),
         )
-        self.arm_specs = {arm.name: arm.spec() for arm in SETTINGS.arm_list()}
+        self.arms = SETTINGS.arm_list()
+        self.arm_specs = {arm.name: arm.spec() for arm in self.arms}
         self.router = Router(
             self.predictor,
             PredictionCache(SETTINGS.cache_maxsize, SETTINGS.cache_ttl_s),
-            SplitConfig(SETTINGS.arm_list(), SETTINGS.split_salt),
+            SplitConfig(self.arms, SETTINGS.split_salt),
             self.model_versions,
         )
         # Imported here, not at the top: `bentoml serve` and every member import this
@@ -237,7 +238,7 @@ class _Entry:
         self._members_verified = False
         tune_gc()
         logger.info("serving %s on features %s", self.model_versions, list(self.schema.names))
-        logger.info("prediction log: %s", self.log.engine.url.render_as_string(hide_password=True))
+        logger.info("prediction log: %s", self.log.safe_url)
 
     def _spool_rows(self) -> tuple[int, int]:
         """Rows in the spill and in the dead letter, counted from the files."""
@@ -380,7 +381,7 @@ class _Entry:
     def report(self, since: float | None, until: float | None, arm: str | None) -> dict[str, Any]:
         """The A/B report over the logged predictions in [since, until), optionally one arm."""
         self.log.flush(10.0)
-        return self.log.report(SETTINGS.arm_list(), since, until, arm)
+        return self.log.report(self.arms, since, until, arm)
 
     async def _respond(
         self, endpoint: str, request_id: str, work: Awaitable[dict[str, Any]]
@@ -395,7 +396,7 @@ class _Entry:
             kind = "members_unavailable" if isinstance(exc, MembersUnavailable) else "log_backed_up"
             _handled(kind)
             logger.error(
-                "members unavailable",
+                kind.replace("_", " "),
                 extra={
                     "fields": {"request_id": request_id, "endpoint": endpoint, "error": str(exc)}
                 },

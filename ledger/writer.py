@@ -132,7 +132,6 @@ class LogWriter:
         self._next_prune = 0.0
         self._next_replay = 0.0
         self._spill_error: str | None = None
-        self._isolated = 0  # rows the current _store sent to the dead letter one by one
         if self.spill is not None:
             self.spill.recover()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -184,12 +183,13 @@ class LogWriter:
         left = self._pending_rows
         if left:
             self.status.lost += left
-            logger.error("prediction log closed with %d rows lost: %s", left, self._safe_url)
+            logger.error("prediction log closed with %d rows lost: %s", left, self.safe_url)
         self.engine.dispose()
         return self.status
 
     @property
-    def _safe_url(self) -> str:
+    def safe_url(self) -> str:
+        """The database URL with any password hidden, for logs."""
         return self.engine.url.render_as_string(hide_password=True)
 
     def stalled_for(self) -> float:
@@ -296,11 +296,10 @@ class LogWriter:
         records, payload, refused = _strict_json(records)
         if refused:
             self._to_dead_letter(refused)
-        self._isolated = 0
-        error = self._insert_isolating(records, payload)
+        error, refused_alone = self._insert_isolating(records, payload)
         if error is None:
             self._set_database_error(None)
-            return "written", len(records) - self._isolated
+            return "written", len(records) - refused_alone
         self._set_database_error(error)
         if not spill_on_outage or self.spill is None:
             return "held", 0
@@ -316,32 +315,34 @@ class LogWriter:
                        self.spill.directory, error)  # fmt: skip
         return "spilled", len(records)
 
-    def _insert_isolating(self, records: list[list[Any]], payload: str | None = None) -> str | None:
+    def _insert_isolating(
+        self, records: list[list[Any]], payload: str | None = None
+    ) -> tuple[str | None, int]:
         """Insert; rows the database refuses on their own go to the dead letter.
 
-        Returns None once every row is written or dead-lettered, else the error that
-        says the database takes no writes at all (nothing was dead-lettered for it).
+        Returns (None, rows dead-lettered) once every row is written or dead-lettered,
+        else (the error that says the database takes no writes at all, those rows).
         """
         if not records:
-            return None
+            return None, 0
         try:
             self._insert(records, payload)
-            return None
+            return None, 0
         except sa.exc.SQLAlchemyError as exc:
             error = _error_text(exc)
         outage = self._database_refuses()
         if outage is not None:
-            return outage
+            return outage, 0
         if len(records) == 1:
             self._to_dead_letter([(records[0], error)])
-            self._isolated += 1
-            return None
+            return None, 1
         half = len(records) // 2
         # Halves until the refused rows stand alone: log2(n) extra statements per bad row.
-        first = self._insert_isolating(records[:half])
+        first, refused = self._insert_isolating(records[:half])
         if first is not None:
-            return first  # the database went away meanwhile; the caller keeps all rows
-        return self._insert_isolating(records[half:])
+            return first, refused  # the database went away meanwhile; the caller keeps all
+        second, more = self._insert_isolating(records[half:])
+        return second, refused + more
 
     def _insert(self, records: list[list[Any]], payload: str | None = None) -> None:
         """One transaction; ``payload`` is ``records`` as JSON when already encoded."""

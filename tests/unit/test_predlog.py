@@ -286,7 +286,7 @@ def test_a_replayed_row_that_did_arrive_is_not_written_twice(log: PredictionLog)
     served = _served(["dup"], ["D1"])
     log.record(served)
     assert log.flush(5)
-    assert log._insert_isolating(list(served.records())) is None
+    assert log._insert_isolating(list(served.records())) == (None, 0)
     assert [r.request_id for r in _rows(log)] == ["dup"] and log.status.dead_lettered == 0
 
 
