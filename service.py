@@ -27,7 +27,8 @@ from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable
 from ensemble.api_docs import FEATURES_DOC, ID_DOC, OUTCOMES_DOC, REPORT_OPENAPI
 from ensemble.arms import ARM_NAME, ENSEMBLE
 from ensemble.cache import PredictionCache
-from ensemble.combiners import combiner
+from ensemble.decision import STORE_NAME as DECISION_STORE
+from ensemble.decision import Decision
 from ensemble.responses import (
     Ids,
     Prediction,
@@ -50,7 +51,7 @@ from ensemble.validation import (
 )
 from ledger.spool import LogBackedUp
 from models import bentoml_quirks
-from models.base import model_schema, stored_model
+from models.base import model_schema, stored_decision, stored_model
 from models.families import member_names
 from models.services import MEMBER_SERVICES
 from ops import logs
@@ -99,12 +100,16 @@ def _member_call(proxy: Any) -> Any:
     return call
 
 
-def check_members() -> tuple[FeatureSchema, dict[str, str]]:
-    """The members' common schema and tags; raises ModelMissing or SchemaMismatch, both clear."""
+def check_members() -> tuple[FeatureSchema, dict[str, str], Decision]:
+    """The members' common schema, tags and decision; raises ModelMissing, SchemaMismatch or
+    DecisionMismatch (a combiner that needs fitting, and no decision for these models)."""
     stored = {m: stored_model(m) for m in member_names()}
     # Models trained on different features would vote noise: refuse to start.
     schema = common_schema({m: model_schema(s) for m, s in stored.items()})
-    return schema, {m: str(s.tag) for m, s in stored.items()}
+    tags = {m: str(s.tag) for m, s in stored.items()}
+    decision = stored_decision(tags)
+    decision.combiner(SETTINGS.combiner)
+    return schema, tags, decision
 
 
 def check_keys() -> KeyRing:
@@ -181,6 +186,10 @@ class _Entry:
     ``self.<member>`` before the class becomes the BentoML service.
     """
 
+    # The training run's decision (``ensemble.decision``): referenced so `bentoml build`
+    # packs it beside the members; read with ``models.base.stored_decision``.
+    decision_model = bentoml.models.BentoModel(f"{DECISION_STORE}:{SETTINGS.model_version}")
+
     @bentoml.on_deployment
     def _check_before_workers_start() -> None:
         # Runs once in the `bentoml serve` process: a bad store stops the server
@@ -194,7 +203,7 @@ class _Entry:
         logs.configure(SETTINGS.log_format, SETTINGS.log_level)
         bentoml_quirks.quiet_client_errors()
         bentoml_quirks.refuse_new_connections_on_sigterm()
-        self.schema, self.model_versions = check_members()
+        self.schema, self.model_versions, self.decision = check_members()
         self.metrics = ServiceMetrics()
         EDGE.keys = check_keys()
         EDGE.count_error = lambda kind: self.metrics.errors.labels(kind=kind).inc()
@@ -206,7 +215,7 @@ class _Entry:
             max_rows_per_call=SETTINGS.coalesce_max_rows,
             max_in_flight=SETTINGS.coalesce_max_in_flight,
             observer=self.metrics.member_call,
-            combiner=combiner(SETTINGS.combiner),
+            combiner=self.decision.combiner(SETTINGS.combiner),
         )
         self.arms = SETTINGS.arm_list()
         self.arm_specs = {arm.name: arm.spec() for arm in self.arms}
@@ -215,6 +224,7 @@ class _Entry:
             PredictionCache(SETTINGS.cache_maxsize, SETTINGS.cache_ttl_s),
             SplitConfig(self.arms, SETTINGS.split_salt),
             self.model_versions,
+            singles=self.decision.singles,
         )
         # Imported here, not at the top: `bentoml serve` and every member import this
         # module too, and SQLAlchemy is ~12 MB of RSS in each of them.
@@ -381,7 +391,8 @@ class _Entry:
     def report(self, since: float | None, until: float | None, arm: str | None) -> dict[str, Any]:
         """The A/B report over the logged predictions in [since, until), optionally one arm."""
         self.log.flush(10.0)
-        return self.log.report(self.arms, since, until, arm)
+        served = self.predictor.combiner.key
+        return self.log.report(self.arms, since, until, arm, self.decision, served)
 
     async def _respond(
         self, endpoint: str, request_id: str, work: Awaitable[dict[str, Any]]

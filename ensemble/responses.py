@@ -18,10 +18,11 @@ Ids = dict[str, str | None]
 
 class Prediction(TypedDict):
     prediction: str  # "pass" | "fail"
-    probability: float  # P(pass) that decided (mean of the members that voted)
-    votes: dict[str, float]  # member -> P(pass), only members that answered
+    probability: float  # the combined, calibrated P(pass) (majority: mean of those that voted)
+    votes: dict[str, float]  # member -> its own P(pass), only members that answered
     arm: str
-    combiner: str  # name:version of the rule that decided ("single:1" on a one-member arm)
+    combiner: str  # name:version of the rule that decided ("single:..." on a one-member arm)
+    threshold: float  # pass when the rule's P(pass) is at least this (fitted at training)
     degraded: bool
     missing_members: tuple[str, ...]
     cached: bool

@@ -11,12 +11,12 @@ import numpy as np
 
 from ensemble.arms import ENSEMBLE, Arm, assign_arm
 from ensemble.cache import PredictionCache, row_keys
-from ensemble.combiners import PASS_THRESHOLD
+from ensemble.combiners import Single
 from ensemble.predictor import EnsemblePredictor, EnsembleResult
 from ensemble.responses import Prediction
 
-#: The challenger arm's rule: one member's P(pass) against the threshold.
-SINGLE = "single:1"
+#: The unfitted one-member rule: the member's P(pass) against 0.5.
+SINGLE = Single().key
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ class Router:
         split: SplitConfig,
         model_versions: Mapping[str, str],
         rng: random.Random | None = None,
+        singles: Mapping[str, Single] | None = None,
     ) -> None:
+        """``singles``: each member's rule on a one-member arm (default: unfitted, at 0.5)."""
         for arm in split.arms:
             if arm.single is not None and arm.single not in predictor.coalescers:
                 raise ValueError(f"arm {arm.name}: '{arm.single}' is not a member")
@@ -50,12 +52,17 @@ class Router:
         self.split = split
         self._rng = rng or random.Random()
         self.arms = {arm.name: arm for arm in split.arms}
+        self.singles = {
+            arm.single: (singles or {}).get(arm.single, Single(member=arm.single))
+            for arm in split.arms
+            if arm.single is not None
+        }
         # What decides an answer: the model versions and how their votes are combined.
         self._model_keys = {
             arm.name: (
                 (*sorted(model_versions.values()), predictor.combiner.key)
                 if arm.single is None
-                else (model_versions[arm.single], SINGLE)
+                else (model_versions[arm.single], self.singles[arm.single].key)
             )
             for arm in split.arms
         }
@@ -99,18 +106,23 @@ class Router:
             p, _ = await self.predictor.ask(member, rows)
             if p is not None:
                 answered = ~np.isnan(p)
+                rule = self.singles[member]
+                passed, probability = rule.combine({member: p})
                 out: list[Prediction] = [
                     {
-                        "prediction": "pass" if v >= PASS_THRESHOLD else "fail",
-                        "probability": v,
+                        "prediction": "pass" if ok else "fail",
+                        "probability": q,
                         "votes": {member: v},
                         "arm": arm,
-                        "combiner": SINGLE,
+                        "combiner": rule.key,
+                        "threshold": rule.threshold,
                         "degraded": False,
                         "missing_members": (),
                         "cached": False,
                     }
-                    for v in p.tolist()
+                    for ok, q, v in zip(
+                        passed.tolist(), probability.tolist(), p.tolist(), strict=True
+                    )
                 ]
                 if answered.all():
                     return out
@@ -121,10 +133,11 @@ class Router:
                 return out
             # The arm's member is down: answer with the ensemble rather than not at
             # all; the response says so (arm "ensemble", degraded, member missing).
-        return _ensemble_rows(await self.predictor.predict(rows), self.predictor.combiner.key)
+        combiner = self.predictor.combiner
+        return _ensemble_rows(await self.predictor.predict(rows), combiner.key, combiner.threshold)
 
 
-def _ensemble_rows(result: EnsembleResult, combiner: str) -> list[Prediction]:
+def _ensemble_rows(result: EnsembleResult, combiner: str, threshold: float) -> list[Prediction]:
     passed = result.passed.tolist()
     probability = result.probability.tolist()
     votes = {m: p.tolist() for m, p in result.p_pass.items()}
@@ -138,6 +151,7 @@ def _ensemble_rows(result: EnsembleResult, combiner: str) -> list[Prediction]:
             "votes": {m: v[i] for m, v in votes.items() if v[i] == v[i]},  # NaN: no vote
             "arm": ENSEMBLE,
             "combiner": combiner,
+            "threshold": threshold,
             "degraded": bool(missing[i]),
             "missing_members": missing[i],
             "cached": False,

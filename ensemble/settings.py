@@ -77,9 +77,10 @@ class Settings(BaseSettings):
         None, gt=0, description="Forget cached predictions after this many seconds (default never)."
     )
     combiner: str = Field(
-        "majority",
-        description="How member answers combine on the ensemble arm: majority (vote) or "
-        "soft (mean probability).",
+        "trained",
+        description="How member answers combine on the ensemble arm: trained (the one "
+        "`yield-ensemble train --combiner` chose, default), majority, soft, weighted or "
+        "stacked (each as fitted by that training run).",
     )
     challenger: str = Field(
         "xgboost", description="The single member that serves the challenger arm."
@@ -193,10 +194,14 @@ class Settings(BaseSettings):
     def check_families(self) -> None:
         """Raise ValueError naming the setting whose family or runtime does not exist."""
         from ensemble.combiners import COMBINERS
+        from ensemble.decision import TRAINED
         from models.families import families
 
-        if self.combiner not in COMBINERS:
-            raise ValueError(f"YIELD_ENSEMBLE_COMBINER: no combiner {self.combiner!r}")
+        if self.combiner != TRAINED and self.combiner not in COMBINERS:
+            raise ValueError(
+                f"YIELD_ENSEMBLE_COMBINER: no combiner {self.combiner!r}; "
+                f"known: {[TRAINED, *COMBINERS]}"
+            )
         known = {f.name: f for f in families()}
         if self.challenger not in known:
             raise ValueError(f"YIELD_ENSEMBLE_CHALLENGER: no family {self.challenger!r}")

@@ -29,9 +29,15 @@ def _report(args: argparse.Namespace) -> int:
         print(f"error: no prediction log at {url} (set --database-url or "
               "YIELD_ENSEMBLE_DATA_DIR)", file=sys.stderr)  # fmt: skip
         return 2
+    from models.base import saved_decision
+
+    # The decision in the model store (as the entry serves it) gives costs, thresholds
+    # and the shadow combiners; without one the report uses unfitted rules.
+    decision = saved_decision()
+    served = decision.combiner(settings.combiner).key if decision else None
     log = PredictionLog(url)
     try:
-        report = log.report(settings.arm_list(), since, until, args.arm)
+        report = log.report(settings.arm_list(), since, until, args.arm, decision, served)
     finally:
         log.close()
     Path(args.out).write_text(render(report), encoding="utf-8")

@@ -38,6 +38,13 @@ def _pct(p: Mapping[str, Any]) -> str:
     return f"{100 * p['value']:.1f}% {ci} ({p['k']}/{p['n']})"
 
 
+def _cost(c: Mapping[str, Any]) -> str:
+    if c["value"] is None:
+        return "-"
+    lo, hi = c["ci95"]
+    return f"{c['value']:.4f} <small>[{lo:.4f}, {hi:.4f}]</small>"
+
+
 def _timeline_plot(report: Mapping[str, Any]) -> str:
     import matplotlib.pyplot as plt
     from matplotlib.dates import DateFormatter
@@ -126,14 +133,31 @@ def render(report: Mapping[str, Any], title: str = "yield-ensemble A/B report") 
     rows = "".join(
         f"<tr><th>{html.escape(arm)}</th><td>{html.escape(d['model'])}</td><td>{d['served']}</td>"
         f"<td>{d['labelled']}</td><td>{_pct(d['accuracy'])}</td><td>{_pct(d['fail_recall'])}</td>"
+        f"<td>{d['escapes']}</td><td>{_pct(d['overkill'])}</td><td>{_cost(d['cost'])}</td>"
         f"<td>{_pct(d['fail_precision'])}</td></tr>"
         for arm, d in report["arms"].items()
     )
     shadow_rows = "".join(
         f"<tr><th>{html.escape(m)}</th><td>{s['paired']}</td><td>{_pct(s['member_accuracy'])}</td>"
+        f"<td>{s['escapes']}</td><td>{_pct(s['overkill'])}</td><td>{_cost(s['cost'])}</td>"
         f"<td>{_pct(s['ensemble_accuracy'])}</td><td>{s['only_ensemble_right']}</td>"
         f"<td>{s['only_member_right']}</td><td>{s['p_value']:.3g}</td></tr>"
         for m, s in report["shadow"].items()
+    )
+    combiner_rows = "".join(
+        f"<tr><th>{html.escape(n)}{' (served)' if s['served'] else ''}</th>"
+        f"<td>{s['threshold']:.3f}</td><td>{s['paired']}</td><td>{_pct(s['accuracy'])}</td>"
+        f"<td>{s['escapes']}</td><td>{_pct(s['overkill'])}</td><td>{_cost(s['cost'])}</td>"
+        f"<td>{s['only_combiner_right']}</td><td>{s['only_ensemble_right']}</td>"
+        f"<td>{s['p_value']:.3g}</td></tr>"
+        for n, s in report["shadow_combiners"].items()
+    )
+    costs = report["costs"]
+    run = report.get("decision_run")
+    rules = f"decision of training run {html.escape(run)}" if run else "unfitted rules at 0.5"
+    cost_line = (
+        f"Costs: an escape (failing die called pass) {costs['escape_cost']:g}, an overkill (good "
+        f"die called fail) {costs['overkill_cost']:g}; {rules}."
     )
     diff_line = (
         " ".join(
@@ -179,12 +203,19 @@ th {{ background: #f4f4f4; }} img {{ display: block; margin: 1em 0; max-width: 1
 {report["labelled"]} labelled predictions.</p>
 <p class="answer">{html.escape(report["conclusion"])}</p>
 <h2>Arms</h2>
+<p>{cost_line}</p>
 <table><tr><th>arm</th><th>model</th><th>served</th><th>labelled</th><th>accuracy [95% CI]</th>
-<th>fail recall</th><th>fail precision</th></tr>{rows}</table>
+<th>fail recall</th><th>escapes</th><th>overkill</th><th>cost per die</th><th>fail precision</th>
+</tr>{rows}</table>
 <p>{diff_line}</p><p>{size_line}</p>
-<h2>Shadow comparison on the ensemble arm</h2>
-<table><tr><th>member</th><th>paired devices</th><th>member accuracy</th><th>ensemble accuracy</th>
+<h2>Shadow: each member alone, on the ensemble arm's devices</h2>
+<table><tr><th>member</th><th>paired devices</th><th>member accuracy</th><th>escapes</th>
+<th>overkill</th><th>cost per die</th><th>ensemble accuracy</th>
 <th>only ensemble right</th><th>only member right</th><th>McNemar p</th></tr>{shadow_rows}</table>
+<h2>Shadow: every combiner, on the same devices</h2>
+<table><tr><th>combiner</th><th>threshold</th><th>paired devices</th><th>accuracy</th>
+<th>escapes</th><th>overkill</th><th>cost per die</th><th>only it right</th>
+<th>only served right</th><th>McNemar p</th></tr>{combiner_rows}</table>
 {plots}
 </body></html>
 """

@@ -15,6 +15,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from ensemble.arms import ENSEMBLE, Arm
+from ensemble.decision import Decision
 from ledger.report import Labelled, build_report
 from ledger.tables import CHUNK, outcome_events, outcomes, predictions
 
@@ -184,8 +185,12 @@ class LedgerQueries:
         since: float | None = None,
         until: float | None = None,
         arm: str | None = None,
+        decision: Decision | None = None,
+        served_key: str | None = None,
     ) -> dict[str, Any]:
         """The A/B report (``ledger.report``) over predictions in [since, until).
+
+        ``decision`` and ``served_key``: see ``ledger.report.build_report``.
 
         Arms are judged as they were served in the window: each arm's latest logged
         spec (what served it, its share) wins over today's ``arms``, which fill in for
@@ -203,6 +208,8 @@ class LedgerQueries:
             self._members(),
             [served_as[ENSEMBLE], *(a for n, a in served_as.items() if n != ENSEMBLE)],
             window={"since": since, "until": until, "arm": arm},
+            decision=decision,
+            served_key=served_key,
         )
         report["ground_truth"] = self.outcome_history(since, until)
         return report

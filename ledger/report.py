@@ -1,4 +1,10 @@
-"""The A/B accuracy report: arms compared, every member shadow-compared with the ensemble.
+"""The A/B accuracy report: arms compared, every member and combiner shadow-compared.
+
+Every member alone (at its fitted threshold) and every combiner of the serving
+decision (``ensemble.decision``) is recomputed from the member probabilities logged
+with each ensemble-arm prediction, so the report shows on labelled live traffic how
+each would have decided the very devices the served ensemble decided: accuracy,
+escapes, overkill and cost, each paired with the served answer (McNemar).
 
 Pure computation over labelled predictions (:class:`Labelled`); the prediction
 log supplies them, ``GET /ab/report`` serves the result as JSON and
@@ -15,9 +21,11 @@ from typing import Any
 import numpy as np
 
 from ensemble.arms import ENSEMBLE, Arm
-from ensemble.combiners import PASS_THRESHOLD
+from ensemble.combiners import Objective
+from ensemble.decision import Decision
 from ledger.stats import (
     Proportion,
+    decision_metrics,
     mcnemar_pvalue,
     newcombe_interval,
     sample_size_per_arm,
@@ -57,16 +65,23 @@ class Labelled:
         )
 
 
-def _class_metrics(served_pass: np.ndarray, actual_pass: np.ndarray) -> dict[str, Any]:
-    """Accuracy, fail recall and fail precision (fail is the class yield teams hunt)."""
-    correct = int(np.sum(served_pass == actual_pass))
+def _class_metrics(
+    served_pass: np.ndarray, actual_pass: np.ndarray, objective: Objective
+) -> dict[str, Any]:
+    """Accuracy, fail recall and precision (fail is the class yield teams hunt), escapes,
+    overkill and cost per die at the fab's costs."""
     fail_hit = int(np.sum(~served_pass & ~actual_pass))
     n = len(served_pass)
+    fab = decision_metrics(served_pass, actual_pass, objective.escape_cost, objective.overkill_cost)
     return {
         "labelled": n,
-        "accuracy": Proportion(correct, n).as_dict(),
-        "fail_recall": Proportion(fail_hit, int(np.sum(~actual_pass))).as_dict(),
+        "accuracy": fab["accuracy"],
+        "fail_recall": fab["fail_recall"],
         "fail_precision": Proportion(fail_hit, int(np.sum(~served_pass))).as_dict(),
+        "escapes": fab["escapes"],
+        "overkill": fab["overkill"],
+        "escapes_ppm": fab["escapes_ppm"],
+        "cost": fab["cost"],
         "confusion": {
             "actual_pass": {
                 "pass": int(np.sum(served_pass & actual_pass)),
@@ -102,33 +117,66 @@ def _timeline(data: Labelled, bins: int) -> list[dict[str, Any]]:
     return out
 
 
-def _shadow(data: Labelled, members: Sequence[str]) -> dict[str, Any]:
-    """Each member against the served ensemble answer on the same devices (McNemar)."""
-    ens_right = data.served_pass == data.actual_pass
+def _paired(
+    data: Labelled, decided: np.ndarray, have: np.ndarray, objective: Objective
+) -> dict[str, Any]:
+    """Decisions ``decided`` on the rows ``have`` against the served answers there (McNemar)."""
+    actual = data.actual_pass[have]
+    served_right = data.served_pass[have] == actual
+    right = decided[have] == actual
+    b, c = int(np.sum(served_right & ~right)), int(np.sum(~served_right & right))
+    p_value, method = mcnemar_pvalue(b, c)
+    fab = decision_metrics(decided[have], actual, objective.escape_cost, objective.overkill_cost)
+    return {
+        "paired": int(have.sum()),
+        **{k: fab[k] for k in ("accuracy", "fail_recall", "escapes", "overkill", "cost")},
+        "ensemble_accuracy": Proportion(int(served_right.sum()), int(have.sum())).as_dict(),
+        "only_ensemble_right": b,
+        "only_member_right": c,
+        "p_value": p_value,
+        "test": f"McNemar ({method})",
+    }
+
+
+def _shadow(data: Labelled, members: Sequence[str], decision: Decision) -> dict[str, Any]:
+    """Each member alone, at its fitted threshold, against the served ensemble answer."""
     out: dict[str, Any] = {}
     for member in members:
         p = data.votes[member]
         have = ~np.isnan(p)
-        member_right = (p[have] >= PASS_THRESHOLD) == data.actual_pass[have]
-        e = ens_right[have]
-        b, c = int(np.sum(e & ~member_right)), int(np.sum(~e & member_right))
-        p_value, method = mcnemar_pvalue(b, c)
-        n = int(have.sum())
-        out[member] = {
-            "paired": n,
-            "member_accuracy": Proportion(int(member_right.sum()), n).as_dict(),
-            "ensemble_accuracy": Proportion(int(e.sum()), n).as_dict(),
-            "only_ensemble_right": b,
-            "only_member_right": c,
-            "p_value": p_value,
-            "test": f"McNemar ({method})",
+        decided = decision.single(member).combine({member: p})[0]
+        paired = _paired(data, np.asarray(decided), have, decision.objective)
+        out[member] = {**paired, "member_accuracy": paired["accuracy"]}
+    return out
+
+
+def _shadow_combiners(
+    data: Labelled, members: Sequence[str], decision: Decision, served_key: str | None
+) -> dict[str, Any]:
+    """Every combiner of the decision on the ensemble arm's labelled devices, paired."""
+    votes = {m: data.votes[m] for m in members}
+    have = (
+        np.sum([~np.isnan(v) for v in votes.values()], axis=0) >= 2
+        if votes
+        else np.zeros(len(data), dtype=bool)
+    )
+    out: dict[str, Any] = {}
+    for name, combiner in decision.combiners.items():
+        decided = combiner.combine(votes)[0] if len(data) and votes else np.zeros(0, bool)
+        paired = _paired(data, np.asarray(decided, dtype=bool), have, decision.objective)
+        paired["only_combiner_right"] = paired.pop("only_member_right")
+        out[name] = {
+            "key": combiner.key,
+            "threshold": combiner.threshold,
+            "served": combiner.key == served_key,
+            **paired,
         }
     return out
 
 
-def _agreement(data: Labelled, members: Sequence[str]) -> dict[str, Any]:
-    """How often members vote alike, pairwise and all together, on the ensemble arm."""
-    decided = {m: data.votes[m] >= PASS_THRESHOLD for m in members}
+def _agreement(data: Labelled, members: Sequence[str], decision: Decision) -> dict[str, Any]:
+    """How often members vote alike (each at its threshold), pairwise and all together."""
+    decided = {m: decision.single(m).combine({m: data.votes[m]})[0] for m in members}
     complete = np.all([~np.isnan(data.votes[m]) for m in members], axis=0) if members else []
     n = int(np.sum(complete))
     pairs = {
@@ -149,12 +197,18 @@ def build_report(
     members: Sequence[str],
     arms: Sequence[Arm],
     window: Mapping[str, Any] | None = None,
+    decision: Decision | None = None,
+    served_key: str | None = None,
 ) -> dict[str, Any]:
     """The report dict; ``served`` counts every served prediction per arm in the window.
 
     ``arms`` are the arms as the window was served (their shares size the advice);
     every other arm is compared with the ensemble, Holm-corrected when there are several.
+    ``decision`` (default: unfitted rules at 0.5) gives the costs, each member's
+    threshold and the combiners shadow-computed; ``served_key`` marks the served one.
     """
+    decision = decision or Decision.unfitted({m: "" for m in members})
+    objective = decision.objective
     stats: dict[str, Any] = {}
     for arm in arms:
         part = data.where(data.arm == arm.name)
@@ -162,7 +216,7 @@ def build_report(
             "model": "ensemble" if arm.single is None else arm.single,
             "share": arm.share,
             "served": int(served.get(arm.name, 0)),
-            **_class_metrics(part.served_pass, part.actual_pass),
+            **_class_metrics(part.served_pass, part.actual_pass, objective),
             "timeline": _timeline(part, TIMELINE_BINS),
         }
     ens = data.where(data.arm == ENSEMBLE)
@@ -172,8 +226,11 @@ def build_report(
         "arms": stats,
         "comparisons": _comparisons(stats),
         "sample_size": _sample_size(stats, arms),
-        "shadow": _shadow(ens, members),
-        "agreement": _agreement(ens, members),
+        "costs": objective.to_dict(),
+        "decision_run": decision.run or None,
+        "shadow": _shadow(ens, members, decision),
+        "shadow_combiners": _shadow_combiners(ens, members, decision, served_key),
+        "agreement": _agreement(ens, members, decision),
     }
     report["conclusion"] = _conclusion(report)
     return report
@@ -267,6 +324,15 @@ def _conclusion(report: Mapping[str, Any]) -> str:
             f"Too few labels to detect a {100 * DETECT_DIFFERENCE:.0f}-point difference: "
             f"{per_arm} are needed."
         )
+    for name, s in report["shadow_combiners"].items():
+        if s["paired"] and not s["served"] and s["p_value"] < ALPHA:
+            better = s["only_combiner_right"] > s["only_ensemble_right"]
+            lines.append(
+                f"Shadow, same {s['paired']} devices: the {name} combiner would have decided "
+                f"{'better' if better else 'worse'} than the served one (right where it was wrong "
+                f"on {s['only_combiner_right']}, wrong where it was right on "
+                f"{s['only_ensemble_right']}; McNemar p = {s['p_value']:.3g})."
+            )
     for member, s in report["shadow"].items():
         if s["paired"] and s["p_value"] < ALPHA:
             m, e = s["member_accuracy"]["value"], s["ensemble_accuracy"]["value"]

@@ -1,4 +1,4 @@
-"""Statistics of the A/B report: intervals and tests on counts, standard library only.
+"""Statistics of the A/B report and the training tables: intervals and tests on counts.
 
 Checked against scipy and statsmodels in ``tests/unit/test_stats.py``.
 """
@@ -97,3 +97,69 @@ class Proportion:
     def as_dict(self) -> dict[str, Any]:
         lo, hi = wilson_interval(self.k, self.n)
         return {"value": self.value, "k": self.k, "n": self.n, "ci95": [lo, hi] if self.n else None}
+
+
+def decision_metrics(
+    passed: Any, actual_pass: Any, escape_cost: float = 1.0, overkill_cost: float = 1.0
+) -> dict[str, Any]:
+    """How pass/fail decisions did against ground truth, in a fab's terms, with 95% intervals.
+
+    ``passed`` and ``actual_pass`` are boolean sequences (numpy arrays or lists).
+    ``fail_recall``: failing dies caught; ``escapes`` = failing dies called pass;
+    ``overkill``: good dies called fail; ``escapes_ppm``: escapes per million dies
+    shipped (called pass); ``cost``: mean cost per die, escape_cost per escape and
+    overkill_cost per overkill, with a normal-approximation interval.
+    """
+    import numpy as np
+
+    called, actual = np.asarray(passed, dtype=bool), np.asarray(actual_pass, dtype=bool)
+    if called.shape != actual.shape:
+        raise ValueError(f"{called.shape} decisions for {actual.shape} outcomes")
+    n = len(called)
+    escapes = int(np.sum(called & ~actual))
+    overkill = int(np.sum(~called & actual))
+    fails = int(np.sum(~actual))
+    shipped = int(np.sum(called))
+    cost = Cost(escapes, overkill, n, escape_cost, overkill_cost)
+    ppm = Proportion(escapes, shipped).as_dict()
+    ppm = {
+        "value": None if ppm["value"] is None else 1e6 * ppm["value"],
+        "k": escapes,
+        "n": shipped,
+        "ci95": None if ppm["ci95"] is None else [1e6 * v for v in ppm["ci95"]],
+    }
+    return {
+        "n": n,
+        "accuracy": Proportion(n - escapes - overkill, n).as_dict(),
+        "fail_recall": Proportion(fails - escapes, fails).as_dict(),
+        "escapes": escapes,
+        "overkill": Proportion(overkill, n - fails).as_dict(),
+        "escapes_ppm": ppm,
+        "cost": cost.as_dict(),
+    }
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Mean cost per die of ``escapes`` and ``overkill`` among ``n`` dies, with a 95% interval."""
+
+    escapes: int
+    overkill: int
+    n: int
+    escape_cost: float
+    overkill_cost: float
+
+    def as_dict(self) -> dict[str, Any]:
+        if not self.n:
+            return {"value": None, "ci95": None, "escape_cost": self.escape_cost,
+                    "overkill_cost": self.overkill_cost}  # fmt: skip
+        e, o, n = self.escapes / self.n, self.overkill / self.n, self.n
+        mean = self.escape_cost * e + self.overkill_cost * o
+        second = self.escape_cost**2 * e + self.overkill_cost**2 * o
+        half = Z95 * math.sqrt(max(second - mean**2, 0.0) / n)
+        return {
+            "value": mean,
+            "ci95": [max(0.0, mean - half), mean + half],
+            "escape_cost": self.escape_cost,
+            "overkill_cost": self.overkill_cost,
+        }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -10,6 +12,7 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import NotFound
 
+from ensemble.decision import FILE, STORE_NAME, Decision
 from ensemble.schema import FeatureSchema
 from ensemble.settings import get_settings
 from models.bentoml_quirks import bentoml_home
@@ -62,6 +65,35 @@ def exported_model(model: bentoml.Model, wanted: str, fast: str, file: str) -> b
         return path.read_bytes()
     logger.warning("model %s has no %s; serving it with its native library", model.tag, file)
     return None
+
+
+def saved_decision() -> Decision | None:
+    """The decision the settings select from the store, whatever models it was fitted for."""
+    try:
+        model = bentoml.models.get(f"{STORE_NAME}:{get_settings().model_version}")
+    except NotFound:
+        return None
+    return Decision.from_dict(json.loads(Path(model.path_of(FILE)).read_text()))
+
+
+def stored_decision(members: Mapping[str, str]) -> Decision:
+    """The decision trained with the served members (``ensemble.decision``).
+
+    Unfitted rules (0.5, no calibration; the first releases' behaviour), with a
+    warning, when the store has none or it was fitted for other model tags.
+    """
+    decision = saved_decision()
+    if decision is None:
+        logger.warning("no %s model in the store: unfitted rules at P(pass) 0.5", STORE_NAME)
+        return Decision.unfitted(members)
+    if dict(decision.members) != dict(members):
+        logger.warning(
+            "decision %s was fitted for %s, not the served %s: unfitted rules at P(pass) 0.5",
+            decision.run,
+            dict(decision.members),
+            dict(members),
+        )
+    return decision.for_members(members)
 
 
 def model_schema(model: bentoml.Model) -> FeatureSchema:

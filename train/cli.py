@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from models.families import families
+from train.decide import CHOICES
 
 
 def _store_has_models() -> bool:
     import bentoml
     from bentoml.exceptions import NotFound
 
+    from ensemble.decision import STORE_NAME
+
     try:
-        for family in families():
-            bentoml.models.get(f"{family.store_name}:latest")
+        for name in (*(f.store_name for f in families()), STORE_NAME):
+            bentoml.models.get(f"{name}:latest")
     except NotFound:
         return False
     return True
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ensemble.combiners import Objective
     from train.data import TrainingDataError, load_table, synthetic
-    from train.evaluate import format_table
+    from train.decide import format_table
     from train.fit import TrainConfig, fit, save
 
     if args.if_missing and _store_has_models():
@@ -40,17 +45,52 @@ def _train(args: argparse.Namespace) -> int:
             data = load_table(args.data, args.label, features)
         else:
             data = synthetic(args.n_devices, args.seed)
+        objective = Objective(args.escape_cost, args.overkill_cost, args.target_fail_recall)
     except TrainingDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # costs or recall target out of range
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     config = TrainConfig.tiny(args.seed) if args.tiny else TrainConfig(seed=args.seed)
-    trained, _ = fit(data, config)
-    print()
-    print(format_table(trained.metrics))
-    print()
+    if args.folds is not None:
+        config = replace(config, folds=args.folds)
+    trained, _ = fit(data, config, objective=objective, combiner=args.combiner)
+    d = trained.decision
+    costs = f"escape {objective.escape_cost:g}, overkill {objective.overkill_cost:g}"
+    if objective.target_fail_recall is not None:
+        costs += f", target fail recall {objective.target_fail_recall:g}"
+    for title, rows in (
+        (f"out of fold ({config.folds} folds of the training split)", d.tables["out_of_fold"]),
+        ("held out (touched once, now)", trained.held_out),
+    ):
+        print(f"\n{title}; costs {costs}; * = served; 95% intervals in brackets")
+        print(format_table(rows, d.chosen))
+    print(f"\n{trained.verdict['sentence']}\n")
     for member, tag in save(trained, data, config).items():
         print(f"saved {member}: {tag}")
     return 0
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text}")
+    return value
+
+
+def _folds(text: str) -> int:
+    value = int(text)
+    if not 2 <= value <= 20:
+        raise argparse.ArgumentTypeError(f"must be 2 to 20, not {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +110,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     train.add_argument("--seed", type=int, default=7, help="seed for data split and models")
     train.add_argument("--tiny", action="store_true", help="tiny models in seconds (tests)")
+    train.add_argument(
+        "--combiner",
+        choices=CHOICES,
+        default="majority",
+        help="combiner to serve; auto picks the lowest out-of-fold cost, ties to the simpler "
+        "(default majority; every combiner is fitted and reported either way)",
+    )
+    train.add_argument(
+        "--escape-cost",
+        type=_positive,
+        default=1.0,
+        help="cost of a failing die called pass (shipped), relative to --overkill-cost (default 1)",
+    )
+    train.add_argument(
+        "--overkill-cost",
+        type=_positive,
+        default=1.0,
+        help="cost of a good die called fail (scrapped) (default 1)",
+    )
+    train.add_argument(
+        "--target-fail-recall",
+        type=_share,
+        help="instead of the costs: the share of failing dies to catch, e.g. 0.95",
+    )
+    train.add_argument("--folds", type=_folds, help="folds for out-of-fold fitting (default 5)")
     train.add_argument(
         "--if-missing",
         action="store_true",

@@ -9,6 +9,7 @@ parity check), or None.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,9 @@ class KerasTrainer:
     def fit(self, x: np.ndarray, y: np.ndarray) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
+
+        # Out-of-fold training builds a model per fold; TensorFlow warns of "retracing".
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
         c = self.config
         keras.utils.set_random_seed(c.seed)

@@ -1,20 +1,30 @@
-"""Fit every model family's member, evaluate them and their vote, save them to the store."""
+"""Fit every model family's member out of fold and in full, fit the decision, save them all.
+
+``fit`` trains each member k times on k-1 folds of the training split (out-of-fold
+probabilities, what ``train.decide`` fits calibrations, combiners and the threshold
+on), then once on the whole training split (the served model), and judges every
+member and combiner once on the held-out split.
+"""
 
 from __future__ import annotations
 
+import functools
 import platform
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ensemble.combiners import majority_vote
+from ensemble import decision as decision_store
+from ensemble.combiners import Objective
+from ensemble.decision import Decision
 from models.families import families
 from train.data import Dataset
+from train.decide import Fitted, decide_all, fit_decision, fold_ids, table, verdict
 from train.evaluate import classification_metrics
 from train.export import PARITY_LIMIT
 
@@ -33,6 +43,8 @@ class TrainConfig:
     xgb_max_depth: int = 5
     keras_epochs: int = 30
     keras_hidden: tuple[int, int] = (64, 32)
+    #: Folds of the training split for the out-of-fold probabilities.
+    folds: int = 5
 
     @classmethod
     def tiny(cls, seed: int = 7) -> TrainConfig:
@@ -49,12 +61,20 @@ class TrainConfig:
 
 @dataclass
 class TrainedMembers:
-    """Fitted trainers (member -> ``train.families.Trainer``) and the held-out evaluation."""
+    """Fitted trainers (member -> ``train.families.Trainer``), the decision, the evaluations."""
 
     models: dict[str, Any]
-    metrics: dict[str, dict[str, float]]
+    metrics: dict[str, dict[str, float]]  # held-out, per member and the served combiner
     p_pass_test: dict[str, np.ndarray]
     x_test: np.ndarray
+    version: str
+    fitted: Fitted
+    held_out: dict[str, dict[str, Any]]  # ledger.stats.decision_metrics per candidate
+    verdict: dict[str, Any]
+
+    @property
+    def decision(self) -> Decision:
+        return self.fitted.decision
 
 
 def _split(n: int, fraction: float, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,10 +88,49 @@ def _split(n: int, fraction: float, labels: np.ndarray, seed: int) -> tuple[np.n
     return np.sort(train_idx), np.sort(test_idx)
 
 
+def out_of_fold(
+    x: np.ndarray,
+    y: np.ndarray,
+    fold: np.ndarray,
+    makers: Mapping[str, Callable[[], Any]],
+    progress: Progress = print,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Each member's out-of-fold P(pass) on (x, y), and its final fit on all of them.
+
+    ``makers``: member -> a function making an unfitted ``train.families.Trainer``.
+    """
+    p_oof: dict[str, np.ndarray] = {}
+    models: dict[str, Any] = {}
+    folds = np.unique(fold)
+    for name, make in makers.items():
+        start = time.perf_counter()
+        p_oof[name] = np.empty(len(y))
+        for j in folds:
+            held = fold == j
+            trainer = make()
+            trainer.fit(x[~held], y[~held])
+            p_oof[name][held] = trainer.predict_proba(x[held])
+        trainer = make()
+        trainer.fit(x, y)
+        progress(
+            f"{name}: {trainer.describe()}, {len(folds)} folds and the final fit in "
+            f"{time.perf_counter() - start:.1f} s"
+        )
+        models[name] = trainer
+    return p_oof, models
+
+
 def fit(
-    data: Dataset, config: TrainConfig, progress: Progress = print
+    data: Dataset,
+    config: TrainConfig,
+    progress: Progress = print,
+    objective: Objective | None = None,
+    combiner: str = "majority",
+    version: str | None = None,
 ) -> tuple[TrainedMembers, np.ndarray]:
     """Train all members on a stratified split; returns them and the held-out indices."""
+    objective = objective or Objective()
+    version = version or new_version()
     train_idx, test_idx = _split(len(data.labels), config.test_fraction, data.labels, config.seed)
     x_train, y_train = data.features[train_idx], data.labels[train_idx]
     x_test, y_test = data.features[test_idx], data.labels[test_idx]
@@ -79,18 +138,28 @@ def fit(
         f"data: {data.source}: {len(train_idx)} train / {len(test_idx)} held-out rows, "
         f"{len(data.schema)} features, {1 - data.labels.mean():.1%} fail"
     )
-    models: dict[str, Any] = {}
-    for family in families():
-        start = time.perf_counter()
-        trainer = family.load_trainer()(config)
-        trainer.fit(x_train, y_train)
-        progress(f"{family.name}: {trainer.describe()} in {time.perf_counter() - start:.1f} s")
-        models[family.name] = trainer
+    fold = fold_ids(y_train, config.folds, config.seed)
+    makers = {f.name: functools.partial(f.load_trainer(), config) for f in families()}
+    p_oof, models = out_of_fold(x_train, y_train, fold, makers, progress)
+    tags = {f.name: f"{f.store_name}:{version}" for f in families()}
+    fitted = fit_decision(p_oof, y_train, fold, objective, combiner, version, tags)
+    d = fitted.decision
+    progress(
+        "calibration: "
+        + ", ".join(f"{m} {c.calibration[m].kind}" for m, c in d.singles.items())
+        + f"; serving {d.chosen} ({fitted.reason}), threshold {d.combiners[d.chosen].threshold:.4f}"
+    )
     p_test = {name: trainer.predict_proba(x_test) for name, trainer in models.items()}
+    passed = decide_all(d, p_test)
+    held_out = table(passed, y_test, objective)
     metrics = {m: classification_metrics(y_test, p, p >= 0.5) for m, p in p_test.items()}
-    vote, probability = majority_vote(p_test)
-    metrics["majority_vote"] = classification_metrics(y_test, probability, vote)
-    return TrainedMembers(models, metrics, p_test, x_test), test_idx
+    served = d.combiners[d.chosen]
+    passed_served, probability = served.combine(p_test)
+    metrics[f"ensemble_{d.chosen}"] = classification_metrics(y_test, probability, passed_served)
+    trained = TrainedMembers(
+        models, metrics, p_test, x_test, version, fitted, held_out, verdict(passed, y_test, d)
+    )
+    return trained, test_idx
 
 
 def _versions() -> dict[str, str]:
@@ -125,13 +194,11 @@ def new_version() -> str:
     return time.strftime("%Y%m%d%H%M%S", time.gmtime()) + secrets.token_hex(2)
 
 
-def save(
-    trained: TrainedMembers, data: Dataset, config: TrainConfig, version: str | None = None
-) -> dict[str, str]:
-    """Save each member to the BentoML store under one version; returns member -> tag."""
+def save(trained: TrainedMembers, data: Dataset, config: TrainConfig) -> dict[str, str]:
+    """Save each member and the decision to the store under one version; returns name -> tag."""
     import bentoml
 
-    version = version or new_version()
+    version = trained.version
     common: dict[str, Any] = {
         "features": data.schema.to_dict(),
         "data_sha256": data.sha256,
@@ -142,7 +209,8 @@ def save(
             k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()
         },
         "versions": _versions(),
-        "ensemble_metrics": trained.metrics["majority_vote"],
+        "ensemble_metrics": metadata_safe(trained.held_out[trained.decision.chosen]),
+        "combiner": trained.decision.combiners[trained.decision.chosen].key,
     }
     exports = _exports(trained)
     tags: dict[str, str] = {}
@@ -168,7 +236,39 @@ def save(
             if export is not None and metadata["runtimes"][export.runtime]["saved"]:
                 Path(saved.path_of(export.file)).write_bytes(export.blob)
         tags[member] = str(saved.tag)
+    tags["decision"] = _save_decision(trained, common)
     return tags
+
+
+def metadata_safe(value: Any) -> Any:
+    """``value`` without the None entries BentoML's model metadata refuses (an empty interval)."""
+    if isinstance(value, dict):
+        return {k: metadata_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [metadata_safe(v) for v in value if v is not None]
+    return value
+
+
+def _save_decision(trained: TrainedMembers, common: dict[str, Any]) -> str:
+    """The decision as ``yield-decision:<version>``: its JSON, and its tables in the metadata."""
+    import json
+
+    import bentoml
+
+    d = trained.decision
+    tables = {**d.tables, "held_out": trained.held_out, "verdict": trained.verdict}
+    metadata = {
+        **{k: common[k] for k in ("data_sha256", "data_source", "training_run", "versions")},
+        "chosen": d.chosen,
+        "objective": d.objective.to_dict(),
+        "members": dict(d.members),
+        "tables": tables,
+    }
+    tag = f"{decision_store.STORE_NAME}:{trained.version}"
+    with bentoml.models.create(tag, metadata=metadata_safe(metadata)) as saved:
+        body = {**d.to_dict(), "tables": tables}
+        Path(saved.path_of(decision_store.FILE)).write_text(json.dumps(body, indent=1))
+    return str(saved.tag)
 
 
 def _exports(trained: TrainedMembers) -> dict[str, tuple[Any, dict[str, Any]]]:

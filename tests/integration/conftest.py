@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ensemble.decision import FILE, STORE_NAME, Decision
 from tests.serving import ROOT, Server, free_port, serve
 
 TESTDATA = ROOT / "tests" / "testdata"
@@ -53,6 +54,12 @@ def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return home
+
+
+def trained_decision(home: Path) -> Decision:
+    """The latest decision saved in ``home``'s model store, read from its file."""
+    runs = sorted((home / "models" / STORE_NAME).glob("*/" + FILE), key=lambda p: p.stat().st_mtime)
+    return Decision.from_dict(json.loads(runs[-1].read_text()))
 
 
 @contextlib.contextmanager

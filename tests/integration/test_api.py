@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from models.families import member_names
 from train.synthetic import generate
 
-from .conftest import ROOT, Server, sample
+from .conftest import ROOT, Server, sample, trained_decision
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +44,20 @@ def test_readme_curl_request(server: Server) -> None:
     assert (ROOT / "README.md").read_text().count("[1.2, 100, 2000, 25, 50, 0.95]") >= 1
 
 
-def test_predict_shape_and_vote(server: Server) -> None:
+def test_predict_shape_and_vote(server: Server, model_home: Path) -> None:
     r = httpx.post(f"{server.url}/predict", json=sample("predict.json"))
     assert r.status_code == 200
     body = r.json()
     assert body["request_id"] == r.headers["x-bentoml-request-id"]
     assert set(body["votes"]) == set(member_names())  # every member's worker answered
     assert len(set(body["votes"].values())) == 3  # three different models
-    votes = list(body["votes"].values())
-    assert body["probability"] == pytest.approx(np.mean(votes), abs=1e-6)
-    assert body["prediction"] == ("pass" if sum(v >= 0.5 for v in votes) >= 2 else "fail")
+    # The majority vote as trained: calibrated members, the fitted threshold.
+    majority = trained_decision(model_home).combiner()
+    assert (body["combiner"], body["threshold"]) == (majority.key, majority.threshold)
+    assert body["combiner"].startswith("majority:1@")
+    passed, probability = majority.combine({m: np.array([v]) for m, v in body["votes"].items()})
+    assert body["probability"] == pytest.approx(probability[0], abs=1e-6)
+    assert body["prediction"] == ("pass" if passed[0] else "fail")
     assert body["arm"] == "ensemble" and body["degraded"] is False
     assert set(body["model_versions"]) == set(member_names())
 

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
-from .conftest import ROOT, base_env, metric, running, sample, scrape
+from .conftest import ROOT, base_env, metric, running, sample, scrape, trained_decision
 
 pytestmark = pytest.mark.integration
 REQUEST = sample("predict.json")
@@ -48,9 +49,10 @@ def test_failed_member_degrades_and_timeout_degrades(model_home: Path, tmp_path:
         body = httpx.post(f"{srv.url}/predict", json=REQUEST, timeout=20).json()
         assert body["degraded"] is True and body["missing_members"] == ["keras"]
         assert set(body["votes"]) == {"random_forest", "xgboost"}
-        two = list(body["votes"].values())
-        expected = sum(two) / 2
-        assert body["probability"] == pytest.approx(expected, abs=1e-6)
+        two = {m: np.array([v]) for m, v in body["votes"].items()}
+        passed, expected = trained_decision(model_home).combiner().combine(two)
+        assert body["probability"] == pytest.approx(expected[0], abs=1e-6)
+        assert body["prediction"] == ("pass" if passed[0] else "fail")
         batch = httpx.post(
             f"{srv.url}/predict_batch", json={"devices": [REQUEST, REQUEST]}, timeout=20
         ).json()

@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from train.synthetic import feature_rows
 
-from .conftest import AUTH, ROOT, base_env, running
+from .conftest import AUTH, ROOT, base_env, running, trained_decision
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,13 @@ def test_a_three_arm_split_serves_logs_and_reports(model_home: Path, tmp_path: P
             by_arm.setdefault(str(r["arm"]), []).append(r)
         assert set(by_arm) == {"ensemble", "challenger", "forest"}
         assert all(set(r["votes"]) == {"random_forest"} for r in by_arm["forest"])
-        assert all(r["combiner"] == "single:1" for r in by_arm["forest"])
+        decision = trained_decision(model_home)
+        forest = decision.single("random_forest")
+        assert forest.key.startswith("single:1@") and forest.calibration
+        for r in by_arm["forest"]:
+            assert (r["combiner"], r["threshold"]) == (forest.key, forest.threshold)
+            p = {"random_forest": np.array([r["votes"]["random_forest"]])}
+            assert r["prediction"] == ("pass" if forest.combine(p)[0][0] else "fail")
         assert 60 < len(by_arm["forest"]) < 140  # a quarter of 400 sticky keys
         outcomes = [{"request_id": r["request_id"], "actual": "pass"} for r in served]
         httpx.post(f"{srv.url}/feedback", headers=AUTH, json={"outcomes": outcomes}, timeout=60)
@@ -89,7 +96,7 @@ def test_a_three_arm_split_serves_logs_and_reports(model_home: Path, tmp_path: P
         render = subprocess.run(
             [sys.executable, "-m", "ledger.cli", "report", "--out", str(html_out)],
             cwd=ROOT,
-            env=base_env(Path(""), data_dir=str(data_dir), arms=arms),
+            env=base_env(model_home, data_dir=str(data_dir), arms=arms),
             capture_output=True,
             text=True,
         )
@@ -99,7 +106,12 @@ def test_a_three_arm_split_serves_logs_and_reports(model_home: Path, tmp_path: P
     assert set(report["comparisons"]) == {"challenger", "forest"}
     assert {c["correction"] for c in report["comparisons"].values()} == {"Holm"}
     assert render.returncode == 0, render.stderr[-2000:]
-    assert "Ensemble minus forest" in html_out.read_text()
+    page = html_out.read_text()
+    assert "Ensemble minus forest" in page
+    assert "Shadow: every combiner" in page and "cost per die" in page
+    assert f"decision of training run {decision.run}" in page
+    for name in ("majority (served)", "soft", "weighted", "stacked"):
+        assert f"<th>{name}</th>" in page
 
 
 def test_a_second_combiner_is_chosen_by_setting(model_home: Path, tmp_path: Path) -> None:
@@ -107,9 +119,11 @@ def test_a_second_combiner_is_chosen_by_setting(model_home: Path, tmp_path: Path
         rows = feature_rows(60, seed=44)
         answers = [httpx.post(f"{srv.url}/predict", json={"features": r}).json() for r in rows]
         again = httpx.post(f"{srv.url}/predict", json={"features": rows[0]}).json()
+    soft = trained_decision(model_home).combiner("soft")
+    assert soft.key.startswith("soft:1@")
     for a in answers:
-        assert a["combiner"] == "soft:1"
-        mean = sum(a["votes"].values()) / len(a["votes"])
-        assert (a["prediction"] == "pass") == (mean >= 0.5)
-        assert a["probability"] == pytest.approx(mean)
-    assert again["cached"] and again["combiner"] == "soft:1"
+        assert (a["combiner"], a["threshold"]) == (soft.key, soft.threshold)
+        passed, probability = soft.combine({m: np.array([v]) for m, v in a["votes"].items()})
+        assert a["prediction"] == ("pass" if passed[0] else "fail")
+        assert a["probability"] == pytest.approx(probability[0])
+    assert again["cached"] and again["combiner"] == soft.key

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
+from models.families import member_names
 from train.synthetic import feature_rows
 
-from .conftest import AUTH, ROOT, base_env, running
+from .conftest import AUTH, ROOT, base_env, running, trained_decision
 
 pytestmark = pytest.mark.integration
 
@@ -82,14 +84,36 @@ def test_feedback_joins_and_report_gives_the_known_accuracies(
             report["arms"]["ensemble"]["accuracy"]["value"]
             - report["arms"]["challenger"]["accuracy"]["value"]
         )
-        # Shadow: each member's own vote against the same truth, from the responses.
-        for member in ("random_forest", "xgboost", "keras"):
-            right = sum(
-                (r["votes"][member] >= 0.5) == (truth[r["request_id"]] == "pass")
-                for r in by_arm["ensemble"]
-            )
+        # Shadow: each member alone (its fitted rule) and each combiner, against the same
+        # truth, recomputed here from the votes in the responses.
+        decision = trained_decision(model_home)
+        ens = by_arm["ensemble"]
+        actual = np.array([truth[r["request_id"]] == "pass" for r in ens])
+        votes = {m: np.array([r["votes"][m] for r in ens]) for m in member_names()}
+        for member in member_names():
+            right = int(np.sum(decision.single(member).combine(votes)[0] == actual))
             s = report["shadow"][member]
-            assert (s["paired"], s["member_accuracy"]["k"]) == (len(by_arm["ensemble"]), right)
+            assert (s["paired"], s["member_accuracy"]["k"]) == (len(ens), right)
+        served_key = ens[0]["combiner"]
+        for name, combiner in decision.combiners.items():
+            passed = combiner.combine(votes)[0]
+            s = report["shadow_combiners"][name]
+            assert (s["paired"], s["accuracy"]["k"]) == (len(ens), int(np.sum(passed == actual)))
+            assert s["escapes"] == int(np.sum(passed & ~actual))
+            assert s["overkill"]["k"] == int(np.sum(~passed & actual))
+            assert s["served"] == (combiner.key == served_key)
+        assert sum(s["served"] for s in report["shadow_combiners"].values()) == 1
+        # Escapes and overkill per arm, from the served answers.
+        for arm, rows in by_arm.items():
+            called = np.array([r["prediction"] == "pass" for r in rows])
+            truly = np.array([truth[r["request_id"]] == "pass" for r in rows])
+            a = report["arms"][arm]
+            assert a["escapes"] == int(np.sum(called & ~truly))
+            assert (a["overkill"]["k"], a["overkill"]["n"]) == (
+                int(np.sum(~called & truly)),
+                int(truly.sum()),
+            )
+            assert a["cost"]["value"] == pytest.approx(1 - a["accuracy"]["value"])  # 1:1 costs
 
         only = httpx.get(f"{srv.url}/ab/report", headers=AUTH, params={"arm": "challenger"}).json()
         assert only["arms"]["ensemble"]["labelled"] == 0
@@ -125,7 +149,8 @@ def test_feedback_joins_and_report_gives_the_known_accuracies(
     page = out.read_text()
     assert page.startswith("<!doctype html>") and page.count("data:image/png;base64,") == 3
     assert done.stdout.splitlines()[0] in page  # the conclusion is on the page
-    assert "Shadow comparison" in page
+    assert "Shadow: each member alone" in page and "Shadow: every combiner" in page
+    assert page.count("<th>escapes</th>") == 3  # arms, members, combiners
 
 
 def test_report_without_a_log_exits_2(tmp_path: Path) -> None:

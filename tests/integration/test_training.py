@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ensemble.combiners import COMBINERS
 from ensemble.schema import DEFAULT_FEATURES
 from models.families import Family, families, member_names
 
-from .conftest import ROOT, base_env
+from .conftest import ROOT, base_env, trained_decision
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +112,12 @@ def test_training_on_a_user_table(tmp_path: Path) -> None:
             str(tmp_path / "lot.csv"),
             "--label",
             "bin",
+            "--combiner",
+            "auto",
+            "--escape-cost",
+            "10",
+            "--folds",
+            "3",
         ],
         cwd=ROOT,
         env=base_env(home),
@@ -118,8 +125,41 @@ def test_training_on_a_user_table(tmp_path: Path) -> None:
         text=True,
     )
     assert run.returncode == 0, run.stderr
-    assert "majority_vote" in run.stdout
-    assert _metadata(home)["keras"]["features"]["names"] == ["vdd", "leak_na"]  # type: ignore[index]
+    assert "out of fold (3 folds" in run.stdout and "held out" in run.stdout
+    assert "costs escape 10, overkill 1" in run.stdout
+    meta = _metadata(home)
+    assert meta["keras"]["features"]["names"] == ["vdd", "leak_na"]  # type: ignore[index]
+    decision = trained_decision(home)
+    assert decision.members == {m: meta[m]["tag"] for m in member_names()}
+    assert decision.objective.escape_cost == 10 and decision.chosen in COMBINERS
+    assert f"{decision.chosen} *" in run.stdout  # the served row is marked
+    assert decision.combiner().key == meta["keras"]["combiner"]
+    for name, combiner in decision.combiners.items():
+        assert combiner.key == f"{name}:1@{decision.run}" and 0 < combiner.threshold < 1
+    assert set(decision.tables["held_out"]) == {*member_names(), *COMBINERS}
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--escape-cost", "0"], "--escape-cost: must be a positive number"),
+        (["--overkill-cost", "inf"], "--overkill-cost: must be a positive number"),
+        (["--target-fail-recall", "1.5"], "--target-fail-recall: must be in (0, 1]"),
+        (["--combiner", "bagged"], "invalid choice: 'bagged'"),
+        (["--folds", "1"], "--folds: must be 2 to 20"),
+    ],
+)
+def test_bad_decision_flags_exit_2_naming_the_flag(
+    tmp_path: Path, flags: list[str], words: str
+) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "train.cli", "train", "--tiny", *flags],
+        cwd=ROOT,
+        env=base_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and words in run.stderr, run.stderr
 
 
 def test_bad_table_exits_with_message(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ def test_defaults() -> None:
         ("YIELD_ENSEMBLE_RUNTIMES", '{"keras": "onnx"}', "not one of"),
         ("YIELD_ENSEMBLE_RUNTIMES", '{"svm": "onnx"}', "no family 'svm'"),
         ("YIELD_ENSEMBLE_CHALLENGER", "svm", "no family 'svm'"),
-        ("YIELD_ENSEMBLE_COMBINER", "stacked", "no combiner 'stacked'"),
+        ("YIELD_ENSEMBLE_COMBINER", "bagged", "no combiner 'bagged'"),
         ("YIELD_ENSEMBLE_ARMS", '[{"name": "b", "serves": "svm", "share": 0.1}]', "no member"),
         ("YIELD_ENSEMBLE_ARMS", '[{"name": "b", "serves": "keras", "share": 1.5}]', "share"),
         (

@@ -47,4 +47,4 @@ def test_soft_vote_follows_the_mean_and_skips_missing_members() -> None:
     assert probability == pytest.approx([0.5, 0.475])
     assert combiner("soft").key == "soft:1" and combiner("majority").key == "majority:1"
     with pytest.raises(KeyError, match="known"):
-        combiner("stacked")
+        combiner("bagged")
