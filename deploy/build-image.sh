@@ -91,7 +91,8 @@ for family in families():
     print(f"io.yield-ensemble.model.{member}.version={model.tag}")
     print(f"io.yield-ensemble.model.{member}.heldout-accuracy={meta['metrics']['accuracy']:.4f}")
     print(f"io.yield-ensemble.model.{member}.runtime={','.join(meta.get('runtimes', {}))}")
-print(f"io.yield-ensemble.ensemble.heldout-accuracy={meta['ensemble_metrics']['accuracy']:.4f}")
+print(f"io.yield-ensemble.ensemble.heldout-accuracy={meta['ensemble_metrics']['accuracy']['value']:.4f}")
+print(f"io.yield-ensemble.ensemble.combiner={meta['combiner']}")
 PY
 )
 labels=()

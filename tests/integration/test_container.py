@@ -123,6 +123,9 @@ def test_image_serves_read_only_and_stops_cleanly(
         assert labels[f"io.yield-ensemble.model.{member}.version"] == body["model_versions"][member]
         assert 0.5 < float(labels[f"io.yield-ensemble.model.{member}.heldout-accuracy"]) <= 1
     assert labels["org.opencontainers.image.title"] == "yield-ensemble"
+    # The training run's decision went into the image with the members, and is served.
+    assert body["combiner"] == labels["io.yield-ensemble.ensemble.combiner"]
+    assert "@" in body["combiner"] and 0 < body["threshold"] < 1
 
     podman("stop", "-t", "30", name)  # SIGTERM, SIGKILL only after 30 s
     assert podman("inspect", name, "--format", "{{.State.ExitCode}}") == "0", podman("logs", name)
