@@ -212,10 +212,19 @@ def verdict(passed: Mapping[str, np.ndarray], y: np.ndarray, decision: Decision)
     span = (
         f"cost per die {d:+.4f} against {best} (95% CI {d - half:+.4f} to {d + half:+.4f}); "
         f"right where {best} is wrong on {b} dies, wrong where it is right on {c} "
-        f"(McNemar p = {p_value:.3g})"
+        f"(McNemar p = {p_value:.3g}"
     )
+    o = decision.objective
+    if o.escape_cost != o.overkill_cost:
+        span += ", which counts every error alike; at these costs the cost decides"
+    span += ")"
     name = f"the {decision.chosen} ensemble"
-    if d + half < 0:
+    if b == c == 0 and d == 0:
+        sentence = (
+            f"On this data {name} decides every die as {best} alone does (McNemar p = 1): its "
+            f"fit leans on {best}; the other members only stand in when {best} is missing."
+        )
+    elif d + half < 0:
         sentence = f"On this data {name} earns its place: {span}."
     elif d - half > 0:
         sentence = f"On this data {name} does worse than {best} alone: {span}."

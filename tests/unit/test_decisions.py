@@ -26,7 +26,7 @@ from ledger.stats import decision_metrics
 from train.data import synthetic
 from train.decide import cross_fitted, fit_decision, fold_ids, pick_auto
 from train.families import RandomForestTrainer, XGBoostTrainer
-from train.fit import TrainConfig, out_of_fold
+from train.fit import TrainConfig, fit, out_of_fold
 
 
 def _members(n: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -244,3 +244,47 @@ def test_single_uses_only_its_member() -> None:
     assert fitted.threshold > 0.5
     changed = {**p, "fair": np.zeros(2000)}
     assert np.array_equal(fitted.combine(p)[0], fitted.combine(changed)[0])
+
+
+def test_a_trained_decision_judges_a_shifted_lot_it_never_saw() -> None:
+    """The bench's check in small: train (tiny), then every member and combiner on a
+    process-shifted lot; the shift costs the members accuracy, and every rule decides
+    every die of it."""
+    from train.decide import decide_all, table
+    from train.synthetic import SHIFTED, generate
+
+    data = synthetic(3000, seed=21)
+    trained, test_idx = fit(data, TrainConfig.tiny(seed=21), lambda _: None, combiner="auto")
+    lot = generate(3000, seed=1021, shift=SHIFTED)
+    x = lot[list(data.schema.names)].to_numpy(dtype=np.float32)
+    p = {m: t.predict_proba(x) for m, t in trained.models.items()}
+    shifted = table(decide_all(trained.decision, p), lot["passed"].to_numpy(), Objective())
+    held = trained.held_out
+    assert set(shifted) == set(held) == {*trained.models, *COMBINERS}
+    assert all(m["n"] == 3000 for m in shifted.values())
+    # The shift is real: more failing dies, and the best member is less accurate on them.
+    assert 1 - lot["passed"].mean() > 1 - data.labels.mean() + 0.03
+    best = max(trained.models, key=lambda m: held[m]["accuracy"]["value"])
+    assert shifted[best]["accuracy"]["value"] < held[best]["accuracy"]["value"]
+    assert len(test_idx) == 600
+
+
+def test_the_verdict_says_whether_the_ensemble_earns_its_place() -> None:
+    from train.decide import verdict
+
+    y = np.array([1, 0] * 500)
+    right = y == 1
+    d = Decision.unfitted({"a": "a:1", "b": "b:1", "c": "c:1"})
+    d = Decision(
+        d.run, d.members, d.objective, "soft", d.combiners, d.singles,
+        {"out_of_fold": {m: {"cost": {"value": v}} for m, v in (("a", .1), ("b", .2), ("c", .3))}},
+    )  # fmt: skip
+    member_wrong = right.copy()
+    member_wrong[:60] = ~member_wrong[:60]
+    v = verdict({"soft": right, "a": member_wrong}, y, d)
+    assert v["best_member"] == "a" and v["only_ensemble_right"] == 60
+    assert "earns its place" in v["sentence"] and v["cost_difference_ci95"][1] < 0
+    v = verdict({"soft": member_wrong, "a": right}, y, d)
+    assert "does worse than a alone" in v["sentence"]
+    v = verdict({"soft": right, "a": right}, y, d)
+    assert "decides every die as a alone does" in v["sentence"]
