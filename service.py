@@ -27,7 +27,6 @@ from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable
 from ensemble.api_docs import FEATURES_DOC, ID_DOC, OUTCOMES_DOC, REPORT_OPENAPI
 from ensemble.arms import ARM_NAME, ENSEMBLE
 from ensemble.cache import PredictionCache
-from ensemble.decision import STORE_NAME as DECISION_STORE
 from ensemble.decision import Decision
 from ensemble.responses import (
     Ids,
@@ -51,7 +50,7 @@ from ensemble.validation import (
 )
 from ledger.spool import LogBackedUp
 from models import bentoml_quirks
-from models.base import model_schema, stored_decision, stored_model
+from models.base import decision_reference, model_schema, stored_decision, stored_model
 from models.families import member_names
 from models.services import MEMBER_SERVICES
 from ops import logs
@@ -185,10 +184,6 @@ class _Entry:
     One dependency per model family (``models.families``), attached below as
     ``self.<member>`` before the class becomes the BentoML service.
     """
-
-    # The training run's decision (``ensemble.decision``): referenced so `bentoml build`
-    # packs it beside the members; read with ``models.base.stored_decision``.
-    decision_model = bentoml.models.BentoModel(f"{DECISION_STORE}:{SETTINGS.model_version}")
 
     @bentoml.on_deployment
     def _check_before_workers_start() -> None:
@@ -508,6 +503,12 @@ class _Entry:
 
 for _member, _service in MEMBER_SERVICES.items():
     setattr(_Entry, _member, bentoml.depends(_service))
+# The training run's decision (``ensemble.decision``), referenced so `bentoml build` packs it
+# beside the members; only when the store has one, since `bentoml serve` refuses to start
+# with a reference it cannot find (a store trained before decisions serves unfitted rules).
+_decision = decision_reference()
+if _decision is not None:
+    _Entry.decision_model = _decision  # type: ignore[attr-defined]
 YieldEnsemble = bentoml.asgi_app(report_app, path="/ab")(
     bentoml.service(
         name="yield_ensemble",

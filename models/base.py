@@ -12,7 +12,7 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import NotFound
 
-from ensemble.decision import FILE, STORE_NAME, Decision
+from ensemble.decision import FILE, STORE_NAME, Decision, DecisionMismatch
 from ensemble.schema import FeatureSchema
 from ensemble.settings import get_settings
 from models.bentoml_quirks import bentoml_home
@@ -67,13 +67,32 @@ def exported_model(model: bentoml.Model, wanted: str, fast: str, file: str) -> b
     return None
 
 
+def decision_reference() -> bentoml.models.BentoModel | None:
+    """A reference to the decision the settings select, if the store has it."""
+    tag = f"{STORE_NAME}:{get_settings().model_version}"
+    try:
+        bentoml.models.get(tag)
+    except NotFound:
+        return None
+    return bentoml.models.BentoModel(tag)
+
+
 def saved_decision() -> Decision | None:
     """The decision the settings select from the store, whatever models it was fitted for."""
     try:
         model = bentoml.models.get(f"{STORE_NAME}:{get_settings().model_version}")
     except NotFound:
         return None
-    return Decision.from_dict(json.loads(Path(model.path_of(FILE)).read_text()))
+    path = Path(model.path_of(FILE))
+    try:
+        return Decision.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # Serving other rules than the trained ones would change every decision silently.
+        raise DecisionMismatch(
+            f"decision {model.tag} cannot be read from {path} ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); train again, or delete it with `bentoml models delete "
+            f"{model.tag}` to serve unfitted rules"
+        ) from exc
 
 
 def stored_decision(members: Mapping[str, str]) -> Decision:

@@ -1,0 +1,60 @@
+"""The trained decision in a real `bentoml serve`: missing, mismatched or unreadable."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ensemble.decision import FILE, STORE_NAME
+from tests.serving import free_port
+
+from .conftest import ROOT, base_env, running, sample
+
+pytestmark = pytest.mark.integration
+
+
+def _copy_store(model_home: Path, tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    shutil.copytree(model_home, home, symlinks=True)
+    return home
+
+
+def _serve_fails(home: Path, tmp_path: Path, **settings: str) -> str:
+    """Start `bentoml serve`; it must exit non-zero by itself. Returns its output."""
+    env = base_env(home, data_dir=str(tmp_path / "data"), **settings)
+    run = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", "service:YieldEnsemble",
+         "--port", str(free_port()), "--host", "127.0.0.1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode != 0
+    return run.stdout + run.stderr
+
+
+def test_an_unreadable_decision_stops_the_server_naming_it(
+    model_home: Path, tmp_path: Path
+) -> None:
+    home = _copy_store(model_home, tmp_path)
+    for path in (home / "models" / STORE_NAME).glob(f"*/{FILE}"):
+        path.write_text('{"run": "half a file')
+    out = _serve_fails(home, tmp_path)
+    assert "cannot be read from" in out and FILE in out and "train again" in out
+
+
+def test_a_store_without_a_decision_serves_unfitted_rules_and_refuses_fitted_ones(
+    model_home: Path, tmp_path: Path
+) -> None:
+    home = _copy_store(model_home, tmp_path)
+    shutil.rmtree(home / "models" / STORE_NAME)
+    out = _serve_fails(home, tmp_path, combiner="stacked")
+    assert "the stacked combiner is fitted by `yield-ensemble train`" in out
+    with running(home, tmp_path, challenger_fraction="0") as srv:
+        body = httpx.post(f"{srv.url}/predict", json=sample("predict.json")).json()
+        log = srv.log_text()
+    assert (body["combiner"], body["threshold"]) == ("majority:1", 0.5)
+    assert "unfitted rules at P(pass) 0.5" in log
