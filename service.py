@@ -24,7 +24,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable
-from ensemble.api_docs import FEATURES_DOC, ID_DOC, OUTCOMES_DOC, REPORT_OPENAPI
+from ensemble.api_docs import (
+    ANSWER_DOC,
+    DIE_DOC,
+    FEATURES_DOC,
+    ID_DOC,
+    OUTCOMES_DOC,
+    REPORT_OPENAPI,
+    WAFER_FEATURES_DOC,
+    WAFER_IDS_DOC,
+)
 from ensemble.arms import ARM_NAME, ENSEMBLE
 from ensemble.cache import PredictionCache
 from ensemble.decision import Decision
@@ -41,6 +50,7 @@ from ensemble.schema import FeatureSchema, common_schema
 from ensemble.settings import get_settings
 from ensemble.validation import (
     parse_batch,
+    parse_count,
     parse_features,
     parse_identifier,
     parse_outcomes,
@@ -48,6 +58,7 @@ from ensemble.validation import (
     shown,
     split_key,
 )
+from ensemble.wafer import columns_answer, parse_wafer
 from ledger.spool import LogBackedUp
 from models import bentoml_quirks
 from models.base import decision_reference, model_schema, stored_decision, stored_model
@@ -176,6 +187,73 @@ async def ab_report(request: Request) -> JSONResponse:
 
 
 report_app = Starlette(routes=[Route("/report", ab_report, methods=["GET"])])
+
+#: Query parameters of the dashboard reads besides since and until.
+_PAGE = {"limit", "offset"}
+
+
+def _dashboard_route(path: str, params: set[str], reader: str, **fixed: Any) -> Route:
+    """A GET route under /dashboard: checked query, log flushed, a ``ledger.dashboard`` read.
+
+    ``reader(engine, since=, until=, **fixed, **path and query params)`` runs in a thread;
+    None answers 404. ``ledger`` is imported on the first call: SQLAlchemy stays out of the
+    member processes, which import this module too.
+    """
+    endpoint = f"/dashboard{path}"
+    allowed = {"since", "until", *params}
+
+    async def handle(request: Request) -> JSONResponse:
+        from ledger import dashboard
+
+        service: _Entry = bentoml.get_current_service()
+        request_id = _request_id()
+        q = request.query_params
+        try:
+            extra = set(q) - allowed
+            if extra:
+                raise InvalidInput(
+                    sorted(extra)[0], f"unknown query parameter ({', '.join(sorted(allowed))})"
+                )
+            since, until = parse_window(q.get("since"), q.get("until"))
+            kwargs: dict[str, Any] = {}
+            if "limit" in params:
+                most = dashboard.MAX_LIMIT
+                default = most if path.endswith("/map") else 100
+                kwargs["limit"] = parse_count(q.get("limit"), "limit", default, 1, most)
+                kwargs["offset"] = parse_count(q.get("offset"), "offset", 0, 0, 2**31 - 1)
+            if "lot_id" in params:
+                kwargs["lot_id"] = parse_identifier(q.get("lot_id"), "lot_id")
+            for name, value in request.path_params.items():
+                kwargs[name] = parse_identifier(value, name)
+        except InvalidInput as exc:
+            return service.bad_input(endpoint, request_id, exc)
+        await asyncio.to_thread(service.log.flush, 10.0)
+        read = getattr(dashboard, reader)
+        body = await asyncio.to_thread(
+            read, service.log.engine, since=since, until=until, **fixed, **kwargs
+        )
+        request_log.info(
+            "dashboard read",
+            extra={"fields": {"request_id": request_id, "endpoint": endpoint, **kwargs}},
+        )
+        if body is None:
+            _handled("not_found")
+            return _error(404, f"no predictions for {kwargs} in the window", request_id)
+        return JSONResponse(
+            {"request_id": request_id, **body}, headers={REQUEST_ID_HEADER: request_id}
+        )
+
+    return Route(path, handle, methods=["GET"])
+
+
+dashboard_app = Starlette(
+    routes=[
+        _dashboard_route("/wafers", {*_PAGE, "lot_id"}, "groups", by="wafer_id"),
+        _dashboard_route("/lots", _PAGE, "groups", by="lot_id", lot_id=None),
+        _dashboard_route("/wafers/{wafer_id}", set(), "wafer"),
+        _dashboard_route("/wafers/{wafer_id}/map", _PAGE, "die_map"),
+    ]
+)
 
 
 class _Entry:
@@ -339,6 +417,33 @@ class _Entry:
         )
         return answer
 
+    @bentoml.api(route="/predict_wafer")
+    async def predict_wafer(
+        self,
+        features: Annotated[Any, Field(description=WAFER_FEATURES_DOC)],
+        device_id: Annotated[Any, Field(description=WAFER_IDS_DOC)] = None,
+        wafer_id: Annotated[Any, Field(description=WAFER_IDS_DOC)] = None,
+        lot_id: Annotated[Any, Field(description=WAFER_IDS_DOC)] = None,
+        die_x: Annotated[Any, Field(description=DIE_DOC)] = None,
+        die_y: Annotated[Any, Field(description=DIE_DOC)] = None,
+        answer: Annotated[Any, Field(description=ANSWER_DOC)] = "columns",
+    ) -> dict[str, Any]:
+        """Pass/fail for a whole wafer in columns: one feature matrix in, arrays out."""
+        request_id = _request_id()
+        body = {
+            "features": features,
+            "device_id": device_id,
+            "wafer_id": wafer_id,
+            "lot_id": lot_id,
+            "die_x": die_x,
+            "die_y": die_y,
+            "answer": answer,
+        }
+        result: dict[str, Any] = await self._respond(
+            "/predict_wafer", request_id, self._predict_wafer(request_id, body)
+        )
+        return result
+
     @bentoml.api(route="/feedback")
     async def feedback(
         self, outcomes: Annotated[Any, Field(description=OUTCOMES_DOC)]
@@ -448,6 +553,7 @@ class _Entry:
         ids: list[Ids],
         rows: np.ndarray,
         results: list[Prediction],
+        dies: list[tuple[int, int]] | None = None,
     ) -> tuple[float, dict[str, Any]]:
         """Log, count and record one request's predictions: (latency in ms, their tally)."""
         from ledger.predlog import Served
@@ -463,6 +569,7 @@ class _Entry:
                 results,
                 self.model_versions,
                 self.arm_specs,
+                dies,
             )
         )
         tally = self.metrics.served(results)
@@ -500,6 +607,28 @@ class _Entry:
         degraded = tally["degraded"] > 0
         return batch_answer(request_id, request_ids, ids, results, self.model_versions, degraded)
 
+    async def _predict_wafer(self, request_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.log.check_room()
+        wafer = parse_wafer(body, self.schema, SETTINGS.max_batch_devices)
+        results = await self.router.predict(wafer.rows, [split_key(i) for i in wafer.ids])
+        request_ids = [f"{request_id}.{i}" for i in range(len(results))]
+        latency_ms, tally = self._served(
+            started, request_ids, wafer.ids, wafer.rows, results, wafer.dies
+        )
+        fields = batch_log(request_id, len(results), tally, latency_ms, self.model_versions)
+        request_log.info(
+            "prediction wafer", extra={"fields": {**fields, "endpoint": "/predict_wafer"}}
+        )
+        degraded = tally["degraded"] > 0
+        if wafer.answer == "records":
+            return batch_answer(
+                request_id, request_ids, wafer.ids, results, self.model_versions, degraded
+            )
+        return columns_answer(
+            request_id, wafer.ids, results, self.model_versions, degraded, list(self._proxies)
+        )
+
 
 for _member, _service in MEMBER_SERVICES.items():
     setattr(_Entry, _member, bentoml.depends(_service))
@@ -509,15 +638,17 @@ for _member, _service in MEMBER_SERVICES.items():
 _decision = decision_reference()
 if _decision is not None:
     _Entry.decision_model = _decision  # type: ignore[attr-defined]
-YieldEnsemble = bentoml.asgi_app(report_app, path="/ab")(
-    bentoml.service(
-        name="yield_ensemble",
-        workers=SETTINGS.entry_workers,
-        traffic={"timeout": 60},
-        # BentoML's own probe of the members waits 5 s for a stopped one; __is_ready__ asks.
-        runner_probe={"enabled": False, "timeout": 1, "period": 10},
-        **ENTRY_TRACING,
-    )(_Entry)
+YieldEnsemble = bentoml.asgi_app(dashboard_app, path="/dashboard")(
+    bentoml.asgi_app(report_app, path="/ab")(
+        bentoml.service(
+            name="yield_ensemble",
+            workers=SETTINGS.entry_workers,
+            traffic={"timeout": 60},
+            # BentoML's own probe of the members waits 5 s for a stopped one; __is_ready__ asks.
+            runner_probe={"enabled": False, "timeout": 1, "period": 10},
+            **ENTRY_TRACING,
+        )(_Entry)
+    )
 )
 YieldEnsemble.add_asgi_middleware(EdgeMiddleware, config=EDGE)
 bentoml_quirks.add_openapi_paths("yield_ensemble", REPORT_OPENAPI)

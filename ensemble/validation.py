@@ -43,7 +43,7 @@ def shown(value: Any, limit: int = ECHO_CHARS, *, quote: bool = True) -> str:
     return f"{text[:limit]}... (cut)"
 
 
-def _number(value: Any, field: str) -> float:
+def number(value: Any, field: str) -> float:
     # bool is an int subclass; a yield dashboard sending true/false for Vdd is a bug.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInput(field, f"must be a number, got {shown(value)}")
@@ -76,14 +76,14 @@ def parse_features(raw: Any, schema: FeatureSchema, field: str = "features") -> 
         missing = [n for n in schema.names if n not in raw]
         if missing:
             raise InvalidInput(f"{field}.{missing[0]}", "missing feature")
-        return [_number(raw[n], f"{field}.{n}") for n in schema.names]
+        return [number(raw[n], f"{field}.{n}") for n in schema.names]
     if isinstance(raw, Sequence) and not isinstance(raw, (str, bytes)):
         if len(raw) != len(schema):
             raise InvalidInput(
                 field,
                 f"expected {len(schema)} values in the order {list(schema.names)}, got {len(raw)}",
             )
-        return [_number(v, f"{field}[{i}] ({schema.names[i]})") for i, v in enumerate(raw)]
+        return [number(v, f"{field}[{i}] ({schema.names[i]})") for i, v in enumerate(raw)]
     raise InvalidInput(
         field, f"must be a list of {len(schema)} numbers or an object keyed by feature name"
     )
@@ -111,12 +111,19 @@ def _fast_rows(rows: list[Any], width: int) -> np.ndarray | None:
     return arr.astype(np.float32)
 
 
-def parse_rows(rows: list[Any], schema: FeatureSchema, field: str) -> np.ndarray:
-    """Many devices' features, ``rows[i]`` being ``parse_features`` input, as (n, k) float32."""
+def parse_rows(
+    rows: list[Any], schema: FeatureSchema, field: str, row_field: str = "{field}[{i}].features"
+) -> np.ndarray:
+    """Many devices' features, ``rows[i]`` being ``parse_features`` input, as (n, k) float32.
+
+    ``row_field`` names row ``i`` in errors (``devices[3].features`` by default).
+    """
     fast = _fast_rows(rows, len(schema))
     if fast is not None:
         return fast
-    parsed = [parse_features(r, schema, f"{field}[{i}].features") for i, r in enumerate(rows)]
+    parsed = [
+        parse_features(r, schema, row_field.format(field=field, i=i)) for i, r in enumerate(rows)
+    ]
     return np.asarray(parsed, dtype=np.float32).reshape(len(parsed), len(schema))
 
 
@@ -228,3 +235,16 @@ def parse_window(since: str | None, until: str | None) -> tuple[float | None, fl
     if start is not None and end is not None and end <= start:
         raise InvalidInput("until", "must be later than since")
     return start, end
+
+
+def parse_count(raw: str | None, field: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter (``limit``, ``offset``) within [low, high]."""
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(field, f"must be an integer, got {shown(raw)}") from None
+    if not low <= value <= high:
+        raise InvalidInput(field, f"must be {low} to {high}, got {value}")
+    return value

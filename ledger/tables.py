@@ -40,7 +40,12 @@ predictions = sa.Table(
     sa.Column("combiner", sa.String(64)),
     # What the row's arm was when it served: {"serves": ..., "share": ...}.
     sa.Column("arm_spec", sa.Text),
+    # The die's position on its wafer, when the request gave it.
+    sa.Column("die_x", sa.Integer),
+    sa.Column("die_y", sa.Integer),
     sa.Index("ix_predictions_device_ts", "device_id", "ts"),
+    sa.Index("ix_predictions_wafer_ts", "wafer_id", "ts"),
+    sa.Index("ix_predictions_lot_ts", "lot_id", "ts"),
 )
 outcomes = sa.Table(
     "outcomes",
@@ -77,14 +82,16 @@ class Served:
     results: Sequence[Mapping[str, Any]]
     model_versions: Mapping[str, str]
     arm_specs: Mapping[str, str] = field(default_factory=dict)  # arm -> what it was (JSON)
+    dies: Sequence[tuple[int, int]] | None = None  # (x, y) per device, when given
 
     def records(self) -> Iterator[list[Any]]:
         """One list per device, in ``predictions`` column order; features as a float list."""
         versions = json.dumps(self.model_versions, sort_keys=True)
         # float64 of a float32 is exact, and its repr round-trips to the same float32.
         features = np.asarray(self.rows, dtype=np.float64).tolist()
-        for rid, ids, row, r in zip(
-            self.request_ids, self.ids, features, self.results, strict=True
+        dies = self.dies if self.dies is not None else [(None, None)] * len(features)
+        for rid, ids, row, r, (x, y) in zip(
+            self.request_ids, self.ids, features, self.results, dies, strict=True
         ):
             yield [
                 rid,
@@ -103,4 +110,6 @@ class Served:
                 r["votes"],
                 r.get("combiner"),
                 self.arm_specs.get(r["arm"]),
+                x,
+                y,
             ]

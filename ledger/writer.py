@@ -358,8 +358,10 @@ class LogWriter:
             conn.exec_driver_sql(self._insert_sql, (payload or json.dumps(records),))
             return
         rows = []
+        width = len(predictions.columns)
         for record in records:
-            row = list(record)
+            # A record spilled by an older release lacks the newest columns: NULL there.
+            row = list(record) + [None] * (width - len(record))
             for at in self._json_at:
                 row[at] = json.dumps(row[at])
             rows.append(tuple(row))

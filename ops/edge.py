@@ -31,7 +31,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = "X-BentoML-Request-ID"
 #: Routes that accept a JSON body.
-JSON_ROUTES = ("/predict", "/predict_batch", "/feedback")
+JSON_ROUTES = ("/predict", "/predict_batch", "/predict_wafer", "/feedback")
 #: Error kind by status, for ``yield_ensemble_errors_total`` when the handler named none.
 KINDS = {
     400: "bad_input",
@@ -76,11 +76,11 @@ class EdgeConfig:
 
 def required_role(path: str, predict_requires_key: bool) -> str | None:
     """The role a route needs, or None for open routes (health, metrics, docs)."""
-    if path in ("/predict", "/predict_batch"):
+    if path in ("/predict", "/predict_batch", "/predict_wafer"):
         return "predict" if predict_requires_key else None
     if path == "/feedback":
         return "feedback"
-    if path == "/ab" or path.startswith("/ab/"):
+    if path == "/ab" or path.startswith("/ab/") or path.startswith("/dashboard/"):
         return "report"
     if path == "/admin" or path.startswith("/admin/"):
         return "admin"
