@@ -117,7 +117,7 @@ def measure(
                     errors += r.status_code != 200
             load = [_load(url, c, duration) for c in CONCURRENCY]
             # Rows never sent before: every device of every batch is a cache miss.
-            fresh = feature_rows(100_000, seed=77)
+            fresh = feature_rows(200_000, seed=77)
             batch_ms = []
             for k in range(10):
                 devices = [{"features": r} for r in fresh[k * 10_000 : (k + 1) * 10_000]]
@@ -128,6 +128,8 @@ def measure(
                 )
                 batch_ms.append((time.perf_counter() - t0) * 1000)
                 errors += r.status_code != 200
+            columns_ms, members = _columns(system, http, fresh[100_000:])
+            errors += columns_ms is None
         memory = _memory(psutil.Process(proc.pid))
     finally:
         server.stop()
@@ -147,8 +149,65 @@ def measure(
         },
         "load": load,
         "batch_10000": {"runs": 10, "median_ms": statistics.median(batch_ms)},
+        "wafer_10000_columns": {
+            "runs": 10,
+            "median_ms": statistics.median(columns_ms) if columns_ms else None,
+            "members_mean_call_ms": members,
+        },
         "memory": memory,
     }
+
+
+#: The columnar endpoint of each system, and its body for a wafer of ``rows``.
+COLUMNAR = {"yield-ensemble": "/predict_wafer", "plain": "/predict_columns"}
+
+
+def _member_seconds(http: httpx.Client) -> dict[str, tuple[float, float]]:
+    """Per member (sum, count) of the entry's member-call histogram, from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, tuple[float, float]] = {}
+    for family in text_string_to_metric_families(http.get("/metrics").text):
+        if family.name != "yield_ensemble_member_call_duration_seconds":
+            continue
+        for sample in family.samples:
+            member = sample.labels.get("member", "")
+            total, count = out.get(member, (0.0, 0.0))
+            if sample.name.endswith("_sum"):
+                total = sample.value
+            elif sample.name.endswith("_count"):
+                count = sample.value
+            out[member] = (total, count)
+    return out
+
+
+def _columns(
+    system: str, http: httpx.Client, fresh: list[list[float]]
+) -> tuple[list[float] | None, dict[str, float] | None]:
+    """Ten 10,000-die wafers as one matrix each (cache misses): times, members' mean call."""
+    path = COLUMNAR.get(system)
+    if path is None:
+        return [], None
+    before = _member_seconds(http) if system == "yield-ensemble" else {}
+    times = []
+    for k in range(10):
+        rows = fresh[k * 10_000 : (k + 1) * 10_000]
+        body = json.dumps({"features": rows}).encode()
+        t0 = time.perf_counter()
+        r = http.post(path, content=body, headers={"Content-Type": "application/json"})
+        times.append((time.perf_counter() - t0) * 1000)
+        if r.status_code != 200:
+            return None, None
+    if not before:
+        return times, None
+    after = _member_seconds(http)
+    members = {
+        m: 1000
+        * (after[m][0] - before.get(m, (0.0, 0.0))[0])
+        / max(after[m][1] - before.get(m, (0.0, 0.0))[1], 1)
+        for m in after
+    }
+    return times, members
 
 
 def _ms(v: float | None, digits: int = 2) -> str:
@@ -158,7 +217,8 @@ def _ms(v: float | None, digits: int = 2) -> str:
 def _table(results: list[dict[str, Any]]) -> str:
     head = ["system", "cold start", "sequential median / p99"]
     head += [f"{c} clients: req/s, median / p99, errors, client CPU" for c in CONCURRENCY]
-    head += ["10k batch (median of 10)", "cache hit median / p99", "RSS / PSS, all processes"]
+    head += ["10k records (median of 10)", "10k columns (median of 10)"]
+    head += ["cache hit median / p99", "RSS / PSS, all processes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [
@@ -174,10 +234,40 @@ def _table(results: list[dict[str, Any]]) -> str:
             )
         cells += [
             _ms(r["batch_10000"]["median_ms"], 0),
+            _ms(r["wafer_10000_columns"]["median_ms"], 0),
             f"{_ms(r['cache_hit']['median_ms'])} / {_ms(r['cache_hit']['p99_ms'])}",
             f"{r['memory']['rss_mb']:.0f} / {r['memory']['pss_mb']:.0f} MB",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ratios(results: list[dict[str, Any]]) -> str:
+    """The wafer targets: our 10k times over the plain composition's, in this run."""
+    by = {r["system"]: r for r in results}
+    if "yield-ensemble" not in by or "plain" not in by:
+        return ""
+    us, plain = by["yield-ensemble"], by["plain"]
+    lines = []
+    for label, key, base_key, target in (
+        ("records", "batch_10000", "batch_10000", 1.0),
+        ("columns", "wafer_10000_columns", "wafer_10000_columns", 0.5),
+    ):
+        ours, theirs = us[key]["median_ms"], plain[base_key]["median_ms"]
+        if ours and theirs:
+            lines.append(
+                f"10k {label}: yield-ensemble {ours:.0f} ms / plain {theirs:.0f} ms = "
+                f"{ours / theirs:.2f}x (target <= {target}x)"
+            )
+    members = us["wafer_10000_columns"].get("members_mean_call_ms")
+    if members:
+        slowest = max(members.values())
+        ours = us["wafer_10000_columns"]["median_ms"]
+        lines.append(
+            "members' mean call during the columnar wafers: "
+            + ", ".join(f"{m} {v:.0f} ms" for m, v in members.items())
+            + f"; the slowest is {100 * slowest / ours:.0f}% of the request"
+        )
     return "\n".join(lines)
 
 
@@ -233,8 +323,10 @@ def main() -> int:
     }
     (args.out / "latest.json").write_text(json.dumps(report, indent=2))
     table = _table(results)
-    (args.out / "latest.md").write_text(table + "\n")
+    ratios = _ratios(results)
+    (args.out / "latest.md").write_text(table + "\n\n" + ratios + "\n")
     print(table)
+    print(ratios)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Three member services and an entry that ``bentoml.depends()`` on them and
 ``asyncio.gather``s them: no adaptive batching, default calls, default
-``runner_connection``.
+``runner_connection``. ``/predict_batch`` takes today's device records,
+``/predict_columns`` one feature matrix (the wafer format's baseline).
 
     bentoml serve bench.baselines.plain:Entry
 """
@@ -66,3 +67,12 @@ class Entry:
     @bentoml.api(route="/predict_batch")
     async def predict_batch(self, devices: list[dict[str, Any]]) -> dict[str, Any]:
         return {"results": await self._vote(rows_of(devices))}
+
+    @bentoml.api(route="/predict_columns")
+    async def predict_columns(self, features: list[list[float]]) -> dict[str, Any]:
+        """The wafer as one matrix in, two arrays out: the columnar like-for-like baseline."""
+        results = await self._vote(np.asarray(features, dtype=np.float32))
+        return {
+            "prediction": [r["prediction"] for r in results],
+            "probability": [r["probability"] for r in results],
+        }
