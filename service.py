@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable
@@ -30,13 +30,13 @@ from ensemble.api_docs import (
     FEATURES_DOC,
     ID_DOC,
     OUTCOMES_DOC,
-    REPORT_OPENAPI,
     WAFER_FEATURES_DOC,
     WAFER_IDS_DOC,
 )
 from ensemble.arms import ARM_NAME, ENSEMBLE
 from ensemble.cache import PredictionCache
 from ensemble.decision import Decision
+from ensemble.openapi import PATHS as OPENAPI_PATHS
 from ensemble.responses import (
     Ids,
     Prediction,
@@ -638,17 +638,27 @@ for _member, _service in MEMBER_SERVICES.items():
 _decision = decision_reference()
 if _decision is not None:
     _Entry.decision_model = _decision  # type: ignore[attr-defined]
-YieldEnsemble = bentoml.asgi_app(dashboard_app, path="/dashboard")(
-    bentoml.asgi_app(report_app, path="/ab")(
-        bentoml.service(
-            name="yield_ensemble",
-            workers=SETTINGS.entry_workers,
-            traffic={"timeout": 60},
-            # BentoML's own probe of the members waits 5 s for a stopped one; __is_ready__ asks.
-            runner_probe={"enabled": False, "timeout": 1, "period": 10},
-            **ENTRY_TRACING,
-        )(_Entry)
+
+
+async def _docs(request: Request) -> Response:
+    """/docs: the API's Swagger page, which BentoML serves at the root."""
+    return RedirectResponse("/", status_code=307)
+
+
+docs_app = Starlette(routes=[Route("/", _docs, methods=["GET"])])
+YieldEnsemble = bentoml.asgi_app(docs_app, path="/docs")(
+    bentoml.asgi_app(dashboard_app, path="/dashboard")(
+        bentoml.asgi_app(report_app, path="/ab")(
+            bentoml.service(
+                name="yield_ensemble",
+                workers=SETTINGS.entry_workers,
+                traffic={"timeout": 60},
+                # BentoML's own probe of the members waits 5 s for a stopped one; __is_ready__ asks.
+                runner_probe={"enabled": False, "timeout": 1, "period": 10},
+                **ENTRY_TRACING,
+            )(_Entry)
+        )
     )
 )
 YieldEnsemble.add_asgi_middleware(EdgeMiddleware, config=EDGE)
-bentoml_quirks.add_openapi_paths("yield_ensemble", REPORT_OPENAPI)
+bentoml_quirks.add_openapi_paths("yield_ensemble", OPENAPI_PATHS)

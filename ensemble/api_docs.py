@@ -46,15 +46,40 @@ def _error_response(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _time_parameter(name: str, what: str) -> dict[str, Any]:
+def _time_parameter(name: str, what: str, example: str) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
         "required": False,
         "description": f"{what}: unix seconds or ISO 8601 (UTC unless it says otherwise).",
-        "schema": {"type": "string", "example": "2026-11-01T00:00:00Z"},
+        "schema": {"type": "string", "example": example},
     }
 
+
+_OBJECT = {"type": "object"}
+REPORT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "request_id": {"type": "string"},
+        "window": _OBJECT,
+        "labelled": {"type": "integer"},
+        "arms": {
+            "type": "object",
+            "description": "Per arm: served, labelled, accuracy, fail recall and precision, "
+            "escapes, overkill, escapes per million shipped, cost per die (95% intervals), "
+            "confusion matrix, timeline.",
+        },
+        "comparisons": {"type": "object", "description": "Each arm against the ensemble."},
+        "sample_size": _OBJECT,
+        "costs": _OBJECT,
+        "decision_run": {"type": "string", "nullable": True},
+        "shadow": {"type": "object", "description": "Each member alone, on the same devices."},
+        "shadow_combiners": {"type": "object", "description": "Every combiner, in shadow."},
+        "agreement": _OBJECT,
+        "ground_truth": {"type": "object", "description": "Outcomes per sender, replacements."},
+        "conclusion": {"type": "string"},
+    },
+}
 
 #: /ab/report in the OpenAPI spec (BentoML lists only its own APIs and FastAPI mounts).
 REPORT_OPENAPI = {
@@ -64,8 +89,8 @@ REPORT_OPENAPI = {
             "operationId": "yield_ensemble__ab_report",
             "description": "The A/B accuracy report over the prediction log (a `report` key).",
             "parameters": [
-                _time_parameter("since", "Window start"),
-                _time_parameter("until", "Window end, later than since"),
+                _time_parameter("since", "Window start", "2026-11-01T00:00:00Z"),
+                _time_parameter("until", "Window end, later than since", "2099-01-01T00:00:00Z"),
                 {
                     "name": "arm",
                     "in": "query",
@@ -76,7 +101,7 @@ REPORT_OPENAPI = {
             "responses": {
                 "200": {
                     "description": "Per arm counts, accuracy with intervals, comparisons.",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+                    "content": {"application/json": {"schema": REPORT_SCHEMA}},
                 },
                 "401": _error_response("No API key, or an unknown one."),
                 "403": _error_response("The key has no report role."),

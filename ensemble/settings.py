@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -11,6 +12,12 @@ if TYPE_CHECKING:
 
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Where the prediction log lives by default: an absolute path, the same from any directory."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).absolute() / "yield-ensemble"
 
 
 class ChaosSpec(BaseModel):
@@ -100,8 +107,10 @@ class Settings(BaseSettings):
         description="Salt of the sticky split hash; change to reshuffle.",
     )
     data_dir: Path = Field(
-        Path("data"),
-        description="Directory of the SQLite prediction log (relative to the working directory).",
+        default_factory=lambda: default_data_dir(),
+        description="Directory of the SQLite prediction log and its spill (default: "
+        "$XDG_DATA_HOME/yield-ensemble, i.e. ~/.local/share/yield-ensemble, whatever the "
+        "working directory).",
     )
     database_url: str | None = Field(
         None,

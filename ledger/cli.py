@@ -9,6 +9,9 @@ import argparse
 import sys
 from typing import Any
 
+#: Wafer maps on the HTML report: the latest wafers of the window.
+MAPS = 6
+
 
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -35,12 +38,22 @@ def _report(args: argparse.Namespace) -> int:
     # and the shadow combiners; without one the report uses unfitted rules.
     decision = saved_decision()
     served = decision.combiner(settings.combiner).key if decision else None
+    from ledger import dashboard
+
     log = PredictionLog(url)
     try:
         report = log.report(settings.arm_list(), since, until, args.arm, decision, served)
+        # The latest wafers of the window, as maps of predicted and actual fails.
+        wafers = dashboard.groups(log.engine, "wafer_id", since, until, None, MAPS, 0)["wafers"]
+        maps = {
+            w["wafer_id"]: dashboard.die_map(
+                log.engine, w["wafer_id"], since, until, dashboard.MAX_LIMIT, 0
+            )["dies"]
+            for w in wafers
+        }
     finally:
         log.close()
-    Path(args.out).write_text(render(report), encoding="utf-8")
+    Path(args.out).write_text(render(report, wafer_maps=maps), encoding="utf-8")
     print(report["conclusion"])
     print(f"wrote {args.out}")
     return 0

@@ -124,8 +124,40 @@ def _agreement_plot(report: Mapping[str, Any]) -> str:
     return out
 
 
-def render(report: Mapping[str, Any], title: str = "yield-ensemble A/B report") -> str:
-    """A complete HTML document for ``report`` (the dict of ``ledger.report.build_report``)."""
+def _wafer_plot(wafer_id: str, dies: list[Mapping[str, Any]]) -> str:
+    """Predicted fails beside actual fails, die by die, for one wafer."""
+    import matplotlib.pyplot as plt
+
+    placed = [d for d in dies if d["x"] is not None and d["y"] is not None]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.8), sharex=True, sharey=True)
+    for ax, key, title in ((left, "prediction", "predicted"), (right, "actual", "actual")):
+        groups = (("pass", "#2ca02c"), ("fail", "#d62728"), (None, "#cccccc"))
+        for value, colour in groups:
+            pts = [d for d in placed if d[key] == value]
+            if pts:
+                label = value or "no ground truth"
+                ax.scatter([d["x"] for d in pts], [d["y"] for d in pts], s=12, marker="s",
+                           color=colour, label=f"{label} ({len(pts)})")  # fmt: skip
+        ax.set_title(f"{wafer_id}: {title}")
+        ax.set_aspect("equal")
+        ax.invert_yaxis()
+        ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def render(
+    report: Mapping[str, Any],
+    title: str = "yield-ensemble A/B report",
+    wafer_maps: Mapping[str, list[Mapping[str, Any]]] | None = None,
+) -> str:
+    """A complete HTML document for ``report`` (the dict of ``ledger.report.build_report``).
+
+    ``wafer_maps``: wafer id -> its dies (``ledger.dashboard.die_map``), drawn as maps of
+    predicted and actual fails.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -188,6 +220,13 @@ def render(report: Mapping[str, Any], title: str = "yield-ensemble A/B report") 
         )
     )
     arm_note = f", arm {html.escape(w['arm'])}" if w.get("arm") else ""
+    maps = "".join(
+        f'<img alt="wafer map {html.escape(wafer)}" src="data:image/png;base64,'
+        f'{_wafer_plot(wafer, dies)}">'
+        for wafer, dies in (wafer_maps or {}).items()
+        if any(d["x"] is not None for d in dies)
+    )
+    maps_section = f"<h2>Wafer maps: predicted and actual fails</h2>{maps}" if maps else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -217,5 +256,6 @@ th {{ background: #f4f4f4; }} img {{ display: block; margin: 1em 0; max-width: 1
 <th>escapes</th><th>overkill</th><th>cost per die</th><th>only it right</th>
 <th>only served right</th><th>McNemar p</th></tr>{combiner_rows}</table>
 {plots}
+{maps_section}
 </body></html>
 """

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from models.families import member_names
 from train.synthetic import feature_rows
 
-from .conftest import AUTH, running
+from .conftest import AUTH, ROOT, base_env, running
 
 pytestmark = pytest.mark.integration
 DATABASES = ["sqlite"]
@@ -99,7 +101,7 @@ def test_bad_shapes_are_422_naming_the_field(
 def test_dashboard_reads_per_wafer_per_lot_and_the_die_map(
     model_home: Path, tmp_path: Path, database: str
 ) -> None:
-    settings: dict[str, str] = {"challenger_fraction": "0.2"}
+    settings: dict[str, str] = {"challenger_fraction": "0.2", "data_dir": str(tmp_path / "d")}
     if database == "postgresql":
         import sqlalchemy as sa
 
@@ -169,3 +171,16 @@ def test_dashboard_reads_per_wafer_per_lot_and_the_die_map(
     assert unknown.status_code == 422 and unknown.json()["field"] == "colour"
     assert anonymous.status_code == 401
     assert b["count"] == 10
+    # The HTML report draws the window's wafers: predicted beside actual fails.
+    page = tmp_path / "report.html"
+    env = {k: v for k, v in settings.items() if k != "challenger_fraction"}
+    subprocess.run(
+        [sys.executable, "-m", "train.cli", "report", "--out", str(page)],
+        cwd=ROOT,
+        env=base_env(model_home, **env),
+        check=True,
+        capture_output=True,
+    )
+    html = page.read_text()
+    assert "Wafer maps: predicted and actual fails" in html
+    assert 'alt="wafer map W-1"' in html and 'alt="wafer map W-2"' in html

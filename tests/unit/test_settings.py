@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ensemble.settings import Settings, SettingsError, get_settings
@@ -57,3 +59,15 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [f for f in Settings.model_fields if f"`YIELD_ENSEMBLE_{f.upper()}`" not in readme]
     assert not missing, missing
+
+
+def test_the_default_data_dir_is_absolute_and_independent_of_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("YIELD_ENSEMBLE_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    here = Settings().data_dir
+    monkeypatch.chdir("/")
+    assert here.is_absolute() and Settings().data_dir == here
+    assert here == tmp_path / "yield-ensemble"
+    assert Settings().log_url == f"sqlite:///{here / 'predictions.db'}"
