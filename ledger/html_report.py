@@ -196,7 +196,10 @@ def render(
             f"Ensemble minus {html.escape(arm)}: {100 * d['ensemble_minus_arm']:+.2f} points, "
             f"95% CI [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}], "
             f"p = {d['p_value']:.3g}, adjusted {d['p_adjusted']:.3g} "
-            f"({html.escape(d['test'])}; correction {html.escape(d['correction'])})."
+            f"({html.escape(d['test'])}; correction {html.escape(d['correction'])}). "
+            f"Read continuously: {html.escape(d['sequential']['decision'])} (always-valid 95% "
+            f"CI of {html.escape(arm)} minus ensemble [{100 * d['sequential']['ci'][0]:+.2f}, "
+            f"{100 * d['sequential']['ci'][1]:+.2f}])."
             for arm, d in report["comparisons"].items()
         )
         or "No difference can be computed yet."

@@ -23,6 +23,7 @@ import numpy as np
 from ensemble.arms import ENSEMBLE, Arm
 from ensemble.combiners import Objective
 from ensemble.decision import Decision
+from ledger import sequential
 from ledger.stats import (
     Proportion,
     decision_metrics,
@@ -260,6 +261,9 @@ def _comparisons(stats: Mapping[str, Any]) -> dict[str, Any]:
             "ci95": [lo, hi],
             "p_value": two_proportion_pvalue(e["k"], e["n"], c["k"], c["n"]),
             "test": "two-proportion z-test (pooled); Newcombe hybrid score interval",
+            # Valid however often the report is read: the arm as candidate, the ensemble
+            # as baseline (``ledger.sequential``).
+            "sequential": sequential.compare(e["k"], e["n"], c["k"], c["n"]).as_dict(),
         }
     adjusted = holm({name: r["p_value"] for name, r in raw.items()})
     correction = "Holm" if len(raw) > 1 else "none (one comparison)"
@@ -316,6 +320,25 @@ def _conclusion(report: Mapping[str, Any]) -> str:
             lines.append(f"The {better} is more accurate: ensemble minus {name} {span}.")
         else:
             lines.append(f"No significant difference between ensemble and {name}: {span}.")
+    for name, diff in comparisons.items():
+        seq = diff["sequential"]
+        lo, hi = seq["ci"]
+        d = -seq["difference"]  # the ensemble minus the arm, as in the lines above
+        span = f"{100 * d:+.1f} points (always-valid 95% CI {100 * -hi:+.1f} to {100 * -lo:+.1f})"
+        if seq["decision"] == "keep collecting":
+            more = (
+                f"about {seq['more_labels']} more labelled devices"
+                if seq["more_labels"]
+                else "many more labels"
+            )
+            lines.append(
+                f"Read continuously, ensemble minus {name} is {span}: keep collecting, {more}."
+            )
+        else:
+            who = name if seq["decision"] == "candidate better" else "ensemble"
+            lines.append(
+                f"Read continuously, ensemble minus {name} is {span}: the {who} is better."
+            )
     more = report["sample_size"].get("more_needed")
     decided = comparisons and all(c["significant"] for c in comparisons.values())
     if more and any(more.values()) and not decided:

@@ -143,3 +143,22 @@ def test_holm_adjusts_step_down_and_stays_monotone() -> None:
         {"a": 0.03, "b": 0.06, "c": 0.06}
     )
     assert holm({"a": 0.5}) == {"a": 0.5}
+
+
+def test_each_comparison_carries_an_always_valid_verdict() -> None:
+    clear = build_report(_scenario(9000, 8550, 1000, 850), {}, MEMBERS, ARMS)
+    seq = clear["comparisons"]["challenger"]["sequential"]
+    assert seq["decision"] == "candidate worse" and seq["ci"][1] < 0
+    assert seq["difference"] == pytest.approx(0.85 - 0.95)
+    # The always-valid interval is wider than the fixed-sample one it sits beside.
+    fixed = clear["comparisons"]["challenger"]["ci95"]
+    assert seq["ci"][1] - seq["ci"][0] > fixed[1] - fixed[0]
+    assert "Read continuously, ensemble minus challenger" in clear["conclusion"]
+    assert "the ensemble is better" in clear["conclusion"]
+    early = build_report(_scenario(400, 370, 300, 280), {}, MEMBERS, ARMS)
+    seq = early["comparisons"]["challenger"]["sequential"]
+    assert seq["decision"] == "keep collecting" and seq["more_labels"] > 0
+    assert (
+        f"keep collecting, about {seq['more_labels']} more labelled devices"
+        in (early["conclusion"])
+    )
