@@ -34,12 +34,12 @@ from ensemble.api_docs import (
     WAFER_IDS_DOC,
 )
 from ensemble.arms import ARM_NAME, ENSEMBLE
+from ensemble.batch import Batch
 from ensemble.cache import PredictionCache
 from ensemble.decision import Decision
 from ensemble.openapi import PATHS as OPENAPI_PATHS
 from ensemble.responses import (
     Ids,
-    Prediction,
     batch_answer,
     batch_log,
     single_answer,
@@ -550,9 +550,9 @@ class _Entry:
         self,
         started: float,
         request_ids: list[str],
-        ids: list[Ids],
+        ids: list[Ids] | dict[str, list[str | None]],
         rows: np.ndarray,
-        results: list[Prediction],
+        results: Batch,
         dies: list[tuple[int, int]] | None = None,
     ) -> tuple[float, dict[str, Any]]:
         """Log, count and record one request's predictions: (latency in ms, their tally)."""
@@ -589,8 +589,9 @@ class _Entry:
         self.log.check_room()
         row = np.asarray([parse_features(features, self.schema)], dtype=np.float32)
         ids = {f: parse_identifier(v, f) for f, v in raw_ids.items()}
-        (result,) = await self.router.predict(row, [split_key(ids)])
-        latency_ms, _ = self._served(started, [request_id], [ids], row, [result])
+        batch = await self.router.predict_batch(row, [split_key(ids)])
+        latency_ms, _ = self._served(started, [request_id], [ids], row, batch)
+        (result,) = batch.records()
         fields = single_log(request_id, ids, result, latency_ms, self.model_versions)
         request_log.info("prediction", extra={"fields": fields})
         return single_answer(request_id, ids, result, self.model_versions)
@@ -599,35 +600,35 @@ class _Entry:
         started = time.perf_counter()
         self.log.check_room()
         rows, ids = parse_batch(devices, self.schema, SETTINGS.max_batch_devices)
-        results = await self.router.predict(rows, [split_key(i) for i in ids])
-        request_ids = [f"{request_id}.{i}" for i in range(len(results))]
-        latency_ms, tally = self._served(started, request_ids, ids, rows, results)
-        fields = batch_log(request_id, len(results), tally, latency_ms, self.model_versions)
+        batch = await self.router.predict_batch(rows, [split_key(i) for i in ids])
+        request_ids = [f"{request_id}.{i}" for i in range(len(batch))]
+        latency_ms, tally = self._served(started, request_ids, ids, rows, batch)
+        fields = batch_log(request_id, len(batch), tally, latency_ms, self.model_versions)
         request_log.info("prediction batch", extra={"fields": fields})
         degraded = tally["degraded"] > 0
+        results = batch.records()
         return batch_answer(request_id, request_ids, ids, results, self.model_versions, degraded)
 
     async def _predict_wafer(self, request_id: str, body: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         self.log.check_room()
         wafer = parse_wafer(body, self.schema, SETTINGS.max_batch_devices)
-        results = await self.router.predict(wafer.rows, [split_key(i) for i in wafer.ids])
-        request_ids = [f"{request_id}.{i}" for i in range(len(results))]
+        batch = await self.router.predict_batch(wafer.rows, wafer.split_keys)
+        request_ids = [f"{request_id}.{i}" for i in range(len(batch))]
         latency_ms, tally = self._served(
-            started, request_ids, wafer.ids, wafer.rows, results, wafer.dies
+            started, request_ids, wafer.columns, wafer.rows, batch, wafer.dies
         )
-        fields = batch_log(request_id, len(results), tally, latency_ms, self.model_versions)
+        fields = batch_log(request_id, len(batch), tally, latency_ms, self.model_versions)
         request_log.info(
             "prediction wafer", extra={"fields": {**fields, "endpoint": "/predict_wafer"}}
         )
         degraded = tally["degraded"] > 0
         if wafer.answer == "records":
+            results = batch.records()
             return batch_answer(
                 request_id, request_ids, wafer.ids, results, self.model_versions, degraded
             )
-        return columns_answer(
-            request_id, wafer.ids, results, self.model_versions, degraded, list(self._proxies)
-        )
+        return columns_answer(request_id, wafer.device_ids, batch, self.model_versions, degraded)
 
 
 for _member, _service in MEMBER_SERVICES.items():

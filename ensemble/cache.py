@@ -7,7 +7,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 from cachetools import Cache, LRUCache, TTLCache
 
-from ensemble.responses import Prediction
+from ensemble.batch import CachedRow
 
 
 def row_keys(rows: np.ndarray, arm: str, model_key: Hashable) -> list[tuple[Hashable, ...]]:
@@ -24,26 +24,29 @@ def row_keys(rows: np.ndarray, arm: str, model_key: Hashable) -> list[tuple[Hash
 class PredictionCache:
     """Bounded LRU (optionally with a TTL) of predictions; ``maxsize`` 0 disables it.
 
+    A value is a ``CachedRow`` tuple (decision, probability, votes in member order);
+    the arm's rule comes from the key's arm, so it is not stored per row.
+
     Hits and misses are counted by ``ops.metrics`` from each answer's ``cached``.
     """
 
     def __init__(self, maxsize: int, ttl_s: float | None = None) -> None:
-        self._store: Cache[Hashable, Prediction] | None = None
+        self._store: Cache[Hashable, CachedRow] | None = None
         if maxsize > 0 and ttl_s:
-            self._store = TTLCache[Hashable, Prediction](maxsize, ttl_s)
+            self._store = TTLCache[Hashable, CachedRow](maxsize, ttl_s)
         elif maxsize > 0:
             self._store = LRUCache(maxsize)
 
     def __len__(self) -> int:
         return 0 if self._store is None else len(self._store)
 
-    def get_many(self, keys: Sequence[Hashable]) -> list[Prediction | None]:
+    def get_many(self, keys: Sequence[Hashable]) -> list[CachedRow | None]:
         """Cached results for ``keys`` (None where missing)."""
         if self._store is None:
             return [None] * len(keys)
         return [self._store.get(k) for k in keys]
 
-    def put_many(self, keys: Sequence[Hashable], values: Sequence[Prediction]) -> None:
+    def put_many(self, keys: Sequence[Hashable], values: Sequence[CachedRow]) -> None:
         if self._store is None:
             return
         for k, v in zip(keys, values, strict=True):

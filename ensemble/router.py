@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ensemble.arms import ENSEMBLE, Arm, assign_arm
+from ensemble.batch import Batch, CachedRow
 from ensemble.cache import PredictionCache, row_keys
 from ensemble.combiners import Single
 from ensemble.predictor import EnsemblePredictor, EnsembleResult
@@ -30,8 +31,8 @@ class SplitConfig:
 class Router:
     """The request path below validation: A/B split, cache, members, vote.
 
-    Returns one result dict per row: ``prediction``, ``probability``, ``votes``,
-    ``arm``, ``cached``, ``degraded``, ``missing_members``.
+    ``predict_batch`` returns the results as arrays (``ensemble.batch.Batch``), which
+    is all the wafer path uses; ``predict`` makes them one ``Prediction`` dict per row.
     """
 
     def __init__(
@@ -52,6 +53,9 @@ class Router:
         self.split = split
         self._rng = rng or random.Random()
         self.arms = {arm.name: arm for arm in split.arms}
+        self.members = tuple(predictor.coalescers)
+        self._names = tuple(self.arms)
+        self._position = {name: i for i, name in enumerate(self._names)}
         self.singles = {
             arm.single: (singles or {}).get(arm.single, Single(member=arm.single))
             for arm in split.arms
@@ -71,90 +75,87 @@ class Router:
         return assign_arm(key, self.split.arms, self.split.salt, self._rng)
 
     async def predict(self, rows: np.ndarray, keys: list[str | None]) -> list[Prediction]:
-        """Results for ``rows`` (n, k), in order; ``keys`` are the sticky split keys."""
-        arms = [self.arm_for(k) for k in keys]
-        results: list[Prediction | None] = [None] * len(rows)
-        jobs = []
-        for arm in self.arms:
-            idx = [i for i, a in enumerate(arms) if a == arm]
-            if idx:
-                jobs.append(self._predict_arm(arm, rows[idx], idx, results))
-        await asyncio.gather(*jobs)
-        return results  # type: ignore[return-value]
+        """Results for ``rows`` (n, k), in order, one dict each; ``keys``: sticky split keys."""
+        return (await self.predict_batch(rows, keys)).records()
 
-    async def _predict_arm(
-        self, arm: str, rows: np.ndarray, idx: list[int], out: list[Prediction | None]
-    ) -> None:
+    async def predict_batch(self, rows: np.ndarray, keys: Sequence[str | None]) -> Batch:
+        """Results for ``rows`` (n, k) as arrays, in order; ``keys``: sticky split keys."""
+        n = len(rows)
+        position = self._position
+        arm = np.fromiter((position[self.arm_for(k)] for k in keys), dtype=np.int64, count=n)
+        out = Batch.empty(n, self.members, self._names)
+        jobs = []
+        for i, name in enumerate(self._names):
+            idx = np.flatnonzero(arm == i)
+            if len(idx):
+                jobs.append(self._predict_arm(name, rows[idx], idx, out))
+        await asyncio.gather(*jobs)
+        return out
+
+    def _rule(self, arm: str) -> tuple[str, float]:
+        single = self.arms[arm].single
+        rule = self.predictor.combiner if single is None else self.singles[single]
+        return rule.key, rule.threshold
+
+    async def _predict_arm(self, arm: str, rows: np.ndarray, idx: np.ndarray, out: Batch) -> None:
         cache_keys = row_keys(rows, arm, self._model_keys[arm])
-        for i, hit in zip(idx, self.cache.get_many(cache_keys), strict=True):
-            if hit is not None:
-                out[i] = {**hit, "cached": True}
-        miss = [j for j, i in enumerate(idx) if out[i] is None]
+        found = self.cache.get_many(cache_keys)
+        hits = [(j, h) for j, h in enumerate(found) if h is not None]
+        if hits:
+            out.put(idx[[j for j, _ in hits]], self._cached(arm, [h for _, h in hits]))
+        miss = [j for j, h in enumerate(found) if h is None]
         if not miss:
             return
         fresh = await self._ask(arm, rows[miss])
-        self.cache.put_many(
-            [cache_keys[j] for j, r in zip(miss, fresh, strict=True) if not r["degraded"]],
-            [r for r in fresh if not r["degraded"]],
-        )
-        for j, r in zip(miss, fresh, strict=True):
-            out[idx[j]] = {**r, "cached": False}
+        out.put(idx[miss], fresh)
+        # Only whole answers of this very arm are kept (not degraded ones, and not rows
+        # the ensemble answered because the arm's member could not).
+        keep = np.flatnonzero(~fresh.degraded & (fresh.arm == self._position[arm]))
+        if len(keep):
+            answers = fresh.cache_rows()
+            self.cache.put_many([cache_keys[miss[j]] for j in keep], [answers[j] for j in keep])
 
-    async def _ask(self, arm: str, rows: np.ndarray) -> list[Prediction]:
+    def _cached(self, arm: str, found: list[CachedRow]) -> Batch:
+        part = Batch.empty(len(found), self.members, self._names)
+        part.arm[:] = self._position[arm]
+        part.passed[:] = [row[0] for row in found]
+        part.probability[:] = [row[1] for row in found]
+        part.votes[:] = np.array([row[2] for row in found], dtype=np.float64).T
+        part.cached[:] = True
+        part.rules[arm] = self._rule(arm)
+        return part
+
+    async def _ask(self, arm: str, rows: np.ndarray) -> Batch:
         member = self.arms[arm].single
         if member is not None:
             p, _ = await self.predictor.ask(member, rows)
             if p is not None:
-                answered = ~np.isnan(p)
                 rule = self.singles[member]
-                passed, probability = rule.combine({member: p})
-                out: list[Prediction] = [
-                    {
-                        "prediction": "pass" if ok else "fail",
-                        "probability": q,
-                        "votes": {member: v},
-                        "arm": arm,
-                        "combiner": rule.key,
-                        "threshold": rule.threshold,
-                        "degraded": False,
-                        "missing_members": (),
-                        "cached": False,
-                    }
-                    for ok, q, v in zip(
-                        passed.tolist(), probability.tolist(), p.tolist(), strict=True
-                    )
-                ]
-                if answered.all():
-                    return out
-                # Rows the challenger gave no probability for go to the ensemble, as below.
-                lost = np.flatnonzero(~answered)
-                for i, r in zip(lost, await self._ask(ENSEMBLE, rows[lost]), strict=True):
-                    out[i] = r
-                return out
+                part = Batch.empty(len(rows), self.members, self._names)
+                part.arm[:] = self._position[arm]
+                part.passed[:], part.probability[:] = rule.combine({member: p})
+                part.votes[self.members.index(member)] = p
+                part.rules[arm] = (rule.key, rule.threshold)
+                lost = np.flatnonzero(np.isnan(p))
+                if len(lost):
+                    # Rows the member gave no probability for go to the ensemble, as below.
+                    part.put(lost, await self._ask(ENSEMBLE, rows[lost]))
+                return part
             # The arm's member is down: answer with the ensemble rather than not at
             # all; the response says so (arm "ensemble", degraded, member missing).
-        combiner = self.predictor.combiner
-        return _ensemble_rows(await self.predictor.predict(rows), combiner.key, combiner.threshold)
+        return self._ensemble(await self.predictor.predict(rows))
 
-
-def _ensemble_rows(result: EnsembleResult, combiner: str, threshold: float) -> list[Prediction]:
-    passed = result.passed.tolist()
-    probability = result.probability.tolist()
-    votes = {m: p.tolist() for m, p in result.p_pass.items()}
-    # A tuple of str and a dict of floats: the cached result dicts stay out of the
-    # garbage collector's reach (gen2 passes over 100,000 cached dicts cost ~60 ms).
-    missing = result.missing_at()
-    return [
-        {
-            "prediction": "pass" if passed[i] else "fail",
-            "probability": probability[i],
-            "votes": {m: v[i] for m, v in votes.items() if v[i] == v[i]},  # NaN: no vote
-            "arm": ENSEMBLE,
-            "combiner": combiner,
-            "threshold": threshold,
-            "degraded": bool(missing[i]),
-            "missing_members": missing[i],
-            "cached": False,
-        }
-        for i in range(len(passed))
-    ]
+    def _ensemble(self, result: EnsembleResult) -> Batch:
+        part = Batch.empty(len(result.passed), self.members, self._names)
+        part.arm[:] = self._position[ENSEMBLE]
+        part.passed[:] = result.passed
+        part.probability[:] = result.probability
+        for m, p in result.p_pass.items():
+            part.votes[self.members.index(m)] = p
+        # A member missing from the call, or with NaN for a row, leaves NaN there.
+        part.degraded[:] = np.isnan(part.votes).any(axis=0)
+        if part.degraded.any():
+            missing = result.missing_at()
+            part.missing = {int(i): missing[i] for i in np.flatnonzero(part.degraded)}
+        part.rules[ENSEMBLE] = (self.predictor.combiner.key, self.predictor.combiner.threshold)
+        return part

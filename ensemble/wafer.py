@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.responses import Ids, Prediction
+from ensemble.batch import Batch
+from ensemble.responses import Ids
 from ensemble.schema import FeatureSchema
 from ensemble.validation import (
     FLOAT32_MAX,
@@ -39,9 +40,30 @@ DIE_LIMIT = 100_000
 @dataclass(frozen=True)
 class Wafer:
     rows: np.ndarray  # (n, k) float32
-    ids: list[Ids]  # per die: device_id, wafer_id, lot_id
+    columns: dict[str, list[str | None]]  # device_id, wafer_id, lot_id: one entry per die
     dies: list[tuple[int, int]] | None  # (x, y) per die
     answer: str
+
+    @property
+    def device_ids(self) -> list[str | None]:
+        return self.columns["device_id"]
+
+    @property
+    def split_keys(self) -> list[str | None]:
+        """Per die the first of device_id, wafer_id, lot_id given (the sticky A/B key)."""
+        d, w, lot = (self.columns[f] for f in ID_FIELDS)
+        return [
+            a if a is not None else b if b is not None else c
+            for a, b, c in zip(d, w, lot, strict=True)
+        ]
+
+    @property
+    def ids(self) -> list[Ids]:
+        """Per die the identifiers as a dict (the records answer only)."""
+        d, w, lot = (self.columns[f] for f in ID_FIELDS)
+        return [
+            {"device_id": a, "wafer_id": b, "lot_id": c} for a, b, c in zip(d, w, lot, strict=True)
+        ]
 
 
 def _length(value: Any, field: str, n: int | None) -> int:
@@ -82,7 +104,7 @@ def _named_columns(raw: Mapping[str, Any], schema: FeatureSchema) -> np.ndarray:
     return np.ascontiguousarray(np.column_stack(columns), dtype=np.float32)
 
 
-def _ids(body: Mapping[str, Any], n: int) -> list[Ids]:
+def _ids(body: Mapping[str, Any], n: int) -> dict[str, list[str | None]]:
     out: dict[str, list[str | None]] = {}
     for f in ID_FIELDS:
         value = body.get(f)
@@ -93,10 +115,7 @@ def _ids(body: Mapping[str, Any], n: int) -> list[Ids]:
             raise InvalidInput(f, "must be an array of device ids, one per die")
         else:
             out[f] = [parse_identifier(value, f)] * n
-    return [
-        {"device_id": d, "wafer_id": w, "lot_id": lo}
-        for d, w, lo in zip(out["device_id"], out["wafer_id"], out["lot_id"], strict=True)
-    ]
+    return out
 
 
 def _coordinates(value: Any, field: str, n: int) -> list[int]:
@@ -127,7 +146,7 @@ def parse_wafer(body: Mapping[str, Any], schema: FeatureSchema, max_devices: int
         raise InvalidInput("features", "must hold at least one die")
     if n > max_devices:
         raise InvalidInput("features", f"at most {max_devices} dies per request, got {n}")
-    ids = _ids(body, n)
+    columns = _ids(body, n)
     x, y = body.get("die_x"), body.get("die_y")
     if (x is None) != (y is None):
         raise InvalidInput("die_x" if x is None else "die_y", "give die_x and die_y together")
@@ -137,42 +156,46 @@ def parse_wafer(body: Mapping[str, Any], schema: FeatureSchema, max_devices: int
     answer = body.get("answer", "columns")
     if answer not in ANSWERS:
         raise InvalidInput("answer", f"must be one of {list(ANSWERS)}, got {shown(answer)}")
-    return Wafer(rows, ids, dies, answer)
+    return Wafer(rows, columns, dies, answer)
 
 
 def columns_answer(
     request_id: str,
-    ids: Sequence[Ids],
-    results: Sequence[Prediction],
+    device_ids: Sequence[str | None],
+    batch: Batch,
     versions: Mapping[str, str],
     degraded: bool,
-    members: Sequence[str],
 ) -> dict[str, Any]:
-    """The body of a ``/predict_wafer`` answer in columns."""
-    votes: dict[str, list[float | None]] = {m: [] for m in members}
+    """The body of a ``/predict_wafer`` answer in columns, straight from the arrays."""
     missing: dict[str, list[int]] = {}
-    rules: dict[str, dict[str, Any]] = {}
-    for i, r in enumerate(results):
-        for m, column in votes.items():
-            column.append(r["votes"].get(m))
-        for m in r["missing_members"]:
+    for i, why in sorted(batch.missing.items()):
+        for m in why:
             missing.setdefault(m, []).append(i)
-        if r["arm"] not in rules:
-            rules[r["arm"]] = {"combiner": r["combiner"], "threshold": r["threshold"]}
+    votes = {
+        m: [None if v != v else v for v in column]
+        for m, column in zip(batch.members, batch.votes.tolist(), strict=True)
+    }
+    passed = batch.passed.tolist()
+    used = np.unique(batch.arm).tolist()
     return {
         "request_id": request_id,
-        "count": len(results),
+        "count": len(batch),
         "columns": {
-            "device_id": [d["device_id"] for d in ids],
-            "prediction": [r["prediction"] for r in results],
-            "probability": [r["probability"] for r in results],
-            "arm": [r["arm"] for r in results],
-            "cached": [r["cached"] for r in results],
-            "degraded": [r["degraded"] for r in results],
+            "device_id": list(device_ids),
+            "prediction": ["pass" if p else "fail" for p in passed],
+            "probability": batch.probability.tolist(),
+            "arm": batch.arm_names(),
+            "cached": batch.cached.tolist(),
+            "degraded": batch.degraded.tolist(),
             "votes": votes,
         },
         "missing_members": missing,
-        "rules": rules,
+        "rules": {
+            batch.arms[a]: dict(
+                zip(("combiner", "threshold"), batch.rules[batch.arms[a]], strict=True)
+            )
+            for a in used
+        },
         "model_versions": versions,
         "degraded": degraded,
     }

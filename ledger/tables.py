@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from ensemble.batch import Batch
+
 #: Ids per ``IN (...)`` query, well under every database's parameter limit.
 CHUNK = 500
 
@@ -77,9 +79,10 @@ class Served:
     ts: float
     latency_ms: float
     request_ids: Sequence[str]
-    ids: Sequence[Mapping[str, str | None]]
+    # Per device {device_id, wafer_id, lot_id}, or those three as columns.
+    ids: Sequence[Mapping[str, str | None]] | Mapping[str, Sequence[str | None]]
     rows: np.ndarray
-    results: Sequence[Mapping[str, Any]]
+    results: Sequence[Mapping[str, Any]] | Batch  # one Prediction per device, or the arrays
     model_versions: Mapping[str, str]
     arm_specs: Mapping[str, str] = field(default_factory=dict)  # arm -> what it was (JSON)
     dies: Sequence[tuple[int, int]] | None = None  # (x, y) per device, when given
@@ -89,27 +92,49 @@ class Served:
         versions = json.dumps(self.model_versions, sort_keys=True)
         # float64 of a float32 is exact, and its repr round-trips to the same float32.
         features = np.asarray(self.rows, dtype=np.float64).tolist()
-        dies = self.dies if self.dies is not None else [(None, None)] * len(features)
-        for rid, ids, row, r, (x, y) in zip(
-            self.request_ids, self.ids, features, self.results, dies, strict=True
-        ):
+        n = len(features)
+        dies = self.dies if self.dies is not None else [(None, None)] * n
+        if isinstance(self.ids, Mapping):
+            device, wafer, lot = (self.ids[f] for f in ("device_id", "wafer_id", "lot_id"))
+        else:
+            device, wafer, lot = (
+                [i.get(f) for i in self.ids] for f in ("device_id", "wafer_id", "lot_id")
+            )
+        if isinstance(self.results, Batch):
+            # Straight from the arrays (this runs in the writer thread, not the request).
+            b = self.results
+            arms = b.arm_names()
+            prediction = ["pass" if p else "fail" for p in b.passed.tolist()]
+            columns: tuple[list[Any], ...] = (arms, prediction, b.probability.tolist(),
+                       b.cached.tolist(), b.degraded.tolist(), b.vote_dicts())  # fmt: skip
+            combiner: list[Any] = [b.rules[a][0] for a in arms]
+        else:
+            r = self.results
+            columns = ([x["arm"] for x in r], [x["prediction"] for x in r],
+                       [x["probability"] for x in r], [x["cached"] for x in r],
+                       [x["degraded"] for x in r], [x["votes"] for x in r])  # fmt: skip
+            combiner = [x.get("combiner") for x in r]
+        for rid, d, w, lo, row, (arm, pred, p, cached, degraded, votes), rule, (x, y) in zip(
+            self.request_ids, device, wafer, lot, features, zip(*columns, strict=True),
+            combiner, dies, strict=True,
+        ):  # fmt: skip
             yield [
                 rid,
                 self.ts,
-                r["arm"],
-                ids.get("device_id"),
-                ids.get("wafer_id"),
-                ids.get("lot_id"),
+                arm,
+                d,
+                w,
+                lo,
                 row,
-                r["prediction"],
-                r["probability"],
-                r["cached"],
-                r["degraded"],
+                pred,
+                p,
+                cached,
+                degraded,
                 self.latency_ms,
                 versions,
-                r["votes"],
-                r.get("combiner"),
-                self.arm_specs.get(r["arm"]),
+                votes,
+                rule,
+                self.arm_specs.get(arm),
                 x,
                 y,
             ]

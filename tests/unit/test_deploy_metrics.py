@@ -6,10 +6,12 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import prometheus_client
 import pytest
 import yaml
 
+from ensemble.batch import Batch
 from ops.metrics import ServiceMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -55,30 +57,20 @@ def test_metric_names_follow_prometheus_conventions() -> None:
 def test_served_counts_and_returns_the_tally() -> None:
     registry = prometheus_client.CollectorRegistry()
     metrics = ServiceMetrics(registry)
-    votes3 = {"random_forest": 0.9, "xgboost": 0.2, "keras": 0.8}
-    results = [
-        {
-            "arm": "ensemble",
-            "prediction": "pass",
-            "cached": False,
-            "missing_members": (),
-            "votes": votes3,
-        },
-        {
-            "arm": "ensemble",
-            "prediction": "fail",
-            "cached": True,
-            "missing_members": ("keras",),
-            "votes": {"random_forest": 0.1, "xgboost": 0.2},
-        },
-        {
-            "arm": "challenger",
-            "prediction": "fail",
-            "cached": False,
-            "missing_members": (),
-            "votes": {"xgboost": 0.2},
-        },
-    ]
+    # Three devices: an ensemble pass whose members split, a cached degraded ensemble
+    # fail (keras missing; the other two agree), a challenger fail.
+    nan = float("nan")
+    results = Batch(
+        members=("random_forest", "xgboost", "keras"),
+        arms=("ensemble", "challenger"),
+        arm=np.array([0, 0, 1]),
+        passed=np.array([True, False, False]),
+        probability=np.array([0.63, 0.15, 0.2]),
+        votes=np.array([[0.9, 0.1, nan], [0.2, 0.2, 0.2], [0.8, nan, nan]]),
+        cached=np.array([False, True, False]),
+        degraded=np.array([False, True, False]),
+        missing={1: ("keras",)},
+    )
     tally = metrics.served(results)
     assert tally == {
         "arms": {"ensemble": 2, "challenger": 1},
