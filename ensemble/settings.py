@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     cache_maxsize: int = Field(
         100_000,
         ge=0,
-        description="Most predictions kept in the LRU cache (0 disables it); ~830 B each.",
+        description="Most predictions kept in the LRU cache (0 disables it); ~510 B each.",
     )
     cache_ttl_s: float | None = Field(
         None, gt=0, description="Forget cached predictions after this many seconds (default never)."
