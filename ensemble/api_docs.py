@@ -76,6 +76,11 @@ REPORT_SCHEMA = {
         "shadow": {"type": "object", "description": "Each member alone, on the same devices."},
         "shadow_combiners": {"type": "object", "description": "Every combiner, in shadow."},
         "agreement": _OBJECT,
+        "versions": {
+            "type": "array",
+            "description": "The ensemble arm per logged model-version trio; the newest against "
+            "each older one (always valid).",
+        },
         "ground_truth": {"type": "object", "description": "Outcomes per sender, replacements."},
         "conclusion": {"type": "string"},
     },

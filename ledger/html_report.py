@@ -184,6 +184,19 @@ def render(
         f"<td>{s['p_value']:.3g}</td></tr>"
         for n, s in report["shadow_combiners"].items()
     )
+    version_rows = "".join(
+        f"<tr><th>{html.escape(', '.join(sorted(set((v['model_versions'] or {}).values()))))}"
+        f"{' (newest)' if v['newest'] else ''}</th><td>{_when(v['first_ts'])}</td>"
+        f"<td>{_when(v['last_ts'])}</td><td>{_pct(v['accuracy'])}</td><td>"
+        + (
+            html.escape(v["newest_against_this"]["decision"])
+            + f" ({100 * v['newest_against_this']['difference']:+.2f} points)"
+            if "newest_against_this" in v
+            else "-"
+        )
+        + "</td></tr>"
+        for v in report.get("versions", [])
+    )
     costs = report["costs"]
     run = report.get("decision_run")
     rules = f"decision of training run {html.escape(run)}" if run else "unfitted rules at 0.5"
@@ -258,6 +271,9 @@ th {{ background: #f4f4f4; }} img {{ display: block; margin: 1em 0; max-width: 1
 <table><tr><th>combiner</th><th>threshold</th><th>paired devices</th><th>accuracy</th>
 <th>escapes</th><th>overkill</th><th>cost per die</th><th>only it right</th>
 <th>only served right</th><th>McNemar p</th></tr>{combiner_rows}</table>
+<h2>Model versions on the ensemble arm</h2>
+<table><tr><th>models</th><th>first served</th><th>last served</th><th>accuracy</th>
+<th>newest against these (always valid)</th></tr>{version_rows}</table>
 {plots}
 {maps_section}
 </body></html>

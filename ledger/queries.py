@@ -247,7 +247,7 @@ class LedgerQueries:
     ) -> Labelled:
         """Predictions with a recorded outcome, in time order."""
         c = predictions.c
-        cols = [c.ts, c.arm, c.prediction, outcomes.c.actual, c.votes]
+        cols = [c.ts, c.arm, c.prediction, outcomes.c.actual, c.votes, c.model_versions]
         q = sa.select(*cols).join(outcomes, outcomes.c.request_id == c.request_id)
         with self.engine.connect() as conn:
             rows = conn.execute(self._window(q, since, until, arm).order_by(c.ts)).all()
@@ -264,6 +264,7 @@ class LedgerQueries:
                 m: np.asarray([v.get(m, np.nan) for v in votes], dtype=float).reshape(n)
                 for m in members
             },
+            versions=np.asarray(cols_t[5], dtype=object).reshape(n),
         )
 
     @staticmethod

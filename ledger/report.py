@@ -13,6 +13,7 @@ log supplies them, ``GET /ab/report`` serves the result as JSON and
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ class Labelled:
     served_pass: np.ndarray  # bool
     actual_pass: np.ndarray  # bool
     votes: Mapping[str, np.ndarray]  # member -> P(pass), NaN where not computed
+    # The model versions that served each row, as logged ({"member": "tag"} JSON).
+    versions: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -63,7 +66,54 @@ class Labelled:
             self.served_pass[mask],
             self.actual_pass[mask],
             {m: v[mask] for m, v in self.votes.items()},
+            None if self.versions is None else self.versions[mask],
         )
+
+    def served_by(self, members: Mapping[str, str]) -> np.ndarray:
+        """Rows whose logged model versions are exactly ``members`` (all rows if unknown)."""
+        if self.versions is None:
+            return np.ones(len(self), dtype=bool)
+        parsed = {v: _versions(v) for v in set(self.versions.tolist())}
+        return np.asarray([parsed[v] == dict(members) for v in self.versions], dtype=bool)
+
+
+def _versions(text: Any) -> dict[str, str] | None:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _by_version(data: Labelled) -> list[dict[str, Any]]:
+    """The ensemble arm's accuracy per logged model-version trio; the newest against each
+    older one with the always-valid comparison (``ledger.sequential``)."""
+    if data.versions is None or not len(data):
+        return []
+    out: dict[str, Any] = {}
+    for text in set(data.versions.tolist()):
+        part = data.where(data.versions == text)
+        right = int(np.sum(part.served_pass == part.actual_pass))
+        out[text] = {
+            "model_versions": _versions(text),
+            "accuracy": Proportion(right, len(part)).as_dict(),
+            "first_ts": float(part.ts.min()),
+            "last_ts": float(part.ts.max()),
+        }
+    newest = max(out, key=lambda t: out[t]["last_ts"])
+    n = out[newest]["accuracy"]
+    for text, v in out.items():
+        v["newest"] = text == newest
+        if text != newest:
+            a = v["accuracy"]
+            v["newest_against_this"] = sequential.compare(a["k"], a["n"], n["k"], n["n"]).as_dict()
+    return sorted(out.values(), key=lambda v: v["first_ts"])
+
+
+def _day(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _class_metrics(
@@ -221,6 +271,8 @@ def build_report(
             "timeline": _timeline(part, TIMELINE_BINS),
         }
     ens = data.where(data.arm == ENSEMBLE)
+    # Shadow rules are the decision's: judge them only on rows its models served.
+    current = ens.where(ens.served_by(decision.members)) if decision.fitted else ens
     report = {
         "window": dict(window or {}),
         "labelled": len(data),
@@ -229,9 +281,10 @@ def build_report(
         "sample_size": _sample_size(stats, arms),
         "costs": objective.to_dict(),
         "decision_run": decision.run or None,
-        "shadow": _shadow(ens, members, decision),
-        "shadow_combiners": _shadow_combiners(ens, members, decision, served_key),
-        "agreement": _agreement(ens, members, decision),
+        "shadow": _shadow(current, members, decision),
+        "shadow_combiners": _shadow_combiners(current, members, decision, served_key),
+        "agreement": _agreement(current, members, decision),
+        "versions": _by_version(ens),
     }
     report["conclusion"] = _conclusion(report)
     return report
@@ -347,6 +400,15 @@ def _conclusion(report: Mapping[str, Any]) -> str:
             f"Too few labels to detect a {100 * DETECT_DIFFERENCE:.0f}-point difference: "
             f"{per_arm} are needed."
         )
+    for v in report["versions"]:
+        seq = v.get("newest_against_this")
+        if seq and seq["decision"] != "keep collecting":
+            how = "better" if seq["decision"] == "candidate better" else "worse"
+            lines.append(
+                f"The newest models are {how} than those served from {_day(v['first_ts'])} "
+                f"({100 * seq['difference']:+.1f} points, always-valid 95% CI "
+                f"{100 * seq['ci'][0]:+.1f} to {100 * seq['ci'][1]:+.1f}, ensemble arm)."
+            )
     for name, s in report["shadow_combiners"].items():
         if s["paired"] and not s["served"] and s["p_value"] < ALPHA:
             better = s["only_combiner_right"] > s["only_ensemble_right"]

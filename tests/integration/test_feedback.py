@@ -151,6 +151,7 @@ def test_feedback_joins_and_report_gives_the_known_accuracies(
     assert done.stdout.splitlines()[0] in page  # the conclusion is on the page
     assert "Shadow: each member alone" in page and "Shadow: every combiner" in page
     assert page.count("<th>escapes</th>") == 3  # arms, members, combiners
+    assert "Model versions on the ensemble arm" in page and "(newest)" in page
 
 
 def test_report_without_a_log_exits_2(tmp_path: Path) -> None:

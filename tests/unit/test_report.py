@@ -162,3 +162,35 @@ def test_each_comparison_carries_an_always_valid_verdict() -> None:
         f"keep collecting, about {seq['more_labels']} more labelled devices"
         in (early["conclusion"])
     )
+
+
+def test_rows_of_other_model_versions_stay_out_of_the_shadow_and_versions_are_compared() -> None:
+    import json
+
+    from ensemble.decision import Decision
+
+    data = _scenario(2000, 1700, 0, 0)  # ensemble rows only, 85% right
+    old = {m: f"{m}:old" for m in MEMBERS}
+    new = {m: f"{m}:new" for m in MEMBERS}
+    # The first 1,000 rows (by time) came from the old models; the new ones are right more.
+    versions = np.asarray(
+        [json.dumps(old if i < 1000 else new, sort_keys=True) for i in range(2000)], dtype=object
+    )
+    served = data.actual_pass.copy()  # the new models are always right...
+    served[850:1000] = ~served[850:1000]  # ...the old ones wrong on 150 of their 1,000
+    data = Labelled(data.ts, data.arm, served, data.actual_pass, data.votes, versions)
+    fitted = Decision.unfitted(new)
+    fitted = Decision("run-new", new, fitted.objective, "majority", fitted.combiners,
+                      fitted.singles)  # fmt: skip
+    report = build_report(data, {}, MEMBERS, NO_SECOND_ARM, decision=fitted)
+    assert report["shadow"]["random_forest"]["paired"] == 1000  # only the new models' rows
+    assert report["shadow_combiners"]["majority"]["paired"] == 1000
+    old_row, new_row = report["versions"]
+    assert old_row["model_versions"] == old and new_row["newest"]
+    assert new_row["accuracy"]["value"] == 1.0
+    seq = old_row["newest_against_this"]
+    assert seq["decision"] == "candidate better" and seq["ci"][0] > 0
+    assert "The newest models are better than those served from" in report["conclusion"]
+    # Unfitted rules judge every row.
+    everyone = build_report(data, {}, MEMBERS, NO_SECOND_ARM)
+    assert everyone["shadow"]["random_forest"]["paired"] == 2000
