@@ -33,14 +33,14 @@ OUTCOMES_DOC = (
 )
 
 
-def _error_response(description: str) -> dict[str, Any]:
+def error_response(description: str) -> dict[str, Any]:
     schema = {
         "type": "object",
         "required": ["error", "request_id"],
         "properties": {
             "error": {"type": "string"},
             "request_id": {"type": "string"},
-            "field": {"type": "string"},
+            "field": {"type": "string", "description": "the wrong field (422)"},
         },
     }
     return {"description": description, "content": {"application/json": {"schema": schema}}}
@@ -108,9 +108,9 @@ REPORT_OPENAPI = {
                     "description": "Per arm counts, accuracy with intervals, comparisons.",
                     "content": {"application/json": {"schema": REPORT_SCHEMA}},
                 },
-                "401": _error_response("No API key, or an unknown one."),
-                "403": _error_response("The key has no report role."),
-                "422": _error_response("A query parameter is wrong; `field` names it."),
+                "401": error_response("No API key, or an unknown one."),
+                "403": error_response("The key has no report role."),
+                "422": error_response("A query parameter is wrong; `field` names it."),
             },
         }
     }

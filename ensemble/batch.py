@@ -55,9 +55,9 @@ class Batch:
 
     def put(self, rows: np.ndarray, part: Batch) -> None:
         """Write ``part`` (results for ``rows`` of this batch) into place."""
-        position = {name: i for i, name in enumerate(self.arms)}
-        remap = np.array([position[a] for a in part.arms], dtype=np.int64)
-        self.arm[rows] = remap[part.arm] if len(part.arms) else 0
+        if part.arms != self.arms or part.members != self.members:
+            raise ValueError("a batch takes parts over the same arms and members only")
+        self.arm[rows] = part.arm
         self.passed[rows] = part.passed
         self.probability[rows] = part.probability
         self.votes[:, rows] = part.votes

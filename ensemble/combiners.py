@@ -394,6 +394,10 @@ class MajorityVote(_Base):
     def probability(self, p_pass: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.asarray(majority_vote(self.calibrated(p_pass), self.threshold)[1])
 
+    def combine(self, p_pass: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        # One vote for both answers (the base class would calibrate and vote twice).
+        return majority_vote(self.calibrated(p_pass), self.threshold)
+
     def passes(
         self, p_pass: Mapping[str, np.ndarray], probability: np.ndarray, threshold: float
     ) -> np.ndarray:

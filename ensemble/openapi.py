@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ensemble.api_docs import REPORT_OPENAPI
+from ensemble.api_docs import REPORT_OPENAPI, error_response
 
 EXAMPLE_ROW = [1.2, 100, 2000, 25, 50, 0.95]
 EXAMPLE_ROW_2 = [1.31, 180, 1750, 125, 71, 0.25]
@@ -37,19 +37,6 @@ _PREDICTION = {
 }
 
 
-def _error(description: str) -> dict[str, Any]:
-    schema = {
-        "type": "object",
-        "required": ["error", "request_id"],
-        "properties": {
-            "error": {"type": "string"},
-            "request_id": {"type": "string"},
-            "field": {"type": "string", "description": "the wrong field (422)"},
-        },
-    }
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 def _ok(description: str, properties: dict[str, Any]) -> dict[str, Any]:
     schema = {"type": "object", "properties": {"request_id": {"type": "string"}, **properties}}
     return {"description": description, "content": {"application/json": {"schema": schema}}}
@@ -58,16 +45,18 @@ def _ok(description: str, properties: dict[str, Any]) -> dict[str, Any]:
 def _statuses(role: str | None, body: bool, unavailable: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if body:
-        out["400"] = _error("Malformed JSON or a missing field (BentoML's validation).")
+        out["400"] = error_response("Malformed JSON or a missing field (BentoML's validation).")
     if role:
-        out["401"] = _error("No API key, or an unknown one (WWW-Authenticate: Bearer).")
-        out["403"] = _error(f"The key has no {role} role.")
+        out["401"] = error_response("No API key, or an unknown one (WWW-Authenticate: Bearer).")
+        out["403"] = error_response(f"The key has no {role} role.")
     if body:
-        out["413"] = _error("Body over YIELD_ENSEMBLE_MAX_BODY_MB, refused before it is read.")
-        out["415"] = _error("The body is not application/json.")
-    out["422"] = _error("A field is wrong; `field` names it (and the device or die).")
+        out["413"] = error_response(
+            "Body over YIELD_ENSEMBLE_MAX_BODY_MB, refused before it is read."
+        )
+        out["415"] = error_response("The body is not application/json.")
+    out["422"] = error_response("A field is wrong; `field` names it (and the device or die).")
     if unavailable:
-        out["503"] = _error(
+        out["503"] = error_response(
             "Fewer than two members answered, or the prediction log can take no rows."
         )
     return out
@@ -151,7 +140,7 @@ def _get(
 ) -> dict[str, Any]:
     responses = {"200": ok, **_statuses("report", False, False)}
     if not_found:
-        responses["404"] = _error("No prediction for this wafer in the window.")
+        responses["404"] = error_response("No prediction for this wafer in the window.")
     return {
         "get": {
             "tags": ["Dashboard"],

@@ -16,9 +16,6 @@ from ensemble.combiners import Single
 from ensemble.predictor import EnsemblePredictor, EnsembleResult
 from ensemble.responses import Prediction
 
-#: The unfitted one-member rule: the member's P(pass) against 0.5.
-SINGLE = Single().key
-
 
 @dataclass(frozen=True)
 class SplitConfig:

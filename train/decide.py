@@ -84,20 +84,32 @@ def fitters(members: Sequence[str], objective: Objective, run: str) -> dict[str,
     return out
 
 
+def fold_calibrations(
+    p_oof: Mapping[str, np.ndarray], y: np.ndarray, fold: np.ndarray, kinds: Mapping[str, str]
+) -> dict[int, dict[str, Calibration]]:
+    """Per fold, each member's calibration fitted without that fold (shared by candidates)."""
+    return {
+        int(j): {m: Calibration.fit(kinds[m], p[fold != j], y[fold != j]) for m, p in p_oof.items()}
+        for j in np.unique(fold)
+    }
+
+
 def cross_fitted(
     fit: Fitter,
     p_oof: Mapping[str, np.ndarray],
     y: np.ndarray,
     fold: np.ndarray,
-    kinds: Mapping[str, str],
+    calibrations: Mapping[int, Mapping[str, Calibration]],
 ) -> np.ndarray:
-    """Each OOF row's decision by a candidate fitted (calibrations too) without its fold."""
+    """Each OOF row's decision by a candidate fitted (calibrations too) without its fold.
+
+    ``calibrations``: ``fold_calibrations``, fitted once for every candidate.
+    """
     passed = np.empty(len(y), dtype=bool)
     for j in np.unique(fold):
         held = fold == j
         train = {m: p[~held] for m, p in p_oof.items()}
-        cal = {m: Calibration.fit(kinds[m], train[m], y[~held]) for m in p_oof}
-        fitted = fit(train, y[~held], cal)
+        fitted = fit(train, y[~held], calibrations[int(j)])
         passed[held] = fitted.combine({m: p[held] for m, p in p_oof.items()})[0]
     return passed
 
@@ -158,7 +170,8 @@ def fit_decision(
     for m in members:
         kinds[m], losses[m] = choose_calibration(p_oof[m], y, fold)
     candidates = fitters(members, objective, run)
-    oof_passed = {n: cross_fitted(f, p_oof, y, fold, kinds) for n, f in candidates.items()}
+    per_fold = fold_calibrations(p_oof, y, fold, kinds)
+    oof_passed = {n: cross_fitted(f, p_oof, y, fold, per_fold) for n, f in candidates.items()}
     chosen, reason = (
         pick_auto(oof_passed, y, objective) if choice == AUTO else (choice, "asked for")
     )

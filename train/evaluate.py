@@ -1,4 +1,7 @@
-"""Held-out evaluation: accuracy, fail-class recall and precision, Brier score."""
+"""Held-out evaluation: accuracy, fail-class recall and precision, Brier score.
+
+The tables training prints are ``train.decide.format_table``.
+"""
 
 from __future__ import annotations
 
@@ -23,15 +26,3 @@ def classification_metrics(
         "brier": float(brier_score_loss(actual, np.asarray(p_pass, dtype=np.float64))),
         "n": len(actual),
     }
-
-
-def format_table(rows: dict[str, dict[str, float]]) -> str:
-    """A plain-text table, one row per model."""
-    header = f"{'model':<16}{'accuracy':>10}{'fail recall':>13}{'fail prec.':>12}{'Brier':>9}"
-    lines = [header, "-" * len(header)]
-    for name, m in rows.items():
-        lines.append(
-            f"{name:<16}{m['accuracy']:>10.4f}{m['fail_recall']:>13.4f}"
-            f"{m['fail_precision']:>12.4f}{m['brier']:>9.4f}"
-        )
-    return "\n".join(lines)

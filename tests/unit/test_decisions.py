@@ -24,7 +24,7 @@ from ensemble.combiners import (
 from ensemble.decision import Decision, DecisionMismatch
 from ledger.stats import decision_metrics
 from train.data import synthetic
-from train.decide import cross_fitted, fit_decision, fold_ids, pick_auto
+from train.decide import cross_fitted, fit_decision, fold_calibrations, fold_ids, pick_auto
 from train.families import RandomForestTrainer, XGBoostTrainer
 from train.fit import TrainConfig, fit, out_of_fold
 
@@ -233,7 +233,8 @@ def test_cross_fitting_never_decides_a_row_with_a_model_fitted_on_it() -> None:
 
         return Lookup()
 
-    passed = cross_fitted(memoriser, p, y, fold, {"a": "none", "b": "none"})
+    calibrations = fold_calibrations(p, y, fold, {"a": "none", "b": "none"})
+    passed = cross_fitted(memoriser, p, y, fold, calibrations)
     assert abs(np.mean(passed == (y == 1)) - 0.5) < 0.1
 
 
