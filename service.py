@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Annotated, Any
 
 import bentoml
@@ -37,6 +38,7 @@ from ensemble.arms import ARM_NAME, ENSEMBLE
 from ensemble.batch import Batch
 from ensemble.cache import PredictionCache
 from ensemble.decision import Decision
+from ensemble.fleet import Fleet, Loaded, Snapshot
 from ensemble.openapi import PATHS as OPENAPI_PATHS
 from ensemble.responses import (
     Ids,
@@ -45,9 +47,10 @@ from ensemble.responses import (
     single_answer,
     single_log,
 )
-from ensemble.router import Router, SplitConfig
-from ensemble.schema import FeatureSchema, common_schema
+from ensemble.schema import FeatureSchema
+from ensemble.serving import ServingState
 from ensemble.settings import get_settings
+from ensemble.switchboard import Switchboard
 from ensemble.validation import (
     parse_batch,
     parse_count,
@@ -61,10 +64,11 @@ from ensemble.validation import (
 from ensemble.wafer import columns_answer, parse_wafer
 from ledger.spool import LogBackedUp
 from models import bentoml_quirks
-from models.base import decision_reference, model_schema, stored_decision, stored_model
-from models.families import member_names
+from models.base import configured_state, decision_reference, resolve_version
+from models.base import load_version as base_load_version
 from models.services import MEMBER_SERVICES
 from ops import logs
+from ops.admin import admin_app
 from ops.auth import KeyRing, load_keys
 from ops.edge import REQUEST_ID_HEADER, EdgeConfig, EdgeMiddleware, current
 from ops.gc_tuning import tune_gc
@@ -75,6 +79,8 @@ logger = logging.getLogger("yield_ensemble")
 request_log = logging.getLogger("yield_ensemble.requests")
 SETTINGS = get_settings()
 MAX_OUTCOMES = 100_000
+#: How long a member may take to load the versions of a new serving state.
+PREPARE_TIMEOUT_S = 120.0
 
 
 ENTRY_TRACING = bentoml_quirks.tracing_options(SETTINGS.tracing, ["/predict", "/feedback"])
@@ -101,25 +107,44 @@ EDGE = EdgeConfig(
 )
 
 
-def _member_call(proxy: Any) -> Any:
-    """``proxy.to_async.predict_proba``, looked up per call: BentoML binds it after __init__."""
+def _member_call(proxy: Any, version: str | None) -> Any:
+    """A member's P(pass) from ``version`` (None: its start-up model, batched by the member).
+
+    ``proxy.to_async`` is looked up per call: BentoML binds it after __init__.
+    """
 
     async def call(rows: np.ndarray) -> np.ndarray:
         return np.asarray(await proxy.to_async.predict_proba(rows))
 
-    return call
+    async def call_version(rows: np.ndarray) -> np.ndarray:
+        return np.asarray(await proxy.to_async.predict_version(rows, version))
+
+    return call if version is None else call_version
+
+
+def load_version(version: str | None = None) -> Loaded:
+    """``models.base.load_version`` with the served combiner."""
+    return base_load_version(version, SETTINGS.combiner)
 
 
 def check_members() -> tuple[FeatureSchema, dict[str, str], Decision]:
-    """The members' common schema, tags and decision; raises ModelMissing, SchemaMismatch or
-    DecisionMismatch (a combiner that needs fitting, and no decision for these models)."""
-    stored = {m: stored_model(m) for m in member_names()}
-    # Models trained on different features would vote noise: refuse to start.
-    schema = common_schema({m: model_schema(s) for m, s in stored.items()})
-    tags = {m: str(s.tag) for m, s in stored.items()}
-    decision = stored_decision(tags)
-    decision.combiner(SETTINGS.combiner)
-    return schema, tags, decision
+    """The start-up version's common schema, tags and decision (see ``load_version``)."""
+    loaded = load_version()
+    return loaded.schema, dict(loaded.tags), loaded.decision
+
+
+def reconcile(engine: Any) -> ServingState:
+    """The ledger's serving state, with the start-up settings applied if they changed
+    (``ledger.serving.reconcile``)."""
+    from ledger.serving import ServingStore
+    from ledger.serving import reconcile as apply_settings
+
+    by = f"start-up:{socket.gethostname()}"[:64]
+    state, changed = apply_settings(ServingStore(engine), configured_state(SETTINGS), by)
+    if changed:
+        logger.info("serving state %d from the start-up settings: %s", state.revision,
+                    state.as_dict())  # fmt: skip
+    return state
 
 
 def check_keys() -> KeyRing:
@@ -128,17 +153,39 @@ def check_keys() -> KeyRing:
 
 
 def check_log() -> None:
-    """Create the prediction log's tables; raises, naming the location, if it cannot be written."""
+    """Create the prediction log's tables and agree the serving state; raises, naming the
+    location, if it cannot be written, or naming the version this store cannot serve."""
     from ledger.predlog import PredictionLog
 
     try:
         log = PredictionLog(SETTINGS.log_url)
     except Exception as exc:
         raise RuntimeError(f"prediction log {SETTINGS.log_url} cannot be opened: {exc}") from exc
-    problem = log.writable()
-    log.close()
-    if problem is not None:
-        raise RuntimeError(problem)
+    try:
+        problem = log.writable()
+        if problem is not None:
+            raise RuntimeError(problem)
+        state = reconcile(log.engine)
+        schema = load_version().schema
+        for version in state.versions:
+            try:
+                loaded = load_version(version)
+            except Exception as exc:
+                raise RuntimeError(
+                    f"the serving state in {log.safe_url} (revision {state.revision}, by "
+                    f"{state.changed_by}) serves version {version}, which this service cannot "
+                    f"serve: {exc}"
+                ) from exc
+            if loaded.schema.names != schema.names:
+                raise RuntimeError(f"version {version} was trained on other features than "
+                                   f"{SETTINGS.model_version}")  # fmt: skip
+    finally:
+        log.close()
+
+
+def _arm_versions(serving: Snapshot, batch: Batch) -> dict[str, dict[str, str]]:
+    """The model versions of each arm in the answer (a candidate's differ from the champion's)."""
+    return {batch.arms[a]: dict(serving.tags_of(batch.arms[a])) for a in np.unique(batch.arm)}
 
 
 def _error(status: int, message: str, request_id: str, **extra: Any) -> JSONResponse:
@@ -276,32 +323,16 @@ class _Entry:
         logs.configure(SETTINGS.log_format, SETTINGS.log_level)
         bentoml_quirks.quiet_client_errors()
         bentoml_quirks.refuse_new_connections_on_sigterm()
-        self.schema, self.model_versions, self.decision = check_members()
+        self.schema, self.startup_tags, _ = check_members()
+        self.startup = resolve_version(SETTINGS.model_version)
         self.metrics = ServiceMetrics()
         EDGE.keys = check_keys()
         EDGE.count_error = lambda kind: self.metrics.errors.labels(kind=kind).inc()
-        self.metrics.set_models(self.model_versions)
         self._proxies = {m: getattr(self, m) for m in MEMBER_SERVICES}
-        self.predictor = EnsemblePredictor(
-            {m: _member_call(proxy) for m, proxy in self._proxies.items()},
-            timeout_s=SETTINGS.member_timeout_s,
-            max_rows_per_call=SETTINGS.coalesce_max_rows,
-            max_in_flight=SETTINGS.coalesce_max_in_flight,
-            observer=self.metrics.member_call,
-            combiner=self.decision.combiner(SETTINGS.combiner),
-        )
-        self.arms = SETTINGS.arm_list()
-        self.arm_specs = {arm.name: arm.spec() for arm in self.arms}
-        self.router = Router(
-            self.predictor,
-            PredictionCache(SETTINGS.cache_maxsize, SETTINGS.cache_ttl_s),
-            SplitConfig(self.arms, SETTINGS.split_salt),
-            self.model_versions,
-            singles=self.decision.singles,
-        )
         # Imported here, not at the top: `bentoml serve` and every member import this
         # module too, and SQLAlchemy is ~12 MB of RSS in each of them.
         from ledger.predlog import Durability, PredictionLog, Retention
+        from ledger.serving import ServingStore
 
         days = SETTINGS.prediction_log_retention_days
         self.log = PredictionLog(
@@ -316,11 +347,31 @@ class _Entry:
             ),
             on_event=self._log_event,
         )
+        self.fleet = Fleet(
+            SETTINGS.arm_list(),
+            SETTINGS.split_salt,
+            PredictionCache(SETTINGS.cache_maxsize, SETTINGS.cache_ttl_s),
+            self.schema,
+            load_version,
+            self._predictor,
+            self._prepare_members,
+        )
+        store = ServingStore(self.log.engine)
+        self.switch = Switchboard(
+            self.fleet,
+            store,
+            store.read() or reconcile(self.log.engine),
+            self.metrics,
+            SETTINGS.serving_poll_s,
+            report=self._guardrail_report if SETTINGS.guardrail else None,
+            guardrail_interval_s=SETTINGS.guardrail_interval_s,
+        )
+        self._following: asyncio.Task[None] | None = None
         self.metrics.log_spool_rows(*self._spool_rows())
         self.metrics.accuracy(self.log.accuracy_by_arm())
         self._members_verified = False
         tune_gc()
-        logger.info("serving %s on features %s", self.model_versions, list(self.schema.names))
+        logger.info("serving %s on features %s", self.serving.versions(), list(self.schema.names))
         logger.info("prediction log: %s", self.log.safe_url)
 
     def _spool_rows(self) -> tuple[int, int]:
@@ -335,8 +386,43 @@ class _Entry:
         if kind != "written":
             self.metrics.log_spool_rows(*self._spool_rows())
 
+    def _predictor(self, version: str, decision: Decision) -> EnsemblePredictor:
+        """The ensemble of ``version``'s members, deciding with its trained combiner."""
+        own = None if version == self.startup else version
+        return EnsemblePredictor(
+            {m: _member_call(proxy, own) for m, proxy in self._proxies.items()},
+            timeout_s=SETTINGS.member_timeout_s,
+            max_rows_per_call=SETTINGS.coalesce_max_rows,
+            max_in_flight=SETTINGS.coalesce_max_in_flight,
+            observer=self.metrics.member_call,
+            combiner=decision.combiner(SETTINGS.combiner),
+        )
+
+    async def _prepare_members(self, versions: Sequence[str]) -> None:
+        """Have every member load ``versions``; raises naming the member that could not."""
+
+        async def prepare(member: str, proxy: Any) -> None:
+            try:
+                await asyncio.wait_for(proxy.to_async.prepare(list(versions)), PREPARE_TIMEOUT_S)
+            except Exception as exc:
+                raise RuntimeError(f"member {member} could not load {list(versions)}: "
+                                   f"{str(exc)[:300] or type(exc).__name__}") from exc  # fmt: skip
+
+        await asyncio.gather(*(prepare(m, p) for m, p in self._proxies.items()))
+
+    @bentoml.on_startup
+    def _start_following(self) -> None:
+        self._following = asyncio.get_running_loop().create_task(self.switch.run())
+
+    @property
+    def serving(self) -> Snapshot:
+        """What serves now (``ensemble.switchboard``); a request reads it once."""
+        return self.switch.serving
+
     @bentoml.on_shutdown
     def _flush_log(self) -> None:
+        if self._following is not None:
+            self._following.cancel()
         # Uvicorn has drained in-flight requests by now: everything served is queued.
         pending = self.log.pending_rows
         status = self.log.close()
@@ -377,8 +463,11 @@ class _Entry:
         except Exception as exc:  # a member still starting up, or stopped
             logger.info("not ready: members: %s", str(exc) or type(exc).__name__)
             return False
+        if not self.switch.prepared:
+            logger.info("not ready: members still loading %s", self.serving.state.versions)
+            return False
         for info in infos:
-            expected = self.model_versions[info["member"]]
+            expected = self.startup_tags[info["member"]]
             if info["tag"] != expected:
                 logger.error(
                     "member %s serves %s but the entry reports %s; restart the service",
@@ -488,11 +577,23 @@ class _Entry:
             "unknown": unknown,
         }
 
+    def _guardrail_report(self, since: float | None) -> dict[str, Any]:
+        return self.report(since, None, None)
+
     def report(self, since: float | None, until: float | None, arm: str | None) -> dict[str, Any]:
         """The A/B report over the logged predictions in [since, until), optionally one arm."""
         self.log.flush(10.0)
-        served = self.predictor.combiner.key
-        return self.log.report(self.arms, since, until, arm, self.decision, served)
+        serving = self.serving
+        champion = serving.champion
+        return self.log.report(
+            serving.arms,
+            since,
+            until,
+            arm,
+            champion.decision,
+            champion.predictor.combiner.key,
+            candidate=serving.candidate_spec(),
+        )
 
     async def _respond(
         self, endpoint: str, request_id: str, work: Awaitable[dict[str, Any]]
@@ -548,6 +649,7 @@ class _Entry:
 
     def _served(
         self,
+        serving: Snapshot,
         started: float,
         request_ids: list[str],
         ids: list[Ids] | dict[str, list[str | None]],
@@ -567,13 +669,14 @@ class _Entry:
                 ids,
                 rows,
                 results,
-                self.model_versions,
-                self.arm_specs,
+                serving.model_versions,
+                serving.arm_specs,
                 dies,
+                serving.arm_versions,
             )
         )
         tally = self.metrics.served(results)
-        self.metrics.cache_entries.set(len(self.router.cache))
+        self.metrics.cache_entries.set(len(self.fleet.cache))
         self.metrics.log_pending.set(self.log.pending_rows)
         if request_log.isEnabledFor(logging.DEBUG):
             request_log.debug(
@@ -586,49 +689,57 @@ class _Entry:
         self, request_id: str, features: Any, raw_ids: dict[str, Any]
     ) -> dict[str, Any]:
         started = time.perf_counter()
+        serving = self.serving
         self.log.check_room()
         row = np.asarray([parse_features(features, self.schema)], dtype=np.float32)
         ids = {f: parse_identifier(v, f) for f, v in raw_ids.items()}
-        batch = await self.router.predict_batch(row, [split_key(ids)])
-        latency_ms, _ = self._served(started, [request_id], [ids], row, batch)
+        batch = await serving.router.predict_batch(row, [split_key(ids)])
+        latency_ms, _ = self._served(serving, started, [request_id], [ids], row, batch)
         (result,) = batch.records()
-        fields = single_log(request_id, ids, result, latency_ms, self.model_versions)
+        versions = serving.tags_of(result["arm"])
+        fields = single_log(request_id, ids, result, latency_ms, versions)
         request_log.info("prediction", extra={"fields": fields})
-        return single_answer(request_id, ids, result, self.model_versions)
+        return single_answer(request_id, ids, result, versions)
 
     async def _predict_many(self, request_id: str, devices: Any) -> dict[str, Any]:
         started = time.perf_counter()
+        serving = self.serving
         self.log.check_room()
         rows, ids = parse_batch(devices, self.schema, SETTINGS.max_batch_devices)
-        batch = await self.router.predict_batch(rows, [split_key(i) for i in ids])
+        batch = await serving.router.predict_batch(rows, [split_key(i) for i in ids])
         request_ids = [f"{request_id}.{i}" for i in range(len(batch))]
-        latency_ms, tally = self._served(started, request_ids, ids, rows, batch)
-        fields = batch_log(request_id, len(batch), tally, latency_ms, self.model_versions)
+        latency_ms, tally = self._served(serving, started, request_ids, ids, rows, batch)
+        fields = batch_log(request_id, len(batch), tally, latency_ms, serving.model_versions)
         request_log.info("prediction batch", extra={"fields": fields})
         degraded = tally["degraded"] > 0
         results = batch.records()
-        return batch_answer(request_id, request_ids, ids, results, self.model_versions, degraded)
+        answer = batch_answer(
+            request_id, request_ids, ids, results, serving.model_versions, degraded
+        )
+        return {**answer, "arm_versions": _arm_versions(serving, batch)}
 
     async def _predict_wafer(self, request_id: str, body: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
+        serving = self.serving
         self.log.check_room()
         wafer = parse_wafer(body, self.schema, SETTINGS.max_batch_devices)
-        batch = await self.router.predict_batch(wafer.rows, wafer.split_keys)
+        batch = await serving.router.predict_batch(wafer.rows, wafer.split_keys)
         request_ids = [f"{request_id}.{i}" for i in range(len(batch))]
         latency_ms, tally = self._served(
-            started, request_ids, wafer.columns, wafer.rows, batch, wafer.dies
+            serving, started, request_ids, wafer.columns, wafer.rows, batch, wafer.dies
         )
-        fields = batch_log(request_id, len(batch), tally, latency_ms, self.model_versions)
+        versions = serving.model_versions
+        fields = batch_log(request_id, len(batch), tally, latency_ms, versions)
         request_log.info(
             "prediction wafer", extra={"fields": {**fields, "endpoint": "/predict_wafer"}}
         )
         degraded = tally["degraded"] > 0
         if wafer.answer == "records":
             results = batch.records()
-            return batch_answer(
-                request_id, request_ids, wafer.ids, results, self.model_versions, degraded
-            )
-        return columns_answer(request_id, wafer.device_ids, batch, self.model_versions, degraded)
+            answer = batch_answer(request_id, request_ids, wafer.ids, results, versions, degraded)
+        else:
+            answer = columns_answer(request_id, wafer.device_ids, batch, versions, degraded)
+        return {**answer, "arm_versions": _arm_versions(serving, batch)}
 
 
 for _member, _service in MEMBER_SERVICES.items():
@@ -639,6 +750,10 @@ for _member, _service in MEMBER_SERVICES.items():
 _decision = decision_reference()
 if _decision is not None:
     _Entry.decision_model = _decision  # type: ignore[attr-defined]
+if SETTINGS.candidate_version is not None:
+    _candidate_decision = decision_reference(SETTINGS.candidate_version)
+    if _candidate_decision is not None:
+        _Entry.candidate_decision_model = _candidate_decision  # type: ignore[attr-defined]
 
 
 async def _docs(request: Request) -> Response:
@@ -647,19 +762,20 @@ async def _docs(request: Request) -> Response:
 
 
 docs_app = Starlette(routes=[Route("/", _docs, methods=["GET"])])
-YieldEnsemble = bentoml.asgi_app(docs_app, path="/docs")(
-    bentoml.asgi_app(dashboard_app, path="/dashboard")(
-        bentoml.asgi_app(report_app, path="/ab")(
-            bentoml.service(
-                name="yield_ensemble",
-                workers=SETTINGS.entry_workers,
-                traffic={"timeout": 60},
-                # BentoML's own probe of the members waits 5 s for a stopped one; __is_ready__ asks.
-                runner_probe={"enabled": False, "timeout": 1, "period": 10},
-                **ENTRY_TRACING,
-            )(_Entry)
-        )
-    )
-)
+YieldEnsemble = bentoml.service(
+    name="yield_ensemble",
+    workers=SETTINGS.entry_workers,
+    traffic={"timeout": 60},
+    # BentoML's own probe of the members waits 5 s for a stopped one; __is_ready__ asks.
+    runner_probe={"enabled": False, "timeout": 1, "period": 10},
+    **ENTRY_TRACING,
+)(_Entry)
+for _app, _path in (
+    (report_app, "/ab"),
+    (dashboard_app, "/dashboard"),
+    (docs_app, "/docs"),
+    (admin_app, "/admin"),
+):
+    YieldEnsemble = bentoml.asgi_app(_app, path=_path)(YieldEnsemble)
 YieldEnsemble.add_asgi_middleware(EdgeMiddleware, config=EDGE)
 bentoml_quirks.add_openapi_paths("yield_ensemble", OPENAPI_PATHS)

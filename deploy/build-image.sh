@@ -73,9 +73,14 @@ import subprocess, sys, time
 
 import bentoml
 
+from ensemble.settings import get_settings
+from models.base import resolve_version, stored_model
 from models.families import families
 
 bento = bentoml.get(sys.argv[1])
+settings = get_settings()
+champion = resolve_version(settings.model_version)
+candidate = resolve_version(settings.candidate_version) if settings.candidate_version else None
 revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 print("org.opencontainers.image.title=yield-ensemble")
 print("org.opencontainers.image.description=Pass/fail prediction for dies from parametric test data: an ensemble of " + " + ".join(f.name for f in families()))
@@ -84,11 +89,17 @@ print(f"org.opencontainers.image.created={time.strftime('%Y-%m-%dT%H:%M:%SZ', ti
 print("org.opencontainers.image.licenses=Apache-2.0")
 if revision:
     print(f"org.opencontainers.image.revision={revision}")
+print(f"io.yield-ensemble.champion.version={champion}")
+if candidate:
+    print(f"io.yield-ensemble.candidate.version={candidate}")
+    print(f"io.yield-ensemble.candidate.share={settings.candidate_share:g}")
 for family in families():
     member = family.name
-    model = bentoml.models.get(f"{family.store_name}:latest")
+    model = stored_model(member, champion)
     meta = model.info.metadata
     print(f"io.yield-ensemble.model.{member}.version={model.tag}")
+    if candidate:
+        print(f"io.yield-ensemble.model.{member}.candidate-version={stored_model(member, candidate).tag}")
     print(f"io.yield-ensemble.model.{member}.heldout-accuracy={meta['metrics']['accuracy']:.4f}")
     print(f"io.yield-ensemble.model.{member}.runtime={','.join(meta.get('runtimes', {}))}")
 print(f"io.yield-ensemble.ensemble.heldout-accuracy={meta['ensemble_metrics']['accuracy']['value']:.4f}")

@@ -30,6 +30,7 @@ class Arm:
     name: str
     serves: str
     share: float
+    version: str | None = None  # the model version serving it; None: the champion
 
     @property
     def single(self) -> str | None:
@@ -38,7 +39,10 @@ class Arm:
 
     def spec(self) -> str:
         """What the arm was, as logged with each of its predictions."""
-        return json.dumps({"serves": self.serves, "share": self.share}, sort_keys=True)
+        spec: dict[str, object] = {"serves": self.serves, "share": self.share}
+        if self.version is not None:
+            spec["version"] = self.version
+        return json.dumps(spec, sort_keys=True)
 
 
 def bucket(key: str, salt: str) -> float:
@@ -65,6 +69,24 @@ def build_arms(others: Sequence[Arm], members: Sequence[str]) -> tuple[Arm, ...]
     if rest < -1e-9:
         raise ValueError(f"arm shares add up to {1 - rest:g}, more than 1")
     return (Arm(ENSEMBLE, ENSEMBLE, max(rest, 0.0)), *others)
+
+
+def with_candidate(
+    arms: Sequence[Arm], name: str, version: str | None, share: float
+) -> tuple[Arm, ...]:
+    """``arms`` with the ``name`` arm (the ``version`` ensemble) last, taking ``share`` from
+    the ensemble arm; unchanged when ``version`` is None. ValueError if the share is more
+    than the ensemble arm has.
+
+    Last, so that setting or resizing a candidate moves no device of the other arms.
+    """
+    if version is None:
+        return tuple(arms)
+    ensemble, *others = arms
+    if share > ensemble.share + 1e-9:
+        raise ValueError(f"share {share:g} is more than the {ensemble.share:g} the ensemble has")
+    rest = Arm(ENSEMBLE, ENSEMBLE, max(ensemble.share - share, 0.0))
+    return (rest, *others, Arm(name, ENSEMBLE, share, version))
 
 
 def assign_arm(

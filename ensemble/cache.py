@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
+from typing import cast
 
 import numpy as np
 from cachetools import Cache, LRUCache, TTLCache
@@ -51,3 +52,16 @@ class PredictionCache:
             return
         for k, v in zip(keys, values, strict=True):
             self._store[k] = v
+
+    def retain(self, model_keys: Collection[Hashable]) -> int:
+        """Drop every answer whose model key is not in ``model_keys``: how many were dropped."""
+        if self._store is None:
+            return 0
+        stale = [
+            k
+            for k in list(self._store.keys())
+            if cast(tuple[Hashable, ...], k)[1] not in model_keys
+        ]
+        for k in stale:
+            self._store.pop(k, None)
+        return len(stale)

@@ -152,6 +152,67 @@ def _get(
     }
 
 
+_STATE = {
+    "type": "object",
+    "properties": {
+        "revision": {"type": "integer"},
+        "champion": {"type": "string"},
+        "candidate": {"type": "string", "nullable": True},
+        "share": {"type": "number"},
+        "previous": {"type": "string", "nullable": True, "description": "what rollback restores"},
+        "changed_at": {"type": "number"},
+        "changed_by": {"type": "string", "description": "the admin key's id, or start-up"},
+        "action": {"type": "string", "enum": ["configure", "candidate", "promote", "rollback",
+                                              "guardrail"]},
+        "reason": {"type": "string", "nullable": True},
+        "candidate_since": {"type": "number", "nullable": True},
+    },
+}  # fmt: skip
+_SERVING_STATUS = {
+    "state": _STATE,
+    "here": {"type": "object", "description": "revision, versions by role and arms served here"},
+    "history": {"type": "array", "items": _STATE},
+}
+_REASON = {"type": "string", "maxLength": 500, "description": "why, kept in the history"}
+_ADMIN_CHANGES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
+    ("candidate",
+     "Serve `version` beside the champion on a sticky `share` of traffic (`version` null "
+     "stops the candidate).",
+     {"type": "object", "required": ["version"], "properties": {
+         "version": {"type": "string", "nullable": True, "example": "v2"},
+         "share": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
+         "reason": _REASON}},
+     {"version": "v2", "share": 0.3, "reason": "retrained on lots 40-44"}),
+    ("promote", "Make the candidate the champion; the champion is kept for a rollback.",
+     {"type": "object", "properties": {"reason": _REASON}}, {"reason": "report says promote"}),
+    ("rollback", "Serve the champion before the last promote again, without a candidate.",
+     {"type": "object", "properties": {"reason": _REASON}}, {"reason": "escapes rose"}),
+]  # fmt: skip
+
+
+def _admin_change(
+    action: str, description: str, request: dict[str, Any], example: dict[str, Any]
+) -> dict[str, Any]:
+    path = _post(
+        f"admin_serving_{action}",
+        description + " Every replica follows within seconds. Needs an `admin` key.",
+        request,
+        example,
+        _ok("The new state.", {"state": _STATE, "versions": {"type": "object"}}),
+        role="admin",
+        unavailable=False,
+    )
+    path["post"]["tags"] = ["Admin"]
+    path["post"]["requestBody"]["required"] = action == "candidate"
+    path["post"]["responses"]["409"] = error_response(
+        "The change cannot apply: no candidate, nothing to roll back, a version not in the "
+        "store or trained on other features, a share over what the ensemble arm has, or a "
+        "state changed meanwhile. Nothing changed."
+    )
+    path["post"]["responses"]["503"] = error_response("A member could not load the version.")
+    return path
+
+
 PATHS: dict[str, Any] = {
     "/predict": _post(
         "predict",
@@ -386,4 +447,28 @@ PATHS: dict[str, Any] = {
             },
         ),
     ),
+    "/admin/serving": {
+        "get": {
+            "tags": ["Admin"],
+            "operationId": "yield_ensemble__admin_serving",
+            "description": "What serves: the ledger's state (champion, candidate, share), what "
+            "this replica serves, and the latest changes with who made them and when. Needs an "
+            "`admin` key.",
+            "parameters": [
+                _query(
+                    "history",
+                    {"type": "integer", "minimum": 0, "maximum": 1000, "example": 20},
+                    "Changes to list, newest first.",
+                ),
+            ],
+            "responses": {
+                "200": _ok("The serving state.", _SERVING_STATUS),
+                **_statuses("admin", False, False),
+            },
+        }
+    },
+    **{
+        f"/admin/serving/{action}": _admin_change(action, description, request, example)
+        for action, description, request, example in _ADMIN_CHANGES
+    },
 }

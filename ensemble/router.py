@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +15,15 @@ from ensemble.cache import PredictionCache, row_keys
 from ensemble.combiners import Single
 from ensemble.predictor import EnsemblePredictor, EnsembleResult
 from ensemble.responses import Prediction
+
+
+@dataclass(frozen=True)
+class Lane:
+    """What answers an arm: a model version's predictor, its tags and its one-member rules."""
+
+    predictor: EnsemblePredictor
+    model_versions: Mapping[str, str]
+    singles: Mapping[str, Single]
 
 
 @dataclass(frozen=True)
@@ -40,8 +49,13 @@ class Router:
         model_versions: Mapping[str, str],
         rng: random.Random | None = None,
         singles: Mapping[str, Single] | None = None,
+        lanes: Mapping[str, Lane] | None = None,
     ) -> None:
-        """``singles``: each member's rule on a one-member arm (default: unfitted, at 0.5)."""
+        """``singles``: each member's rule on a one-member arm (default: unfitted, at 0.5).
+
+        ``predictor``, ``model_versions`` and ``singles`` answer every arm but those
+        ``lanes`` names (a candidate version's arm).
+        """
         for arm in split.arms:
             if arm.single is not None and arm.single not in predictor.coalescers:
                 raise ValueError(f"arm {arm.name}: '{arm.single}' is not a member")
@@ -58,14 +72,16 @@ class Router:
             for arm in split.arms
             if arm.single is not None
         }
+        champion = Lane(predictor, model_versions, self.singles)
+        self.lanes = {arm.name: (lanes or {}).get(arm.name, champion) for arm in split.arms}
         # What decides an answer: the model versions and how their votes are combined.
         self._model_keys = {
             arm.name: (
-                (*sorted(model_versions.values()), predictor.combiner.key)
+                (*sorted(lane.model_versions.values()), lane.predictor.combiner.key)
                 if arm.single is None
-                else (model_versions[arm.single], self.singles[arm.single].key)
+                else (lane.model_versions[arm.single], lane.singles[arm.single].key)
             )
-            for arm in split.arms
+            for arm, lane in zip(split.arms, self.lanes.values(), strict=True)
         }
 
     def arm_for(self, key: str | None) -> str:
@@ -89,9 +105,14 @@ class Router:
         await asyncio.gather(*jobs)
         return out
 
+    def model_keys(self) -> set[Hashable]:
+        """What identifies the answers of every arm: cache keys of other ones are stale."""
+        return set(self._model_keys.values())
+
     def _rule(self, arm: str) -> tuple[str, float]:
         single = self.arms[arm].single
-        rule = self.predictor.combiner if single is None else self.singles[single]
+        lane = self.lanes[arm]
+        rule = lane.predictor.combiner if single is None else lane.singles[single]
         return rule.key, rule.threshold
 
     async def _predict_arm(self, arm: str, rows: np.ndarray, idx: np.ndarray, out: Batch) -> None:
@@ -124,10 +145,11 @@ class Router:
 
     async def _ask(self, arm: str, rows: np.ndarray) -> Batch:
         member = self.arms[arm].single
+        lane = self.lanes[arm]
         if member is not None:
-            p, _ = await self.predictor.ask(member, rows)
+            p, _ = await lane.predictor.ask(member, rows)
             if p is not None:
-                rule = self.singles[member]
+                rule = lane.singles[member]
                 part = Batch.empty(len(rows), self.members, self._names)
                 part.arm[:] = self._position[arm]
                 part.passed[:], part.probability[:] = rule.combine({member: p})
@@ -140,11 +162,13 @@ class Router:
                 return part
             # The arm's member is down: answer with the ensemble rather than not at
             # all; the response says so (arm "ensemble", degraded, member missing).
-        return self._ensemble(await self.predictor.predict(rows))
+            return self._ensemble(ENSEMBLE, await self.lanes[ENSEMBLE].predictor.predict(rows))
+        return self._ensemble(arm, await lane.predictor.predict(rows))
 
-    def _ensemble(self, result: EnsembleResult) -> Batch:
+    def _ensemble(self, arm: str, result: EnsembleResult) -> Batch:
+        """An ensemble's answer on ``arm`` (the ensemble arm, or a candidate version's)."""
         part = Batch.empty(len(result.passed), self.members, self._names)
-        part.arm[:] = self._position[ENSEMBLE]
+        part.arm[:] = self._position[arm]
         part.passed[:] = result.passed
         part.probability[:] = result.probability
         for m, p in result.p_pass.items():
@@ -154,5 +178,5 @@ class Router:
         if part.degraded.any():
             missing = result.missing_at()
             part.missing = {int(i): missing[i] for i in np.flatnonzero(part.degraded)}
-        part.rules[ENSEMBLE] = (self.predictor.combiner.key, self.predictor.combiner.threshold)
+        part.rules[arm] = self._rule(arm)
         return part

@@ -36,8 +36,25 @@ class Settings(BaseSettings):
 
     model_version: str = Field(
         "latest",
-        description="Model-store version of all three members (e.g. a training run's tag).",
+        description="The champion: model-store version of all three members (a training run's "
+        "version). Applied when it differs from what the last start applied; run-time changes "
+        "(promote, rollback) are kept in the ledger and survive restarts.",
     )
+    candidate_version: str | None = Field(
+        None, description="A candidate version served beside the champion on the candidate arm."
+    )
+    candidate_share: float = Field(
+        0.0, ge=0, le=1, description="Share of traffic (of split keys) sent to the candidate."
+    )
+    serving_poll_s: float = Field(
+        2.0, gt=0, le=60, description="How often each replica reads the shared serving state."
+    )
+    guardrail: bool = Field(
+        False,
+        description="Stop the candidate by itself when the report finds it significantly worse "
+        "than the champion (always-valid test); checked every guardrail_interval_s.",
+    )
+    guardrail_interval_s: float = Field(60.0, ge=1, description="How often the guardrail looks.")
     entry_workers: int = Field(
         1, ge=1, le=32, description="Processes of the entry service (validation, cache, vote)."
     )
@@ -225,7 +242,19 @@ class Settings(BaseSettings):
         unknown = sorted(set(self.chaos) - set(known))
         if unknown:
             raise ValueError(f"YIELD_ENSEMBLE_CHAOS: no family {unknown[0]!r}")
-        self.arm_list()
+        arms = self.arm_list()
+        from ensemble.serving import CANDIDATE, check_version
+
+        if any(a.name == CANDIDATE for a in arms):
+            raise ValueError(f"YIELD_ENSEMBLE_ARMS: '{CANDIDATE}' is the candidate version's arm")
+        check_version(self.model_version, "YIELD_ENSEMBLE_MODEL_VERSION")
+        if self.candidate_version is not None:
+            check_version(self.candidate_version, "YIELD_ENSEMBLE_CANDIDATE_VERSION")
+            if not 0 < self.candidate_share <= arms[0].share + 1e-9:
+                raise ValueError(
+                    f"YIELD_ENSEMBLE_CANDIDATE_SHARE: a candidate needs a share in (0, "
+                    f"{arms[0].share:g}] (what the other arms leave), got {self.candidate_share:g}"
+                )
 
     @property
     def spill_dir(self) -> Path:

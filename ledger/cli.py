@@ -32,17 +32,26 @@ def _report(args: argparse.Namespace) -> int:
         print(f"error: no prediction log at {url} (set --database-url or "
               "YIELD_ENSEMBLE_DATA_DIR)", file=sys.stderr)  # fmt: skip
         return 2
-    from models.base import saved_decision
-
-    # The decision in the model store (as the entry serves it) gives costs, thresholds
-    # and the shadow combiners; without one the report uses unfitted rules.
-    decision = saved_decision()
-    served = decision.combiner(settings.combiner).key if decision else None
+    from ensemble.arms import with_candidate
+    from ensemble.serving import CANDIDATE, comparison
     from ledger import dashboard
+    from ledger.serving import ServingStore
+    from models.base import model_tag, saved_decision
+    from models.families import member_names
 
     log = PredictionLog(url)
     try:
-        report = log.report(settings.arm_list(), since, until, args.arm, decision, served)
+        # The champion's decision in the model store (as the entry serves it) gives costs,
+        # thresholds and the shadow combiners; without one the report uses unfitted rules.
+        state = ServingStore(log.engine).read()
+        decision = saved_decision(state.champion if state else None)
+        served = decision.combiner(settings.combiner).key if decision else None
+        arms, candidate = settings.arm_list(), None
+        if state is not None and state.candidate is not None:
+            arms = with_candidate(arms, CANDIDATE, state.candidate, state.share)
+            tags = {v: {m: model_tag(m, v) for m in member_names()} for v in state.versions}
+            candidate = comparison(state, tags[state.champion], tags[state.candidate])
+        report = log.report(arms, since, until, args.arm, decision, served, candidate)
         # The latest wafers of the window, as maps of predicted and actual fails.
         wafers = dashboard.groups(log.engine, "wafer_id", since, until, None, MAPS, 0)["wafers"]
         maps = {

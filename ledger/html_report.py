@@ -197,6 +197,20 @@ def render(
         + "</td></tr>"
         for v in report.get("versions", [])
     )
+    candidate_section = ""
+    c = report.get("candidate")
+    if c:
+        candidate_section = (
+            f"<h2>Candidate {html.escape(c['candidate'])} against champion "
+            f'{html.escape(c["champion"])}</h2><p class="answer">{html.escape(c["summary"])}</p>'
+            "<table><tr><th>version</th><th>labelled devices since "
+            f"{_when(c['since'])}</th><th>accuracy</th></tr>"
+            f"<tr><th>{html.escape(c['champion'])} (champion)</th>"
+            f"<td>{c['champion_accuracy']['n']}</td><td>{_pct(c['champion_accuracy'])}</td></tr>"
+            f"<tr><th>{html.escape(c['candidate'])} (candidate, {100 * c['share']:g}%)</th>"
+            f"<td>{c['candidate_accuracy']['n']}</td><td>{_pct(c['candidate_accuracy'])}</td>"
+            "</tr></table>"
+        )
     costs = report["costs"]
     run = report.get("decision_run")
     rules = f"decision of training run {html.escape(run)}" if run else "unfitted rules at 0.5"
@@ -271,6 +285,7 @@ th {{ background: #f4f4f4; }} img {{ display: block; margin: 1em 0; max-width: 1
 <table><tr><th>combiner</th><th>threshold</th><th>paired devices</th><th>accuracy</th>
 <th>escapes</th><th>overkill</th><th>cost per die</th><th>only it right</th>
 <th>only served right</th><th>McNemar p</th></tr>{combiner_rows}</table>
+{candidate_section}
 <h2>Model versions on the ensemble arm</h2>
 <table><tr><th>models</th><th>first served</th><th>last served</th><th>accuracy</th>
 <th>newest against these (always valid)</th></tr>{version_rows}</table>

@@ -57,5 +57,12 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
 def drop_all(engine: sa.Engine) -> None:
     """Drop every ledger table and the revision marker (tests start from empty)."""
     with engine.begin() as conn:
-        for table in ("outcome_events", "outcomes", "predictions", "alembic_version"):
+        for table in (
+            "serving_history",
+            "serving_state",
+            "outcome_events",
+            "outcomes",
+            "predictions",
+            "alembic_version",
+        ):
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -187,10 +187,11 @@ class LedgerQueries:
         arm: str | None = None,
         decision: Decision | None = None,
         served_key: str | None = None,
+        candidate: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The A/B report (``ledger.report``) over predictions in [since, until).
 
-        ``decision`` and ``served_key``: see ``ledger.report.build_report``.
+        ``decision``, ``served_key`` and ``candidate``: see ``ledger.report.build_report``.
 
         Arms are judged as they were served in the window: each arm's latest logged
         spec (what served it, its share) wins over today's ``arms``, which fill in for
@@ -210,6 +211,7 @@ class LedgerQueries:
             window={"since": since, "until": until, "arm": arm},
             decision=decision,
             served_key=served_key,
+            candidate=candidate,
         )
         report["ground_truth"] = self.outcome_history(since, until)
         return report
@@ -226,7 +228,7 @@ class LedgerQueries:
         with self.engine.connect() as conn:
             for name, spec, ts in conn.execute(self._window(q, since, until, None)):
                 data = json.loads(spec)
-                arm = Arm(name, str(data["serves"]), float(data["share"]))
+                arm = Arm(name, str(data["serves"]), float(data["share"]), data.get("version"))
                 if name not in latest or ts > latest[name][0]:
                     latest[name] = (ts, arm)
         return {name: arm for name, (_, arm) in latest.items()}

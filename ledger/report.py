@@ -24,6 +24,7 @@ import numpy as np
 from ensemble.arms import ENSEMBLE, Arm
 from ensemble.combiners import Objective
 from ensemble.decision import Decision
+from ensemble.serving import CANDIDATE
 from ledger import sequential
 from ledger.stats import (
     Proportion,
@@ -242,6 +243,55 @@ def _agreement(data: Labelled, members: Sequence[str], decision: Decision) -> di
     return {"devices": n, "all_agree": all_agree, "pairwise": pairs}
 
 
+#: What the report advises about a candidate version, by the sequential test's finding.
+ADVICE = {"candidate better": "promote", "candidate worse": "roll back"}
+
+
+def _candidate(data: Labelled, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The candidate version against the champion, on rows since the candidate was set:
+    the candidate arm's against the ensemble arm's, each served by its own version, judged
+    with the always-valid test, so the advice stays right however often it is read."""
+    recent = data.where(data.ts >= (spec.get("since") or -math.inf))
+    sides = {
+        "champion": recent.where(
+            (recent.arm == ENSEMBLE) & recent.served_by(spec["champion_versions"])
+        ),
+        "candidate": recent.where(
+            (recent.arm == CANDIDATE) & recent.served_by(spec["candidate_versions"])
+        ),
+    }
+    right = {k: int(np.sum(v.served_pass == v.actual_pass)) for k, v in sides.items()}
+    n = {k: len(v) for k, v in sides.items()}
+    verdict = sequential.compare(right["champion"], n["champion"], right["candidate"],
+                                 n["candidate"])  # fmt: skip
+    advice = ADVICE.get(verdict.decision, "keep collecting")
+    lo, hi = (100 * x for x in verdict.ci)
+    gap = (
+        f"{100 * verdict.difference:+.1f} points of accuracy (always-valid 95% CI {lo:+.1f} to "
+        f"{hi:+.1f}; {n['candidate']} labelled devices on the candidate, {n['champion']} on "
+        "the champion)"
+    )
+    if advice == "keep collecting":
+        more = verdict.more_labels
+        summary = (
+            f"Candidate {spec['candidate']} against champion {spec['champion']}: keep "
+            + (f"collecting: about {more} more labelled devices. " if more else "collecting. ")
+            + f"So far {gap}."
+        )
+    else:
+        summary = f"Candidate {spec['candidate']} against champion {spec['champion']}: " \
+                  f"{advice}: {gap}."  # fmt: skip
+    return {
+        **dict(spec),
+        "champion_accuracy": Proportion(right["champion"], n["champion"]).as_dict(),
+        "candidate_accuracy": Proportion(right["candidate"], n["candidate"]).as_dict(),
+        "sequential": verdict.as_dict(),
+        "decision": advice,
+        "more_labels": verdict.more_labels if advice == "keep collecting" else 0,
+        "summary": summary,
+    }
+
+
 def build_report(
     data: Labelled,
     served: Mapping[str, int],
@@ -250,6 +300,7 @@ def build_report(
     window: Mapping[str, Any] | None = None,
     decision: Decision | None = None,
     served_key: str | None = None,
+    candidate: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report dict; ``served`` counts every served prediction per arm in the window.
 
@@ -257,6 +308,8 @@ def build_report(
     every other arm is compared with the ensemble, Holm-corrected when there are several.
     ``decision`` (default: unfitted rules at 0.5) gives the costs, each member's
     threshold and the combiners shadow-computed; ``served_key`` marks the served one.
+    ``candidate`` (``ensemble.fleet.Snapshot.candidate_spec``): the candidate version to
+    judge against the champion.
     """
     decision = decision or Decision.unfitted({m: "" for m in members})
     objective = decision.objective
@@ -285,6 +338,7 @@ def build_report(
         "shadow_combiners": _shadow_combiners(current, members, decision, served_key),
         "agreement": _agreement(current, members, decision),
         "versions": _by_version(ens),
+        "candidate": None if candidate is None else _candidate(data, candidate),
     }
     report["conclusion"] = _conclusion(report)
     return report
@@ -360,6 +414,8 @@ def _sample_size(stats: Mapping[str, Any], arms: Sequence[Arm]) -> dict[str, Any
 def _conclusion(report: Mapping[str, Any]) -> str:
     comparisons = report["comparisons"]
     lines = []
+    if report.get("candidate"):
+        lines.append(report["candidate"]["summary"])
     if not comparisons:
         lines.append("Too few labels to compare the arms: each arm needs labelled devices.")
     for name, diff in comparisons.items():

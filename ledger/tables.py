@@ -68,6 +68,39 @@ outcome_events = sa.Table(
     sa.Column("sent_by", sa.String(64), nullable=False),
     sa.Column("received_at", sa.Float, nullable=False),
 )
+
+
+def _serving_columns() -> list[sa.Column[Any]]:
+    """What a serving state is (``ensemble.serving.ServingState``), now or in its history."""
+    return [
+        sa.Column("champion", sa.String(64), nullable=False),
+        sa.Column("candidate", sa.String(64)),
+        sa.Column("share", sa.Float, nullable=False),
+        sa.Column("previous", sa.String(64)),
+        sa.Column("changed_at", sa.Float, nullable=False),
+        sa.Column("changed_by", sa.String(64), nullable=False),
+        sa.Column("action", sa.String(16), nullable=False),
+        sa.Column("reason", sa.Text),
+        sa.Column("candidate_since", sa.Float),
+    ]
+
+
+#: What serves now (one row, ``id`` 1), and the start-up settings it last applied.
+serving_state = sa.Table(
+    "serving_state",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    *_serving_columns(),
+    sa.Column("configured", sa.Text),
+)
+#: Every revision of the serving state, as it was made.
+serving_history = sa.Table(
+    "serving_history",
+    metadata,
+    sa.Column("revision", sa.Integer, primary_key=True, autoincrement=False),
+    *_serving_columns(),
+)
 #: Columns the writer encodes as JSON text.
 JSON_COLUMNS = ("features", "votes")
 
@@ -86,10 +119,13 @@ class Served:
     model_versions: Mapping[str, str]
     arm_specs: Mapping[str, str] = field(default_factory=dict)  # arm -> what it was (JSON)
     dies: Sequence[tuple[int, int]] | None = None  # (x, y) per device, when given
+    # arm -> the model versions serving it, where they are not ``model_versions`` (a candidate).
+    arm_versions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def records(self) -> Iterator[list[Any]]:
         """One list per device, in ``predictions`` column order; features as a float list."""
-        versions = json.dumps(self.model_versions, sort_keys=True)
+        champion = json.dumps(self.model_versions, sort_keys=True)
+        by_arm = {a: json.dumps(v, sort_keys=True) for a, v in self.arm_versions.items()}
         # float64 of a float32 is exact, and its repr round-trips to the same float32.
         features = np.asarray(self.rows, dtype=np.float64).tolist()
         n = len(features)
@@ -131,7 +167,7 @@ class Served:
                 cached,
                 degraded,
                 self.latency_ms,
-                versions,
+                by_arm.get(arm, champion),
                 votes,
                 rule,
                 self.arm_specs.get(arm),

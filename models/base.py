@@ -13,10 +13,12 @@ import numpy as np
 from bentoml.exceptions import NotFound
 
 from ensemble.decision import FILE, STORE_NAME, Decision, DecisionMismatch
-from ensemble.schema import FeatureSchema
-from ensemble.settings import get_settings
+from ensemble.fleet import Loaded
+from ensemble.schema import FeatureSchema, common_schema
+from ensemble.serving import ServingState
+from ensemble.settings import Settings, get_settings
 from models.bentoml_quirks import bentoml_home
-from models.families import family
+from models.families import family, member_names
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +37,25 @@ class ModelMissing(RuntimeError):
     """A member's model is not in the model store."""
 
 
-def model_tag(member: str) -> str:
-    """The store tag the settings select for ``member``, e.g. ``yield-keras:latest``."""
-    return f"{family(member).store_name}:{get_settings().model_version}"
+def model_tag(member: str, version: str | None = None) -> str:
+    """The store tag of ``member`` at ``version`` (default: the settings' champion), e.g.
+    ``yield-keras:latest``."""
+    return f"{family(member).store_name}:{version or get_settings().model_version}"
 
 
-def stored_model(member: str) -> bentoml.Model:
+def resolve_version(version: str) -> str:
+    """The concrete version ``version`` names (``latest``: the newest run of the first
+    member); ModelMissing unless every member has it."""
+    first = stored_model(member_names()[0], version)
+    concrete = str(first.tag.version)
+    for member in member_names()[1:]:
+        stored_model(member, concrete)
+    return concrete
+
+
+def stored_model(member: str, version: str | None = None) -> bentoml.Model:
     """The member's model from the store, or a ModelMissing that says how to make it."""
-    tag = model_tag(member)
+    tag = model_tag(member, version)
     try:
         return bentoml.models.get(tag)
     except NotFound:
@@ -67,9 +80,9 @@ def exported_model(model: bentoml.Model, wanted: str, fast: str, file: str) -> b
     return None
 
 
-def decision_reference() -> bentoml.models.BentoModel | None:
-    """A reference to the decision the settings select, if the store has it."""
-    tag = f"{STORE_NAME}:{get_settings().model_version}"
+def decision_reference(version: str | None = None) -> bentoml.models.BentoModel | None:
+    """A reference to the decision of ``version`` (default: the settings'), if stored."""
+    tag = f"{STORE_NAME}:{version or get_settings().model_version}"
     try:
         bentoml.models.get(tag)
     except NotFound:
@@ -77,10 +90,11 @@ def decision_reference() -> bentoml.models.BentoModel | None:
     return bentoml.models.BentoModel(tag)
 
 
-def saved_decision() -> Decision | None:
-    """The decision the settings select from the store, whatever models it was fitted for."""
+def saved_decision(version: str | None = None) -> Decision | None:
+    """The decision of ``version`` (default: the settings') from the store, whatever models
+    it was fitted for."""
     try:
-        model = bentoml.models.get(f"{STORE_NAME}:{get_settings().model_version}")
+        model = bentoml.models.get(f"{STORE_NAME}:{version or get_settings().model_version}")
     except NotFound:
         return None
     path = Path(model.path_of(FILE))
@@ -95,13 +109,13 @@ def saved_decision() -> Decision | None:
         ) from exc
 
 
-def stored_decision(members: Mapping[str, str]) -> Decision:
+def stored_decision(members: Mapping[str, str], version: str | None = None) -> Decision:
     """The decision trained with the served members (``ensemble.decision``).
 
     Unfitted rules (0.5, no calibration; the first releases' behaviour), with a
     warning, when the store has none or it was fitted for other model tags.
     """
-    decision = saved_decision()
+    decision = saved_decision(version)
     if decision is None:
         logger.warning("no %s model in the store: unfitted rules at P(pass) 0.5", STORE_NAME)
         return Decision.unfitted(members)
@@ -121,3 +135,28 @@ def model_schema(model: bentoml.Model) -> FeatureSchema:
     if not isinstance(features, dict):
         raise ValueError(f"model {model.tag} has no feature schema in its metadata")
     return FeatureSchema.from_dict(features)
+
+
+def load_version(version: str | None, combiner: str) -> Loaded:
+    """A version's tags, common schema and decision from the store (None: the settings');
+    raises ModelMissing, SchemaMismatch or DecisionMismatch (``combiner`` needs fitting and
+    there is no decision for these models)."""
+    stored = {m: stored_model(m, version) for m in member_names()}
+    # Models trained on different features would vote noise: refuse to serve them.
+    schema = common_schema({m: model_schema(s) for m, s in stored.items()})
+    tags = {m: str(s.tag) for m, s in stored.items()}
+    decision = stored_decision(tags, version)
+    decision.combiner(combiner)
+    return Loaded(tags, schema, decision)
+
+
+def configured_state(settings: Settings) -> ServingState:
+    """The serving state the start-up settings ask for (``latest`` made concrete)."""
+    champion = resolve_version(settings.model_version)
+    candidate = None
+    if settings.candidate_version is not None:
+        candidate = resolve_version(settings.candidate_version)
+    share = settings.candidate_share if candidate else 0.0
+    configured = {"champion": champion, "candidate": candidate, "share": share}
+    return ServingState(0, champion, candidate, share,
+                        configured=json.dumps(configured, sort_keys=True))  # fmt: skip

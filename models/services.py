@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -22,6 +23,8 @@ from ops.gc_tuning import tune_gc
 
 logger = logging.getLogger(__name__)
 SETTINGS = get_settings()
+#: A version served in the last this many seconds stays loaded (``_Member.prepare``).
+KEEP_USED_S = 60.0
 
 _SERVICE_OPTIONS: dict[str, Any] = {
     "workers": 1,
@@ -40,7 +43,12 @@ def _load_adapter(member: str, model: bentoml.Model) -> MemberAdapter:
 
 
 class _Member:
-    """Shared body of the member services: load one adapter, answer P(pass) in batches."""
+    """Shared body of the member services: load one adapter, answer P(pass) in batches.
+
+    The model of the start-up version answers ``predict_proba`` (batched); the other
+    versions the entry serves (a candidate, or a champion changed at run time) are
+    loaded by ``prepare`` and answer ``predict_version``.
+    """
 
     member: str
 
@@ -48,8 +56,13 @@ class _Member:
         start = time.perf_counter()
         model = stored_model(self.member)
         self.tag = str(model.tag)
+        self.startup = str(model.tag.version)
         self.schema = model_schema(model)
         self.adapter = _load_adapter(self.member, model)
+        #: version -> (tag, adapter), the start-up version's always among them.
+        self.loaded: dict[str, tuple[str, MemberAdapter]] = {self.startup: (self.tag, self.adapter)}
+        self.used: dict[str, float] = {}  # version -> when predict_version last used it
+        self._loading = asyncio.Lock()
         self.chaos = SETTINGS.chaos.get(self.member)
         bentoml_quirks.outlive_the_entry(self.member, SETTINGS.member_shutdown_grace_s)
         tune_gc()
@@ -73,25 +86,68 @@ class _Member:
         ~15 us, less than the hand-off to a worker thread costs (py-spy: 47% of the
         Keras member's CPU went to that hand-off).
         """
+        await self._chaos()
+        return self.adapter.predict_proba(np.asarray(rows, dtype=np.float32))
+
+    @bentoml.api
+    async def predict_version(self, rows: np.ndarray, version: str) -> np.ndarray:
+        """P(pass) for ``rows`` from the model of ``version`` (loaded first if it is not)."""
+        await self._chaos()
+        _, adapter = await self._load(version)
+        self.used[version] = time.monotonic()
+        return adapter.predict_proba(np.asarray(rows, dtype=np.float32))
+
+    @bentoml.api
+    async def prepare(self, versions: list[str]) -> dict[str, str]:
+        """Load ``versions``: version -> tag. Unload the others, but the start-up one and
+        any asked for in the last ``KEEP_USED_S`` (an entry worker that has not yet
+        followed the change still serves it).
+
+        Raises (the entry's call fails, naming the tag) if a version is not in the store.
+        """
+        tags = {v: (await self._load(v))[0] for v in versions}
+        now = time.monotonic()
+        for version in set(self.loaded) - set(versions) - {self.startup}:
+            if now - self.used.get(version, -math.inf) > KEEP_USED_S:
+                tag, _ = self.loaded.pop(version)
+                self.used.pop(version, None)
+                logger.info("member %s unloaded %s", self.member, tag)
+        return tags
+
+    async def _load(self, version: str) -> tuple[str, MemberAdapter]:
+        if version in self.loaded:
+            return self.loaded[version]
+        async with self._loading:
+            if version not in self.loaded:
+                started = time.perf_counter()
+                model = stored_model(self.member, version)
+                adapter = await asyncio.to_thread(_load_adapter, self.member, model)
+                self.loaded[version] = (str(model.tag), adapter)
+                logger.info("member %s loaded %s (%s) in %.2f s", self.member, model.tag,
+                            adapter.runtime, time.perf_counter() - started)  # fmt: skip
+            return self.loaded[version]
+
+    async def _chaos(self) -> None:
         if self.chaos is not None:
             if self.chaos.delay_ms:
                 await asyncio.sleep(self.chaos.delay_ms / 1000)
             if self.chaos.fail:
                 raise RuntimeError(f"chaos: member {self.member} set to fail")
-        return self.adapter.predict_proba(np.asarray(rows, dtype=np.float32))
 
     @bentoml.api
     def info(self) -> dict[str, Any]:
-        """Which model this member serves, with which runtime and schema."""
+        """Which model this member serves, with which runtime and schema, and what it holds."""
         return {
             "member": self.member,
             "tag": self.tag,
             "runtime": self.adapter.runtime,
             "features": list(self.schema.names),
+            "loaded": sorted(tag for tag, _ in self.loaded.values()),
         }
 
 
 bentoml_quirks.fix_media_type(_Member.predict_proba)
+bentoml_quirks.fix_media_type(_Member.predict_version)
 
 
 def _member_service(f: Family) -> Any:
@@ -103,6 +159,11 @@ def _member_service(f: Family) -> Any:
         "member": f.name,
         "model": bentoml.models.BentoModel(model_tag(f.name)),
     }
+    if SETTINGS.candidate_version is not None:
+        # Packed by `bentoml build` too, so the image can serve its candidate.
+        namespace["candidate_model"] = bentoml.models.BentoModel(
+            model_tag(f.name, SETTINGS.candidate_version)
+        )
     return bentoml.service(name=f"yield_{f.name}", **_SERVICE_OPTIONS)(
         type(class_name, (_Member,), namespace)
     )

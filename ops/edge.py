@@ -31,7 +31,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = "X-BentoML-Request-ID"
 #: Routes that accept a JSON body.
-JSON_ROUTES = ("/predict", "/predict_batch", "/predict_wafer", "/feedback")
+JSON_ROUTES = (
+    "/predict",
+    "/predict_batch",
+    "/predict_wafer",
+    "/feedback",
+    "/admin/serving/candidate",
+    "/admin/serving/promote",
+    "/admin/serving/rollback",
+)
 #: Error kind by status, for ``yield_ensemble_errors_total`` when the handler named none.
 KINDS = {
     400: "bad_input",
@@ -41,6 +49,7 @@ KINDS = {
     405: "method_not_allowed",
     413: "too_large",
     415: "unsupported_media_type",
+    409: "conflict",
     422: "bad_input",
     500: "internal",
     503: "unavailable",

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ensemble.arms import ENSEMBLE
 from ensemble.batch import Batch
 from ensemble.combiners import PASS_THRESHOLD
+
+if TYPE_CHECKING:
+    from ensemble.fleet import Snapshot
 
 PREFIX = "yield_ensemble_"
 #: Seconds; fine below 50 ms where single-row requests live, coarse up to a wafer batch.
@@ -50,6 +53,7 @@ class ServiceMetrics:
 
         kw: dict[str, Any] = {} if registry is None else {"registry": registry}
         p = PREFIX
+        self._served_models: set[tuple[str, str, str]] = set()
         self.predictions = pc.Counter(
             p + "predictions",
             "Served device predictions by arm and outcome.",
@@ -128,9 +132,35 @@ class ServiceMetrics:
         )
         self.model_info = pc.Gauge(
             p + "model_info",
-            "Always 1: the model version each member serves.",
-            ["member", "version"],
-            multiprocess_mode="max",
+            "1 for each model each member serves now, by role (champion, candidate); 0 for "
+            "one it served before in this process.",
+            ["member", "version", "role"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
+        self.serving_revision = pc.Gauge(
+            p + "serving_revision",
+            "Revision of the serving state (champion, candidate, share) this replica serves.",
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
+        self.candidate_share = pc.Gauge(
+            p + "candidate_share",
+            "Share of traffic sent to the candidate version (0 without one).",
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
+        self.serving_changes = pc.Counter(
+            p + "serving_changes",
+            "Changes of the serving state made through this replica, by action: candidate, "
+            "promote, rollback, guardrail (the candidate stopped by the guardrail).",
+            ["action"],
+            **kw,
+        )
+        self.serving_sync_failures = pc.Counter(
+            p + "serving_sync_failures",
+            "Times this replica could not read or serve the ledger's serving state; it keeps "
+            "serving the last state it could.",
             **kw,
         )
         self.log_pending = pc.Gauge(
@@ -157,9 +187,27 @@ class ServiceMetrics:
             **kw,
         )
 
-    def set_models(self, versions: Mapping[str, str]) -> None:
-        for member, version in versions.items():
-            self.model_info.labels(member=member, version=version).set(1)
+    def serving_change(self, action: str) -> None:
+        self.serving_changes.labels(action=action).inc()
+
+    def serving_sync_failure(self) -> None:
+        self.serving_sync_failures.inc()
+
+    def serving(self, snapshot: Snapshot) -> None:
+        """What serves now: model info by role, the revision and the candidate's share."""
+        now = {
+            (member, tag, role)
+            for role, tags in snapshot.versions().items()
+            for member, tag in tags.items()
+        }
+        for member, tag, role in self._served_models - now:
+            self.model_info.labels(member=member, version=tag, role=role).set(0)
+        for member, tag, role in now:
+            self.model_info.labels(member=member, version=tag, role=role).set(1)
+        self._served_models = now
+        self.serving_revision.set(snapshot.state.revision)
+        self.candidate_share.set(snapshot.state.share)
+        self.cache_entries.set(len(snapshot.router.cache))
 
     def log_event(self, kind: str, rows: int) -> None:
         """See ``ledger.predlog.LogEvent``."""

@@ -24,6 +24,19 @@ def _store_has_models() -> bool:
     return True
 
 
+def _store_has_version(version: str) -> bool:
+    from models.base import ModelMissing, stored_model
+    from models.families import member_names
+
+    for member in member_names():
+        try:
+            stored_model(member, version)
+            return True
+        except ModelMissing:
+            pass
+    return False
+
+
 def _train(args: argparse.Namespace) -> int:
     from ensemble.combiners import Objective
     from train.data import TrainingDataError, load_table, synthetic
@@ -33,6 +46,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.if_missing and _store_has_models():
         print("models already in the store; not training (drop --if-missing to retrain)")
         return 0
+    if args.version is not None and _store_has_version(args.version):
+        print(f"error: --version {args.version}: the store has that version already; choose "
+              "another (a version names one training run)", file=sys.stderr)  # fmt: skip
+        return 2
     if args.label and not args.data:
         print("error: --label needs --data", file=sys.stderr)
         return 2
@@ -55,7 +72,9 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig.tiny(args.seed) if args.tiny else TrainConfig(seed=args.seed)
     if args.folds is not None:
         config = replace(config, folds=args.folds)
-    trained, _ = fit(data, config, objective=objective, combiner=args.combiner)
+    trained, _ = fit(
+        data, config, objective=objective, combiner=args.combiner, version=args.version
+    )
     d = trained.decision
     costs = f"escape {objective.escape_cost:g}, overkill {objective.overkill_cost:g}"
     if objective.target_fail_recall is not None:
@@ -70,6 +89,15 @@ def _train(args: argparse.Namespace) -> int:
     for member, tag in save(trained, data, config).items():
         print(f"saved {member}: {tag}")
     return 0
+
+
+def _version(text: str) -> str:
+    from ensemble.serving import check_version
+
+    try:
+        return check_version(text, "--version")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
 
 
 def _positive(text: str) -> float:
@@ -96,7 +124,8 @@ def _folds(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="yield-ensemble",
-        description="Train the model families, render the A/B report, inspect the prediction log.",
+        description="Train the model families, render the A/B report, inspect the prediction "
+        "log, and change which trained version serves (candidate, promote, rollback).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser(
@@ -136,14 +165,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     train.add_argument("--folds", type=_folds, help="folds for out-of-fold fitting (default 5)")
     train.add_argument(
+        "--version",
+        type=_version,
+        help="the run's model-store version, e.g. v2.4 (default: a timestamp); it names the "
+        "run to `yield-ensemble candidate` and `promote`",
+    )
+    train.add_argument(
         "--if-missing",
         action="store_true",
         help="do nothing when the store already has every family's model",
     )
     train.set_defaults(func=_train)
     from ledger.cli import add_commands
+    from ops import serving_cli
 
     add_commands(sub)
+    serving_cli.add_commands(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

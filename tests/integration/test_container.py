@@ -110,10 +110,14 @@ def test_image_serves_read_only_and_stops_cleanly(
 
     took = _wait_ready(ready, "container")
     print(f"container ready after {took:.1f} s")
-    r = httpx.post(f"{url}/predict", json=sample("predict.json"), timeout=10)
+    # A device the default sticky split puts on the ensemble arm (without an id the arm
+    # is random, and the challenger's rule is not the ensemble's combiner).
+    device = {**sample("predict.json"), "device_id": "W0007-X+03Y-02"}
+    r = httpx.post(f"{url}/predict", json=device, timeout=10)
     assert r.status_code == 200, r.text + podman("logs", name)
     body = r.json()
     assert body["prediction"] in ("pass", "fail") and not body["degraded"]
+    assert body["arm"] == "ensemble"
 
     assert podman("exec", name, "id", "-u") != "0"
     info = json.loads(podman("image", "inspect", IMAGE))[0]
@@ -126,6 +130,7 @@ def test_image_serves_read_only_and_stops_cleanly(
     # The training run's decision went into the image with the members, and is served.
     assert body["combiner"] == labels["io.yield-ensemble.ensemble.combiner"]
     assert "@" in body["combiner"] and 0 < body["threshold"] < 1
+    assert labels["io.yield-ensemble.champion.version"] == body["combiner"].split("@", 1)[1]
 
     podman("stop", "-t", "30", name)  # SIGTERM, SIGKILL only after 30 s
     assert podman("inspect", name, "--format", "{{.State.ExitCode}}") == "0", podman("logs", name)

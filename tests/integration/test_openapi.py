@@ -23,7 +23,10 @@ ROUTES = {
     ("get", "/dashboard/lots"): "report",
     ("get", "/dashboard/wafers/{wafer_id}"): "report",
     ("get", "/dashboard/wafers/{wafer_id}/map"): "report",
+    ("get", "/admin/serving"): "admin",
 }
+#: Documented too; their examples change what serves, so ``test_versions`` posts them.
+ADMIN_CHANGES = ("/admin/serving/candidate", "/admin/serving/promote", "/admin/serving/rollback")
 
 
 def _example_url(path: str, operation: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -56,6 +59,9 @@ def test_every_route_is_typed_with_statuses_and_an_example_the_server_accepts(
             assert body["schema"]["properties"] and body["schema"]["required"], path
             assert {"400", "413", "415"} <= set(op["responses"]), path
             assert "example" in body, f"{path}: no example"
+    for path in ADMIN_CHANGES:
+        responses = paths[path]["post"]["responses"]
+        assert {"200", "401", "403", "409", "422"} <= set(responses), path
     # Every example works against the real server, in an order that makes the reads non-empty.
     for method, path in ROUTES:
         op = paths[path][method]

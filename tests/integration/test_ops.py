@@ -80,7 +80,7 @@ def test_metrics_after_a_known_sequence_with_two_entry_workers(
     for member in ("random_forest", "xgboost", "keras"):
         assert metric(m, p + "member_call_duration_seconds_count", member=member) == calls
         version = singles[0]["model_versions"][member]
-        assert metric(m, p + "model_info", member=member, version=version) == 1
+        assert metric(m, p + "model_info", member=member, version=version, role="champion") == 1
     assert metric(m, p + "feedback_outcomes_total", status="recorded") == 2
     assert metric(m, p + "labelled_predictions", arm="ensemble") == 2
     assert metric(m, p + "live_accuracy_ratio", arm="ensemble") == 0.5

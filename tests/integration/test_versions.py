@@ -1,0 +1,284 @@
+"""Champion and candidate versions on a real `bentoml serve`: promote and roll back under
+load with no failed or mixed answer, replicas following one PostgreSQL ledger, the
+operator's commands, and the guardrail."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from train.synthetic import feature_rows
+
+from .conftest import ADMIN_SECRET, AUTH, REPORT_SECRET, ROOT, base_env, metric, running, scrape
+
+pytestmark = pytest.mark.integration
+CLIENTS = 16
+STORE_NAMES = {"random_forest": "yield-random-forest", "xgboost": "yield-xgboost",
+               "keras": "yield-keras"}  # fmt: skip
+V1 = {m: f"{s}:v1" for m, s in STORE_NAMES.items()}
+V2 = {m: t.replace(":v1", ":v2") for m, t in V1.items()}
+
+
+@pytest.fixture(scope="module")
+def versions_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model store with two training runs, v1 and v2 (other seeds, so other models)."""
+    home = tmp_path_factory.mktemp("versions_home")
+    for version, seed in (("v1", "7"), ("v2", "8")):
+        subprocess.run(
+            [sys.executable, "-m", "train.cli", "train", "--tiny", "--n-devices", "3000",
+             "--seed", seed, "--version", version],
+            cwd=ROOT, env=base_env(home), check=True, capture_output=True,
+        )  # fmt: skip
+    return home
+
+
+def _cli(url: str, *args: str, key: str = ADMIN_SECRET) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "YIELD_ENSEMBLE_URL": url, "YIELD_ENSEMBLE_API_KEY": key}
+    return subprocess.run([sys.executable, "-m", "train.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=200)  # fmt: skip
+
+
+def _version_of(tags: dict[str, str]) -> str:
+    """The one version of a whole trio; fails on a mixed one."""
+    found = {tag.split(":", 1)[1] for tag in tags.values()}
+    assert len(found) == 1 and set(tags) == set(V1), f"not one whole trio: {tags}"
+    return found.pop()
+
+
+def test_promote_and_roll_back_under_load_without_a_failed_or_mixed_answer(
+    versions_home: Path, tmp_path: Path
+) -> None:
+    rows = feature_rows(400, seed=5)
+    settings = {"model_version": "v1", "candidate_version": "v2", "candidate_share": "0.3",
+                "guardrail": "true", "guardrail_interval_s": "1"}  # fmt: skip
+    with running(versions_home, tmp_path, **settings) as srv:
+        answers: list[tuple[int, dict[str, Any]]] = []
+        ready: list[int] = []
+        stop = threading.Event()
+
+        def client(n: int) -> None:
+            with httpx.Client(base_url=srv.url, timeout=30) as http:
+                i = 0
+                while not stop.is_set():
+                    body = {"features": rows[(n * 37 + i) % len(rows)], "device_id": f"c{n}-{i}"}
+                    r = http.post("/predict", json=body)
+                    answers.append((r.status_code, r.json()))
+                    i += 1
+
+        def probe() -> None:
+            with httpx.Client(base_url=srv.url, timeout=5) as http:
+                while not stop.is_set():
+                    ready.append(http.get("/readyz").status_code)
+                    time.sleep(0.1)
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+        threads.append(threading.Thread(target=probe))
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(3)
+            promoted = _cli(srv.url, "promote", "--reason", "v2 better")
+            time.sleep(3)
+            rolled = _cli(srv.url, "rollback")
+            time.sleep(3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert promoted.returncode == 0, promoted.stderr
+        assert "champion   v2" in promoted.stdout and "previous   v1" in promoted.stdout
+        assert rolled.returncode == 0 and "champion   v1" in rolled.stdout, rolled.stderr
+
+        assert len(answers) > 300 and ready and set(ready) == {200}
+        assert {status for status, _ in answers} == {200}
+        assert not any(a["degraded"] for _, a in answers)
+        seen: dict[str, str] = {}
+        for _, a in answers:
+            version = _version_of(a["model_versions"])
+            assert a["combiner"].endswith(f"@{version}")
+            if a["arm"] == "candidate":
+                assert version == "v2"
+            seen[a["request_id"]] = version
+        # In order of answering: v1 serves the ensemble, then v2 after the promote, then v1.
+        champion = [_version_of(a["model_versions"]) for _, a in answers if a["arm"] == "ensemble"]
+        phases = [v for i, v in enumerate(champion) if i == 0 or v != champion[i - 1]]
+        assert phases[0] == "v1" and "v2" in phases and phases[-1] == "v1"
+        assert sum(a["arm"] == "candidate" for _, a in answers) > 0.1 * len(answers) / 3
+
+        # The log holds every request with the versions its answer named.
+        status = httpx.get(f"{srv.url}/admin/serving", headers=AUTH, timeout=10).json()
+        assert [h["action"] for h in status["history"]] == ["rollback", "promote", "configure"]
+        assert status["history"][1]["changed_by"] == "ops"
+        assert status["history"][1]["reason"] == "v2 better"
+        httpx.get(f"{srv.url}/ab/report", headers=AUTH, timeout=60)  # flushes the log
+        db = sqlite3.connect(_db(tmp_path))
+        logged = dict(db.execute("SELECT request_id, model_versions FROM predictions").fetchall())
+        db.close()
+        assert set(seen) <= set(logged)
+        assert all(_version_of(json.loads(logged[rid])) == v for rid, v in seen.items())
+
+        _check_admin_errors(srv.url)
+        _check_guardrail(srv.url)
+        _check_documented_examples(srv.url)
+
+
+def _db(tmp_path: Path) -> Path:
+    (found,) = tmp_path.glob("data-*/predictions.db")
+    return found
+
+
+def _check_admin_errors(url: str) -> None:
+    def post(action: str, body: Any, **kw: Any) -> httpx.Response:
+        headers = kw.pop("headers", AUTH)
+        return httpx.post(f"{url}/admin/serving/{action}", json=body, headers=headers, timeout=60)
+
+    for body, field in (
+        ({"share": 0.2}, "version"),
+        ({"version": "V2!", "share": 0.2}, "version"),
+        ({"version": "v2"}, "share"),
+        ({"version": "v2", "share": "0.2"}, "share"),
+        ({"version": "v2", "share": 1.5}, "share"),
+        ({"version": "v2", "share": 0.2, "force": True}, "force"),
+        ({"version": "v2", "share": 0.2, "reason": 7}, "reason"),
+        ([1, 2], "body"),
+    ):
+        r = post("candidate", body)
+        status = 400 if field == "body" else 422
+        assert r.status_code == status and r.json()["field"] == field, (body, r.text)
+    r = httpx.post(f"{url}/admin/serving/promote", content=b"{", headers=AUTH)
+    assert r.status_code == 400 and r.json()["field"] == "body"
+    r = httpx.post(f"{url}/admin/serving/promote", content=b"x", headers={**AUTH,
+                   "content-type": "text/plain"})  # fmt: skip
+    assert r.status_code == 415
+    assert post("promote", {}, headers={}).status_code == 401
+    assert post("promote", {}, headers={"Authorization": f"Bearer {REPORT_SECRET}"}).status_code \
+        == 403  # fmt: skip
+    assert post("promote", {}).status_code == 409  # no candidate
+    assert post("rollback", {}).status_code == 409  # rolled back already
+    missing = post("candidate", {"version": "v9", "share": 0.2})
+    assert missing.status_code == 409 and "yield-random-forest:v9" in missing.json()["error"]
+    assert httpx.get(f"{url}/admin/serving?history=x", headers=AUTH).status_code == 422
+    assert httpx.get(f"{url}/admin/serving").status_code == 401
+    # Nothing above changed the state.
+    status = httpx.get(f"{url}/admin/serving?history=0", headers=AUTH).json()
+    assert status["state"]["revision"] == 3 and status["history"] == []
+
+
+def _check_guardrail(url: str) -> None:
+    """A candidate the labels show worse is stopped by the guardrail, which says so."""
+    started = _cli(url, "candidate", "v2", "--share", "0.5", "--reason", "guardrail drill")
+    assert started.returncode == 0, started.stderr
+    rows = feature_rows(1500, seed=11)
+    devices = [{"features": r, "device_id": f"g-{i}"} for i, r in enumerate(rows)]
+    answer = httpx.post(f"{url}/predict_batch", json={"devices": devices}, timeout=60).json()
+    assert answer["arm_versions"]["candidate"] == V2 and answer["arm_versions"]["ensemble"] == V1
+    # Ground truth: the candidate was wrong on every die, the champion right on every one.
+    flip = {"pass": "fail", "fail": "pass"}
+    outcomes = [
+        {"request_id": r["request_id"],
+         "actual": flip[r["prediction"]] if r["arm"] == "candidate" else r["prediction"]}
+        for r in answer["results"] if r["arm"] in ("candidate", "ensemble")
+    ]  # fmt: skip
+    fb = httpx.post(f"{url}/feedback", json={"outcomes": outcomes}, headers=AUTH, timeout=60)
+    assert fb.status_code == 200
+    report = httpx.get(f"{url}/ab/report", headers=AUTH, timeout=60).json()
+    assert report["candidate"] is None or report["candidate"]["decision"] == "roll back"
+    deadline = time.monotonic() + 20
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{url}/admin/serving", headers=AUTH).json()["state"]
+        if state["candidate"] is None:
+            break
+        time.sleep(0.5)
+    assert state["candidate"] is None and state["champion"] == "v1"
+    assert state["action"] == "guardrail" and state["changed_by"] == "guardrail"
+    assert "roll back" in state["reason"]
+    samples = scrape(url)
+    assert metric(samples, "yield_ensemble_serving_changes_total", action="guardrail") == 1
+    assert metric(samples, "yield_ensemble_candidate_share") == 0
+
+
+def _check_documented_examples(url: str) -> None:
+    """The OpenAPI examples of the admin changes work, in order (v2 at 30%, promote, back)."""
+    paths = httpx.get(f"{url}/docs.json").json()["paths"]
+    for action, champion in (("candidate", "v1"), ("promote", "v2"), ("rollback", "v1")):
+        op = paths[f"/admin/serving/{action}"]["post"]
+        example = op["requestBody"]["content"]["application/json"]["example"]
+        r = httpx.post(f"{url}/admin/serving/{action}", json=example, headers=AUTH, timeout=60)
+        assert r.status_code == 200, (action, r.text)
+        assert r.json()["state"]["champion"] == champion
+        assert r.json()["state"]["reason"] == example["reason"]
+
+
+def test_replicas_on_one_postgresql_follow_each_other_within_seconds(
+    versions_home: Path, tmp_path: Path
+) -> None:
+    url = os.environ.get("YE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("YE_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    import sqlalchemy as sa
+
+    from ledger.migrate import drop_all
+
+    engine = sa.create_engine(url)
+    drop_all(engine)
+    engine.dispose()
+    settings = {"model_version": "v1", "database_url": url, "serving_poll_s": "1"}
+    with (
+        running(versions_home, tmp_path, **settings) as a,
+        running(versions_home, tmp_path, **settings) as b,
+    ):
+
+        def here(srv: Any) -> dict[str, Any]:
+            return httpx.get(f"{srv.url}/admin/serving", headers=AUTH, timeout=10).json()["here"]
+
+        def follows(srv: Any, revision: int) -> float:
+            started = time.monotonic()
+            while here(srv)["revision"] != revision:
+                assert time.monotonic() - started < 10, f"{srv.url} did not follow in 10 s"
+                time.sleep(0.2)
+            return time.monotonic() - started
+
+        set_on_a = _cli(a.url, "candidate", "v2", "--share", "0.3")
+        assert set_on_a.returncode == 0, set_on_a.stderr
+        follows(b, 2)
+        assert here(b)["versions"] == {"champion": V1, "candidate": V2}
+        devices = [{"features": r, "device_id": f"r-{i}"} for i, r in enumerate(feature_rows(200))]
+        on_b = httpx.post(f"{b.url}/predict_batch", json={"devices": devices}, timeout=60).json()
+        assert {r["arm"] for r in on_b["results"]} >= {"candidate", "ensemble"}
+        assert on_b["arm_versions"]["candidate"] == V2
+        promoted_on_b = _cli(b.url, "promote")
+        assert promoted_on_b.returncode == 0, promoted_on_b.stderr
+        follows(a, 3)
+        assert here(a)["versions"] == {"champion": V2}
+        one = httpx.post(f"{a.url}/predict", json=devices[0], timeout=30).json()
+        assert one["model_versions"] == V2
+        samples = scrape(a.url)
+        assert metric(samples, "yield_ensemble_serving_revision") == 3
+        assert metric(samples, "yield_ensemble_model_info", member="keras",
+                      version="yield-keras:v2", role="champion") == 1  # fmt: skip
+        assert metric(samples, "yield_ensemble_model_info", member="keras",
+                      version="yield-keras:v1", role="champion") == 0  # fmt: skip
+        status = _cli(a.url, "status")
+        assert "promote   by ops" in status.stdout and "candidate by ops" in status.stdout
+
+    # A replica restarted with the same settings keeps what was promoted at run time.
+    with running(versions_home, tmp_path, **settings) as c:
+        assert here(c)["versions"] == {"champion": V2}
+    # Changed settings are applied at start-up (champion v1 as set, candidate v2 at 20%),
+    # and the champion they replaced is kept for a rollback.
+    changed = {**settings, "candidate_version": "v2", "candidate_share": "0.2"}
+    with running(versions_home, tmp_path, **changed) as d:
+        state = httpx.get(f"{d.url}/admin/serving", headers=AUTH, timeout=10).json()["state"]
+        assert (state["champion"], state["candidate"], state["share"]) == ("v1", "v2", 0.2)
+        assert state["previous"] == "v2" and state["changed_by"].startswith("start-up:")
