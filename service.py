@@ -592,7 +592,7 @@ class _Entry:
             arm,
             champion.decision,
             champion.predictor.combiner.key,
-            candidate=serving.candidate_spec(),
+            candidate=serving.candidate_spec(SETTINGS.promotion_alpha),
         )
 
     async def _respond(

@@ -73,11 +73,11 @@ class Snapshot:
     def tags_of(self, arm: str) -> Mapping[str, str]:
         return self.arm_versions.get(arm, self.champion.tags)
 
-    def candidate_spec(self) -> dict[str, Any] | None:
+    def candidate_spec(self, alpha: float = 0.05) -> dict[str, Any] | None:
         """What the report compares (``ensemble.serving.comparison``); None without a candidate."""
         if self.candidate is None:
             return None
-        return comparison(self.state, self.champion.tags, self.candidate.tags)
+        return comparison(self.state, self.champion.tags, self.candidate.tags, alpha)
 
     def versions(self) -> dict[str, dict[str, str]]:
         """Each serving version's tags, by role, for answers and ``/admin/serving``."""

@@ -105,11 +105,16 @@ class ServingState:
 
 
 def comparison(
-    state: ServingState, champion: Mapping[str, str], candidate: Mapping[str, str]
+    state: ServingState,
+    champion: Mapping[str, str],
+    candidate: Mapping[str, str],
+    alpha: float = 0.05,
 ) -> dict[str, Any]:
     """What the report compares for ``state``'s candidate: the two versions, their model
-    tags, and since when the candidate has served (``ledger.report``)."""
+    tags, since when the candidate has served, and the verdict's error rate ``alpha``
+    (``ledger.report``)."""
     return {
+        "alpha": alpha,
         "champion": state.champion,
         "candidate": state.candidate,
         "champion_versions": dict(champion),

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     serving_poll_s: float = Field(
         2.0, gt=0, le=60, description="How often each replica reads the shared serving state."
     )
+    promotion_alpha: float = Field(
+        0.05,
+        gt=0,
+        le=0.2,
+        description="Error rate of the report's candidate-against-champion verdict, however "
+        "often it is read (the always-valid test's alpha); the guardrail uses it too.",
+    )
     guardrail: bool = Field(
         False,
         description="Stop the candidate by itself when the report finds it significantly worse "

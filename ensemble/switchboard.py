@@ -23,6 +23,10 @@ from ensemble.serving import InvalidChange, ServingState
 logger = logging.getLogger(__name__)
 
 
+class ServingUnavailable(RuntimeError):
+    """The ledger's serving state cannot be read or written now (HTTP 503); nothing changed."""
+
+
 class Store(Protocol):
     """What the switchboard needs of the ledger's serving state (``ledger.serving``)."""
 
@@ -145,7 +149,7 @@ class Switchboard:
         state another admin changed meanwhile.
         """
         async with self._lock:
-            current = await asyncio.to_thread(self.store.read)
+            current = await _ledger(self.store.read)
             if current is None:
                 raise InvalidChange("no serving state in the ledger yet")
             wanted = transition(current)
@@ -157,7 +161,10 @@ class Switchboard:
                     raise InvalidChange("the serving state changed meanwhile; read it again")
                 return wanted
 
-            new, _ = await asyncio.to_thread(self.store.change, make, changed_by, action, reason)
+            changed: tuple[ServingState, bool] = await _ledger(
+                self.store.change, make, changed_by, action, reason
+            )
+            new = changed[0]
             self.observer.serving_change(action)
             await self._apply(new)
             return new
@@ -182,9 +189,12 @@ class Switchboard:
         logger.error("guardrail: stopping candidate %s: %s", name, reason)
         await self.change("guardrail", stop, "guardrail", reason)
 
-    def status(self, history: int) -> dict[str, Any]:
+    def status(self, changes: int) -> dict[str, Any]:
         """The ledger's serving state, what this replica serves, and the latest changes."""
-        state = self.store.read()
+        try:
+            state, history = self.store.read(), self.store.history(changes)
+        except Exception as exc:
+            raise ServingUnavailable(f"the ledger's serving state cannot be read: {exc}") from exc
         serving = self.serving
         return {
             "state": None if state is None else state.as_dict(),
@@ -193,5 +203,19 @@ class Switchboard:
                 "versions": serving.versions(),
                 "arms": {a.name: json.loads(a.spec()) for a in serving.arms},
             },
-            "history": self.store.history(history),
+            "history": history,
         }
+
+
+async def _ledger(call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` in a thread; a database failure becomes ServingUnavailable (but a
+    change refused by the state itself stays InvalidChange)."""
+    try:
+        return await asyncio.to_thread(call, *args)
+    except InvalidChange:
+        raise
+    except Exception as exc:
+        raise ServingUnavailable(
+            f"the ledger's serving state cannot be read or written ({type(exc).__name__}: "
+            f"{str(exc)[:300]}); nothing changed"
+        ) from exc

@@ -50,7 +50,9 @@ def _report(args: argparse.Namespace) -> int:
         if state is not None and state.candidate is not None:
             arms = with_candidate(arms, CANDIDATE, state.candidate, state.share)
             tags = {v: {m: model_tag(m, v) for m in member_names()} for v in state.versions}
-            candidate = comparison(state, tags[state.champion], tags[state.candidate])
+            candidate = comparison(
+                state, tags[state.champion], tags[state.candidate], settings.promotion_alpha
+            )
         report = log.report(arms, since, until, args.arm, decision, served, candidate)
         # The latest wafers of the window, as maps of predicted and actual fails.
         wafers = dashboard.groups(log.engine, "wafer_id", since, until, None, MAPS, 0)["wafers"]

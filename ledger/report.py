@@ -262,12 +262,14 @@ def _candidate(data: Labelled, spec: Mapping[str, Any]) -> dict[str, Any]:
     }
     right = {k: int(np.sum(v.served_pass == v.actual_pass)) for k, v in sides.items()}
     n = {k: len(v) for k, v in sides.items()}
+    alpha = spec.get("alpha", sequential.ALPHA)
     verdict = sequential.compare(right["champion"], n["champion"], right["candidate"],
-                                 n["candidate"])  # fmt: skip
+                                 n["candidate"], alpha=alpha)  # fmt: skip
     advice = ADVICE.get(verdict.decision, "keep collecting")
     lo, hi = (100 * x for x in verdict.ci)
     gap = (
-        f"{100 * verdict.difference:+.1f} points of accuracy (always-valid 95% CI {lo:+.1f} to "
+        f"{100 * verdict.difference:+.1f} points of accuracy (always-valid "
+        f"{100 * (1 - verdict.alpha):g}% CI {lo:+.1f} to "
         f"{hi:+.1f}; {n['candidate']} labelled devices on the candidate, {n['champion']} on "
         "the champion)"
     )

@@ -60,6 +60,7 @@ class Verdict:
     p_value: float  # always-valid p-value at this look (1 / Lambda, capped at 1)
     decision: str  # "candidate better", "candidate worse" or "keep collecting"
     more_labels: int | None  # about how many more labelled devices, in total, to decide
+    alpha: float = ALPHA
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,7 +69,8 @@ class Verdict:
             "p_value": self.p_value,
             "decision": self.decision,
             "more_labels": self.more_labels,
-            "test": f"mixture SPRT, always valid (alpha {ALPHA}, tau {TAU})",
+            "alpha": self.alpha,
+            "test": f"mixture SPRT, always valid (alpha {self.alpha:g}, tau {TAU})",
         }
 
 
@@ -87,18 +89,18 @@ def compare(
     ``advise``: estimate the labels still needed when undecided (simulations skip it).
     """
     if min(n_base, n_cand) < 1:
-        return Verdict(0.0, (-1.0, 1.0), 1.0, "keep collecting", None)
+        return Verdict(0.0, (-1.0, 1.0), 1.0, "keep collecting", None, alpha)
     d = k_cand / n_cand - k_base / n_base
     v = _variance(k_base, n_base) + _variance(k_cand, n_cand)
     w = half_width(v, alpha, tau)
     p = min(1.0, 1.0 / statistic(d, v, tau))
     enough = min(n_base, n_cand) >= min_labels
     if enough and d - w > 0:
-        return Verdict(d, (d - w, d + w), p, "candidate better", 0)
+        return Verdict(d, (d - w, d + w), p, "candidate better", 0, alpha)
     if enough and d + w < 0:
-        return Verdict(d, (d - w, d + w), p, "candidate worse", 0)
+        return Verdict(d, (d - w, d + w), p, "candidate worse", 0, alpha)
     more = _more(d, v, n_base, n_cand, alpha, tau) if advise else None
-    return Verdict(d, (d - w, d + w), p, "keep collecting", more)
+    return Verdict(d, (d - w, d + w), p, "keep collecting", more, alpha)
 
 
 def _more(d: float, v: float, n_base: int, n_cand: int, alpha: float, tau: float) -> int | None:

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ensemble.serving import InvalidChange, ServingState, check_version
-from ensemble.switchboard import Switchboard
+from ensemble.switchboard import ServingUnavailable, Switchboard
 from ensemble.validation import InvalidInput, number, shown
 from ops.edge import REQUEST_ID_HEADER, current
 
@@ -139,7 +139,11 @@ async def _status(request: Request) -> JSONResponse:
             raise InvalidInput("history", f"a whole number 0..{HISTORY_MAX}, got {shown(text)}")
     except InvalidInput as exc:
         return _answer(exc.status_code, {"error": str(exc), "field": exc.field})
-    return _answer(200, await asyncio.to_thread(service.switch.status, int(text)))
+    try:
+        status = await asyncio.to_thread(service.switch.status, int(text))
+    except ServingUnavailable as exc:
+        return _answer(503, {"error": str(exc)})
+    return _answer(200, status)
 
 
 admin_app = Starlette(

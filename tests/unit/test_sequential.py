@@ -5,32 +5,38 @@ from __future__ import annotations
 import statistics
 
 import numpy as np
+import pytest
 
 from ledger.sequential import ALPHA, MIN_LABELS, compare
 
 BATCH = 50  # labels per arm between two looks
 
 
-def _run(rng: np.random.Generator, p_base: float, p_cand: float, looks: int) -> tuple[str, int]:
+def _run(
+    rng: np.random.Generator, p_base: float, p_cand: float, looks: int, alpha: float = ALPHA
+) -> tuple[str, int]:
     """One monitored experiment: the first verdict and the labels (both arms) it took."""
     right = rng.random((2, looks * BATCH))
     k_base = np.cumsum(right[0] < p_base)[BATCH - 1 :: BATCH]
     k_cand = np.cumsum(right[1] < p_cand)[BATCH - 1 :: BATCH]
     for look in range(looks):
         n = (look + 1) * BATCH
-        v = compare(int(k_base[look]), n, int(k_cand[look]), n, advise=False)
+        v = compare(int(k_base[look]), n, int(k_cand[look]), n, alpha=alpha, advise=False)
         if v.decision != "keep collecting":
             return v.decision, 2 * n
     return "keep collecting", 2 * looks * BATCH
 
 
-def test_a_a_runs_read_after_every_batch_rarely_declare_a_winner() -> None:
+@pytest.mark.parametrize("alpha", [ALPHA, 0.01])
+def test_a_a_runs_read_after_every_batch_rarely_declare_a_winner(alpha: float) -> None:
+    """The configured alpha (``YIELD_ENSEMBLE_PROMOTION_ALPHA``) bounds the false verdicts."""
     rng = np.random.default_rng(2026)
-    runs = [_run(rng, 0.93, 0.93, looks=200) for _ in range(500)]  # up to 10,000 a side
+    runs = [_run(rng, 0.93, 0.93, looks=200, alpha=alpha) for _ in range(500)]  # 10,000 a side
     false = sum(decision != "keep collecting" for decision, _ in runs) / len(runs)
     promote = sum(decision == "candidate better" for decision, _ in runs) / len(runs)
-    print(f"A/A: any verdict {false:.3f}, false promote {promote:.3f} over 500 runs x 200 looks")
-    assert promote <= ALPHA and false <= ALPHA
+    print(f"A/A, alpha {alpha}: any verdict {false:.3f}, false promote {promote:.3f} over 500 "
+          "runs x 200 looks")  # fmt: skip
+    assert promote <= alpha and false <= alpha
 
 
 def test_a_two_point_gap_reaches_the_right_verdict() -> None:

@@ -389,3 +389,25 @@ def test_the_guardrail_stops_a_candidate_the_report_finds_worse(tmp_path: Path) 
     assert state is not None and state.candidate is None and state.action == "guardrail"
     assert state.changed_by == "guardrail" and "roll back" in (state.reason or "")
     assert seen.changes == ["candidate", "guardrail"] and board.serving.candidate is None
+
+
+def test_a_ledger_that_fails_refuses_changes_and_status_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    from ensemble.switchboard import ServingUnavailable
+
+    board, store, *_ = _switchboard(tmp_path)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE serving_history"))
+    # The change reads the state, loads the members, then fails writing the history: the
+    # state row is rolled back with it.
+    with pytest.raises(ServingUnavailable, match="nothing changed"):
+        asyncio.run(board.change("candidate", lambda s: s.with_candidate("v2", 0.3, 0.9),
+                                 "ops", None))  # fmt: skip
+    assert store.revision() == 1 and board.serving.state.revision == 1
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE serving_state"))
+    with pytest.raises(ServingUnavailable, match="cannot be read"):
+        board.status(5)
+    with pytest.raises(ServingUnavailable):
+        asyncio.run(board.change("promote", ServingState.promoted, "ops", None))
