@@ -410,6 +410,18 @@ class _Entry:
 
         await asyncio.gather(*(prepare(m, p) for m, p in self._proxies.items()))
 
+    async def members_loaded(self) -> dict[str, Any]:
+        """The model tags each member holds in memory (or why it did not say)."""
+
+        async def loaded(proxy: Any) -> Any:
+            try:
+                return (await asyncio.wait_for(proxy.to_async.info(), 2.0))["loaded"]
+            except Exception as exc:
+                return f"unavailable: {str(exc)[:200] or type(exc).__name__}"
+
+        answers = await asyncio.gather(*(loaded(p) for p in self._proxies.values()))
+        return dict(zip(self._proxies, answers, strict=True))
+
     @bentoml.on_startup
     def _start_following(self) -> None:
         self._following = asyncio.get_running_loop().create_task(self.switch.run())

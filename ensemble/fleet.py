@@ -11,6 +11,7 @@ version that no longer serves can never be found, and ``Fleet.retire`` drops the
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,11 +60,11 @@ class Snapshot:
         """The champion's tags: what serves the ensemble and one-member arms."""
         return self.champion.tags
 
-    @property
+    @functools.cached_property
     def arm_specs(self) -> dict[str, str]:
         return {arm.name: arm.spec() for arm in self.arms}
 
-    @property
+    @functools.cached_property
     def arm_versions(self) -> dict[str, Mapping[str, str]]:
         """The tags of arms not served by the champion (the candidate's)."""
         if self.candidate is None:

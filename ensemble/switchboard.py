@@ -21,6 +21,9 @@ from ensemble.fleet import Fleet, Snapshot
 from ensemble.serving import InvalidChange, ServingState
 
 logger = logging.getLogger(__name__)
+#: How often the members are told again what serves: they unload versions no longer
+#: used (``models.services``), and a member restarted since reloads what it lost.
+REMIND_S = 60.0
 
 
 class ServingUnavailable(RuntimeError):
@@ -94,10 +97,14 @@ class Switchboard:
                 logger.info("members not prepared yet: %s", exc)
                 await asyncio.sleep(1.0)
         guard_at = time.monotonic() + self.guardrail_interval_s
+        remind_at = time.monotonic() + REMIND_S
         while True:
             await asyncio.sleep(self.poll_s)
             try:
                 await self.follow()
+                if time.monotonic() >= remind_at:
+                    remind_at = time.monotonic() + REMIND_S
+                    await self.fleet.prepare(self.serving.state.versions)
                 if self.report is not None and time.monotonic() >= guard_at:
                     guard_at = time.monotonic() + self.guardrail_interval_s
                     await self.guard()

@@ -25,21 +25,12 @@ import sqlalchemy as sa
 
 from ledger.spool import LogBackedUp, Spool
 from ledger.tables import JSON_COLUMNS, Served, outcomes, predictions
+from ops.gc_tuning import return_freed_memory
 
 logger = logging.getLogger("ledger.predlog")
 #: After writing this many rows at once, hand freed heap back to the OS: a wafer's rows
 #: (~40 MB of Python objects and JSON) otherwise stay in this thread's malloc arena.
 TRIM_AFTER_ROWS = 5_000
-
-
-def _return_freed_memory() -> None:
-    """glibc's ``malloc_trim(0)``; nothing elsewhere (musl, macOS)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass
@@ -301,7 +292,7 @@ class LogWriter:
             self._replay_spill()
         if len(records) >= TRIM_AFTER_ROWS:
             del records
-            _return_freed_memory()
+            return_freed_memory()
         return True
 
     def _store(self, records: list[list[Any]], spill_on_outage: bool) -> tuple[str, int]:

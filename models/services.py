@@ -19,7 +19,7 @@ from ensemble.settings import get_settings
 from models import bentoml_quirks
 from models.base import MemberAdapter, model_schema, model_tag, stored_model
 from models.families import Family, families, family
-from ops.gc_tuning import tune_gc
+from ops.gc_tuning import return_freed_memory, tune_gc
 
 logger = logging.getLogger(__name__)
 SETTINGS = get_settings()
@@ -107,11 +107,17 @@ class _Member:
         """
         tags = {v: (await self._load(v))[0] for v in versions}
         now = time.monotonic()
-        for version in set(self.loaded) - set(versions) - {self.startup}:
-            if now - self.used.get(version, -math.inf) > KEEP_USED_S:
-                tag, _ = self.loaded.pop(version)
-                self.used.pop(version, None)
-                logger.info("member %s unloaded %s", self.member, tag)
+        stale = [
+            version
+            for version in set(self.loaded) - set(versions) - {self.startup}
+            if now - self.used.get(version, -math.inf) > KEEP_USED_S
+        ]
+        for version in stale:
+            tag, _ = self.loaded.pop(version)
+            self.used.pop(version, None)
+            logger.info("member %s unloaded %s", self.member, tag)
+        if stale:
+            return_freed_memory()
         return tags
 
     async def _load(self, version: str) -> tuple[str, MemberAdapter]:

@@ -36,6 +36,8 @@ class Admin(Protocol):
 
     switch: Switchboard
 
+    async def members_loaded(self) -> dict[str, Any]: ...
+
 
 class Malformed(InvalidInput):
     """A body that is not a JSON object at all: 400, as BentoML answers on the other routes."""
@@ -143,6 +145,7 @@ async def _status(request: Request) -> JSONResponse:
         status = await asyncio.to_thread(service.switch.status, int(text))
     except ServingUnavailable as exc:
         return _answer(503, {"error": str(exc)})
+    status["here"]["members"] = await service.members_loaded()
     return _answer(200, status)
 
 

@@ -21,3 +21,14 @@ def tune_gc() -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GEN0_THRESHOLD, gen1, gen2)
+
+
+def return_freed_memory() -> None:
+    """glibc's ``malloc_trim(0)``: hand freed heap back to the OS; nothing elsewhere (musl,
+    macOS). After freeing something large: a wafer-sized log batch, an unloaded model."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -218,6 +218,9 @@ def _check_documented_examples(url: str) -> None:
         assert r.status_code == 200, (action, r.text)
         assert r.json()["state"]["champion"] == champion
         assert r.json()["state"]["reason"] == example["reason"]
+        if action == "candidate":  # every member holds both versions' models
+            members = httpx.get(f"{url}/admin/serving", headers=AUTH).json()["here"]["members"]
+            assert members == {m: [V1[m], V2[m]] for m in V1}
 
 
 def test_replicas_on_one_postgresql_follow_each_other_within_seconds(
