@@ -115,6 +115,10 @@ def _candidate(body: dict[str, Any]) -> Callable[[ServingState], ServingState]:
             check_version(version)
         except ValueError as exc:
             raise InvalidInput("version", str(exc).split(": ", 1)[1]) from None
+        if version == "latest":
+            # Every replica would resolve it on its own, and to another run after training.
+            raise InvalidInput("version", "name a trained version (yield-ensemble status, "
+                               "bentoml models list), not latest")  # fmt: skip
     share = 0.0
     if version is not None:
         if "share" not in body:

@@ -145,6 +145,7 @@ def _check_admin_errors(url: str) -> None:
     for body, field in (
         ({"share": 0.2}, "version"),
         ({"version": "V2!", "share": 0.2}, "version"),
+        ({"version": "latest", "share": 0.2}, "version"),
         ({"version": "v2"}, "share"),
         ({"version": "v2", "share": "0.2"}, "share"),
         ({"version": "v2", "share": 1.5}, "share"),
