@@ -19,6 +19,7 @@ from ensemble.settings import get_settings
 from models import bentoml_quirks
 from models.base import MemberAdapter, model_schema, model_tag, stored_model
 from models.families import Family, families, family
+from ops import logs
 from ops.gc_tuning import return_freed_memory, tune_gc
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class _Member:
     member: str
 
     def __init__(self) -> None:
+        logs.configure(SETTINGS.log_format, SETTINGS.log_level)
         start = time.perf_counter()
         model = stored_model(self.member)
         self.tag = str(model.tag)

@@ -13,40 +13,54 @@ BATCH = 50  # labels per arm between two looks
 
 
 def _run(
-    rng: np.random.Generator, p_base: float, p_cand: float, looks: int, alpha: float = ALPHA
+    rng: np.random.Generator,
+    p_base: float,
+    p_cand: float,
+    looks: int,
+    alpha: float = ALPHA,
+    base_per_cand: int = 1,
 ) -> tuple[str, int]:
-    """One monitored experiment: the first verdict and the labels (both arms) it took."""
-    right = rng.random((2, looks * BATCH))
-    k_base = np.cumsum(right[0] < p_base)[BATCH - 1 :: BATCH]
-    k_cand = np.cumsum(right[1] < p_cand)[BATCH - 1 :: BATCH]
+    """One monitored experiment: the first verdict and the labels (both arms) it took.
+
+    ``base_per_cand``: baseline labels per candidate label (2 for a 30% candidate beside
+    a 60% ensemble arm).
+    """
+    step = BATCH * base_per_cand
+    k_base = np.cumsum(rng.random(looks * step) < p_base)[step - 1 :: step]
+    k_cand = np.cumsum(rng.random(looks * BATCH) < p_cand)[BATCH - 1 :: BATCH]
     for look in range(looks):
         n = (look + 1) * BATCH
-        v = compare(int(k_base[look]), n, int(k_cand[look]), n, alpha=alpha, advise=False)
+        v = compare(int(k_base[look]), n * base_per_cand, int(k_cand[look]), n, alpha=alpha,
+                    advise=False)  # fmt: skip
         if v.decision != "keep collecting":
-            return v.decision, 2 * n
-    return "keep collecting", 2 * looks * BATCH
+            return v.decision, n * (1 + base_per_cand)
+    return "keep collecting", looks * BATCH * (1 + base_per_cand)
 
 
-@pytest.mark.parametrize("alpha", [ALPHA, 0.01])
-def test_a_a_runs_read_after_every_batch_rarely_declare_a_winner(alpha: float) -> None:
-    """The configured alpha (``YIELD_ENSEMBLE_PROMOTION_ALPHA``) bounds the false verdicts."""
+@pytest.mark.parametrize(("alpha", "base_per_cand"), [(ALPHA, 1), (0.01, 1), (ALPHA, 2)])
+def test_a_a_runs_read_after_every_batch_rarely_declare_a_winner(
+    alpha: float, base_per_cand: int
+) -> None:
+    """The configured alpha (``YIELD_ENSEMBLE_PROMOTION_ALPHA``) bounds the false verdicts,
+    with equal arms and with a 30% candidate beside a 60% ensemble arm."""
     rng = np.random.default_rng(2026)
-    runs = [_run(rng, 0.93, 0.93, looks=200, alpha=alpha) for _ in range(500)]  # 10,000 a side
+    runs = [_run(rng, 0.93, 0.93, 200, alpha, base_per_cand) for _ in range(500)]
     false = sum(decision != "keep collecting" for decision, _ in runs) / len(runs)
     promote = sum(decision == "candidate better" for decision, _ in runs) / len(runs)
-    print(f"A/A, alpha {alpha}: any verdict {false:.3f}, false promote {promote:.3f} over 500 "
-          "runs x 200 looks")  # fmt: skip
+    print(f"A/A, alpha {alpha}, {base_per_cand}:1: any verdict {false:.3f}, false promote "
+          f"{promote:.3f} over 500 runs x 200 looks")  # fmt: skip
     assert promote <= alpha and false <= alpha
 
 
-def test_a_two_point_gap_reaches_the_right_verdict() -> None:
+@pytest.mark.parametrize("base_per_cand", [1, 2])
+def test_a_two_point_gap_reaches_the_right_verdict(base_per_cand: int) -> None:
     rng = np.random.default_rng(7)
-    runs = [_run(rng, 0.93, 0.95, looks=600) for _ in range(200)]  # up to 30,000 a side
+    runs = [_run(rng, 0.93, 0.95, 600, base_per_cand=base_per_cand) for _ in range(200)]
     better = [labels for decision, labels in runs if decision == "candidate better"]
     assert not any(decision == "candidate worse" for decision, _ in runs)
     assert len(better) >= 0.9 * len(runs)
-    print(f"A/B 93% vs 95%: verdict in {len(better)}/200 runs, median labels "
-          f"{statistics.median(better):.0f} (both arms)")  # fmt: skip
+    print(f"A/B 93% vs 95%, {base_per_cand}:1: verdict in {len(better)}/200 runs, median "
+          f"labels {statistics.median(better):.0f} (both arms)")  # fmt: skip
 
 
 def test_the_verdict_names_a_worse_candidate_and_advises_while_undecided() -> None:
