@@ -273,7 +273,14 @@ def _candidate(data: Labelled, spec: Mapping[str, Any]) -> dict[str, Any]:
         f"{hi:+.1f}; {n['candidate']} labelled devices on the candidate, {n['champion']} on "
         "the champion)"
     )
-    if advice == "keep collecting":
+    empty = [side for side in ("candidate", "champion") if not n[side]]
+    if empty:
+        summary = (
+            f"Candidate {spec['candidate']} against champion {spec['champion']}: keep "
+            f"collecting: no labelled device on the {' or the '.join(empty)} since the "
+            "candidate was set; send final-test outcomes to /feedback."
+        )
+    elif advice == "keep collecting":
         more = verdict.more_labels
         summary = (
             f"Candidate {spec['candidate']} against champion {spec['champion']}: keep "

@@ -280,6 +280,7 @@ def test_the_report_counts_only_rows_since_the_candidate_was_set() -> None:
     late = _candidate_report(data, since=150.0)["candidate"]
     assert late["champion_accuracy"]["n"] == 0  # the champion's rows all came before
     assert late["decision"] == "keep collecting"
+    assert "no labelled device on the champion since the candidate was set" in late["summary"]
 
 
 def test_the_html_report_shows_the_candidate_and_its_advice() -> None:
