@@ -412,3 +412,25 @@ def test_a_ledger_that_fails_refuses_changes_and_status_with_a_clear_error(
         board.status(5)
     with pytest.raises(ServingUnavailable):
         asyncio.run(board.change("promote", ServingState.promoted, "ops", None))
+
+
+def test_two_replicas_promoting_at_once_promote_once(tmp_path: Path) -> None:
+    from ensemble.switchboard import Switchboard
+
+    board, store, *_ = _switchboard(tmp_path)
+    asyncio.run(board.change("candidate", lambda s: s.with_candidate("v2", 0.3, 0.9), "ops", None))
+    other = Switchboard(_fleet({"v1": 0.9, "v2": 0.1}), store, store.read(), _Seen(), 0.01)
+
+    async def both() -> list[object]:
+        return await asyncio.gather(
+            board.change("promote", ServingState.promoted, "alice", None),
+            other.change("promote", ServingState.promoted, "bob", None),
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(both())
+    won = [r for r in results if isinstance(r, ServingState)]
+    lost = [r for r in results if isinstance(r, InvalidChange)]
+    assert len(won) == 1 and len(lost) == 1, results
+    assert [h["action"] for h in store.history()] == ["promote", "candidate", "configure"]
+    assert store.read().champion == "v2" and store.read().previous == "v1"  # type: ignore[union-attr]
