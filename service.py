@@ -47,7 +47,6 @@ from ensemble.responses import (
     single_answer,
     single_log,
 )
-from ensemble.schema import FeatureSchema
 from ensemble.serving import ServingState
 from ensemble.settings import get_settings
 from ensemble.switchboard import Switchboard
@@ -64,13 +63,13 @@ from ensemble.validation import (
 from ensemble.wafer import columns_answer, parse_wafer
 from ledger.spool import LogBackedUp
 from models import bentoml_quirks
-from models.base import configured_state, decision_reference, resolve_version
+from models.base import configured_state, decision_reference
 from models.base import load_version as base_load_version
 from models.services import MEMBER_SERVICES
 from ops import logs
 from ops.admin import admin_app
 from ops.auth import KeyRing, load_keys
-from ops.edge import REQUEST_ID_HEADER, EdgeConfig, EdgeMiddleware, current
+from ops.edge import REQUEST_ID_HEADER, EdgeConfig, EdgeMiddleware, current, json_answer
 from ops.gc_tuning import tune_gc
 from ops.metrics import ServiceMetrics
 
@@ -127,12 +126,6 @@ def load_version(version: str | None = None) -> Loaded:
     return base_load_version(version, SETTINGS.combiner)
 
 
-def check_members() -> tuple[FeatureSchema, dict[str, str], Decision]:
-    """The start-up version's common schema, tags and decision (see ``load_version``)."""
-    loaded = load_version()
-    return loaded.schema, dict(loaded.tags), loaded.decision
-
-
 def reconcile(engine: Any) -> ServingState:
     """The ledger's serving state, with the start-up settings applied if they changed
     (``ledger.serving.reconcile``)."""
@@ -152,9 +145,10 @@ def check_keys() -> KeyRing:
     return KeyRing(load_keys(SETTINGS.api_keys, SETTINGS.api_keys_file))
 
 
-def check_log() -> None:
+def check_log(started: Loaded) -> None:
     """Create the prediction log's tables and agree the serving state; raises, naming the
-    location, if it cannot be written, or naming the version this store cannot serve."""
+    location, if it cannot be written, or naming the version this store cannot serve
+    (``started``: the start-up version, as loaded)."""
     from ledger.predlog import PredictionLog
 
     try:
@@ -166,19 +160,18 @@ def check_log() -> None:
         if problem is not None:
             raise RuntimeError(problem)
         state = reconcile(log.engine)
-        schema = load_version().schema
         for version in state.versions:
             try:
-                loaded = load_version(version)
+                loaded = started if version == started.version else load_version(version)
             except Exception as exc:
                 raise RuntimeError(
                     f"the serving state in {log.safe_url} (revision {state.revision}, by "
                     f"{state.changed_by}) serves version {version}, which this service cannot "
                     f"serve: {exc}"
                 ) from exc
-            if loaded.schema.names != schema.names:
+            if loaded.schema.names != started.schema.names:
                 raise RuntimeError(f"version {version} was trained on other features than "
-                                   f"{SETTINGS.model_version}")  # fmt: skip
+                                   f"{started.version}")  # fmt: skip
     finally:
         log.close()
 
@@ -189,8 +182,7 @@ def _arm_versions(serving: Snapshot, batch: Batch) -> dict[str, dict[str, str]]:
 
 
 def _error(status: int, message: str, request_id: str, **extra: Any) -> JSONResponse:
-    body = {"error": message, "request_id": request_id, **extra}
-    return JSONResponse(body, status_code=status, headers={REQUEST_ID_HEADER: request_id})
+    return json_answer({"error": message, **extra}, request_id, status)
 
 
 async def ab_report(request: Request) -> JSONResponse:
@@ -228,9 +220,7 @@ async def ab_report(request: Request) -> JSONResponse:
             }
         },
     )
-    return JSONResponse(
-        {"request_id": request_id, **report}, headers={REQUEST_ID_HEADER: request_id}
-    )
+    return json_answer(report, request_id)
 
 
 report_app = Starlette(routes=[Route("/report", ab_report, methods=["GET"])])
@@ -286,9 +276,7 @@ def _dashboard_route(path: str, params: set[str], reader: str, **fixed: Any) -> 
         if body is None:
             _handled("not_found")
             return _error(404, f"no predictions for {kwargs} in the window", request_id)
-        return JSONResponse(
-            {"request_id": request_id, **body}, headers={REQUEST_ID_HEADER: request_id}
-        )
+        return json_answer(body, request_id)
 
     return Route(path, handle, methods=["GET"])
 
@@ -314,17 +302,17 @@ class _Entry:
     def _check_before_workers_start() -> None:
         # Runs once in the `bentoml serve` process: a bad store stops the server
         # with the message, instead of a worker restarting in a loop.
-        check_members()
+        started = load_version()
         check_keys()
-        check_log()
+        check_log(started)
         bentoml_quirks.exit_nonzero_on_worker_loss()
 
     def __init__(self) -> None:
         logs.configure(SETTINGS.log_format, SETTINGS.log_level)
         bentoml_quirks.quiet_client_errors()
         bentoml_quirks.refuse_new_connections_on_sigterm()
-        self.schema, self.startup_tags, _ = check_members()
-        self.startup = resolve_version(SETTINGS.model_version)
+        started = load_version()
+        self.schema, self.startup_tags, self.startup = started.schema, started.tags, started.version
         self.metrics = ServiceMetrics()
         EDGE.keys = check_keys()
         EDGE.count_error = lambda kind: self.metrics.errors.labels(kind=kind).inc()
@@ -352,7 +340,7 @@ class _Entry:
             SETTINGS.split_salt,
             PredictionCache(SETTINGS.cache_maxsize, SETTINGS.cache_ttl_s),
             self.schema,
-            load_version,
+            lambda version: started if version == started.version else load_version(version),
             self._predictor,
             self._prepare_members,
         )

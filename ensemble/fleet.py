@@ -40,8 +40,9 @@ class Version:
 
 @dataclass(frozen=True)
 class Loaded:
-    """What the model store says about a version: its tags, schema and decision."""
+    """What the model store says about a version: its name, tags, schema and decision."""
 
+    version: str
     tags: Mapping[str, str]
     schema: FeatureSchema
     decision: Decision

@@ -59,7 +59,6 @@ class Router:
         for arm in split.arms:
             if arm.single is not None and arm.single not in predictor.coalescers:
                 raise ValueError(f"arm {arm.name}: '{arm.single}' is not a member")
-        self.predictor = predictor
         self.cache = cache
         self.split = split
         self._rng = rng or random.Random()
@@ -67,12 +66,12 @@ class Router:
         self.members = tuple(predictor.coalescers)
         self._names = tuple(self.arms)
         self._position = {name: i for i, name in enumerate(self._names)}
-        self.singles = {
+        one_member = {
             arm.single: (singles or {}).get(arm.single, Single(member=arm.single))
             for arm in split.arms
             if arm.single is not None
         }
-        champion = Lane(predictor, model_versions, self.singles)
+        champion = Lane(predictor, model_versions, one_member)
         self.lanes = {arm.name: (lanes or {}).get(arm.name, champion) for arm in split.arms}
         # What decides an answer: the model versions and how their votes are combined.
         self._model_keys = {

@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ensemble.fleet import Fleet, Snapshot
@@ -124,12 +125,19 @@ class Switchboard:
                 async with self._lock:
                     await self._apply(state)
 
-    async def _apply(self, state: ServingState) -> Snapshot:
-        """Serve ``state`` from now on (under the lock): build, load the members, swap."""
+    async def _apply(self, state: ServingState, built: Snapshot | None = None) -> Snapshot:
+        """Serve ``state`` from now on (under the lock): build, load the members, swap.
+
+        ``built``: a snapshot of the same versions, arms and shares already built and
+        loaded into the members (``change``), so neither is done twice.
+        """
         if state.revision == self.serving.state.revision:
             return self.serving
-        snapshot = self.fleet.snapshot(state)
-        await self.fleet.prepare(state.versions)
+        if built is None:
+            snapshot = self.fleet.snapshot(state)
+            await self.fleet.prepare(state.versions)
+        else:
+            snapshot = replace(built, state=state)
         self.serving = snapshot
         dropped = self.fleet.retire(snapshot)
         self.observer.serving(snapshot)
@@ -160,7 +168,7 @@ class Switchboard:
             if current is None:
                 raise InvalidChange("no serving state in the ledger yet")
             wanted = transition(current)
-            self.fleet.snapshot(wanted)
+            built = self.fleet.snapshot(wanted)
             await self.fleet.prepare(wanted.versions)
 
             def make(now: ServingState | None) -> ServingState:
@@ -173,7 +181,7 @@ class Switchboard:
             )
             new = changed[0]
             self.observer.serving_change(action)
-            await self._apply(new)
+            await self._apply(new, built)
             return new
 
     async def guard(self) -> None:

@@ -273,23 +273,19 @@ def _candidate(data: Labelled, spec: Mapping[str, Any]) -> dict[str, Any]:
         f"{hi:+.1f}; {n['candidate']} labelled devices on the candidate, {n['champion']} on "
         "the champion)"
     )
+    head = f"Candidate {spec['candidate']} against champion {spec['champion']}:"
     empty = [side for side in ("candidate", "champion") if not n[side]]
     if empty:
         summary = (
-            f"Candidate {spec['candidate']} against champion {spec['champion']}: keep "
-            f"collecting: no labelled device on the {' or the '.join(empty)} since the "
-            "candidate was set; send final-test outcomes to /feedback."
+            f"{head} keep collecting: no labelled device on the {' or the '.join(empty)} "
+            "since the candidate was set; send final-test outcomes to /feedback."
         )
     elif advice == "keep collecting":
         more = verdict.more_labels
-        summary = (
-            f"Candidate {spec['candidate']} against champion {spec['champion']}: keep "
-            + (f"collecting: about {more} more labelled devices. " if more else "collecting. ")
-            + f"So far {gap}."
-        )
+        about = f": about {more} more labelled devices" if more else ""
+        summary = f"{head} keep collecting{about}. So far {gap}."
     else:
-        summary = f"Candidate {spec['candidate']} against champion {spec['champion']}: " \
-                  f"{advice}: {gap}."  # fmt: skip
+        summary = f"{head} {advice}: {gap}."
     return {
         **dict(spec),
         "champion_accuracy": Proportion(right["champion"], n["champion"]).as_dict(),

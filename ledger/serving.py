@@ -20,8 +20,8 @@ from ledger.tables import serving_history, serving_state
 
 #: Attempts at a change that keeps losing the compare-and-set to other writers.
 ATTEMPTS = 20
-_FIELDS = ("champion", "candidate", "share", "previous", "changed_at", "changed_by", "action",
-           "reason", "candidate_since")  # fmt: skip
+#: The columns a state and its history share (all but the row keys).
+_FIELDS = tuple(c.name for c in serving_history.columns if c.name != "revision")
 
 
 class ServingStore:

@@ -43,14 +43,23 @@ def model_tag(member: str, version: str | None = None) -> str:
     return f"{family(member).store_name}:{version or get_settings().model_version}"
 
 
+def decision_tag(version: str | None = None) -> str:
+    """The store tag of the decision of ``version`` (default: the settings' champion)."""
+    return f"{STORE_NAME}:{version or get_settings().model_version}"
+
+
+def stored_models(version: str | None = None) -> dict[str, bentoml.Model]:
+    """Every member's model of one concrete version (``latest``: the newest run of the
+    first member; default: the settings'); ModelMissing unless every member has it."""
+    first, *rest = member_names()
+    model = stored_model(first, version)
+    concrete = str(model.tag.version)
+    return {first: model, **{m: stored_model(m, concrete) for m in rest}}
+
+
 def resolve_version(version: str) -> str:
-    """The concrete version ``version`` names (``latest``: the newest run of the first
-    member); ModelMissing unless every member has it."""
-    first = stored_model(member_names()[0], version)
-    concrete = str(first.tag.version)
-    for member in member_names()[1:]:
-        stored_model(member, concrete)
-    return concrete
+    """The concrete version ``version`` names (see ``stored_models``)."""
+    return str(next(iter(stored_models(version).values())).tag.version)
 
 
 def stored_model(member: str, version: str | None = None) -> bentoml.Model:
@@ -82,7 +91,7 @@ def exported_model(model: bentoml.Model, wanted: str, fast: str, file: str) -> b
 
 def decision_reference(version: str | None = None) -> bentoml.models.BentoModel | None:
     """A reference to the decision of ``version`` (default: the settings'), if stored."""
-    tag = f"{STORE_NAME}:{version or get_settings().model_version}"
+    tag = decision_tag(version)
     try:
         bentoml.models.get(tag)
     except NotFound:
@@ -94,7 +103,7 @@ def saved_decision(version: str | None = None) -> Decision | None:
     """The decision of ``version`` (default: the settings') from the store, whatever models
     it was fitted for."""
     try:
-        model = bentoml.models.get(f"{STORE_NAME}:{version or get_settings().model_version}")
+        model = bentoml.models.get(decision_tag(version))
     except NotFound:
         return None
     path = Path(model.path_of(FILE))
@@ -138,16 +147,17 @@ def model_schema(model: bentoml.Model) -> FeatureSchema:
 
 
 def load_version(version: str | None, combiner: str) -> Loaded:
-    """A version's tags, common schema and decision from the store (None: the settings');
-    raises ModelMissing, SchemaMismatch or DecisionMismatch (``combiner`` needs fitting and
-    there is no decision for these models)."""
-    stored = {m: stored_model(m, version) for m in member_names()}
+    """A version's tags, common schema and decision from the store (None: the settings'),
+    ``latest`` made concrete; raises ModelMissing, SchemaMismatch or DecisionMismatch
+    (``combiner`` needs fitting and there is no decision for these models)."""
+    stored = stored_models(version)
+    concrete = str(next(iter(stored.values())).tag.version)
     # Models trained on different features would vote noise: refuse to serve them.
     schema = common_schema({m: model_schema(s) for m, s in stored.items()})
     tags = {m: str(s.tag) for m, s in stored.items()}
-    decision = stored_decision(tags, version)
+    decision = stored_decision(tags, concrete)
     decision.combiner(combiner)
-    return Loaded(tags, schema, decision)
+    return Loaded(concrete, tags, schema, decision)
 
 
 def configured_state(settings: Settings) -> ServingState:

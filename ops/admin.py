@@ -23,7 +23,7 @@ from starlette.routing import Route
 from ensemble.serving import InvalidChange, ServingState, check_version
 from ensemble.switchboard import ServingUnavailable, Switchboard
 from ensemble.validation import InvalidInput, number, shown
-from ops.edge import REQUEST_ID_HEADER, current
+from ops.edge import current, json_answer
 
 #: Largest body an admin call needs.
 MAX_BODY = 4096
@@ -46,16 +46,9 @@ class Malformed(InvalidInput):
 
 
 def _answer(status: int, body: Mapping[str, Any]) -> JSONResponse:
+    """The answer; an error one is counted and logged by the edge, by its status."""
     state = current()
-    request_id = state.request_id if state else ""
-    if state is not None and status >= 400:
-        kind = {409: "conflict", 503: "unavailable"}.get(status, "bad_input")
-        state.logged, state.kind = True, kind
-    return JSONResponse(
-        {"request_id": request_id, **body},
-        status_code=status,
-        headers={REQUEST_ID_HEADER: request_id},
-    )
+    return json_answer(body, state.request_id if state else "", status)
 
 
 async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
@@ -68,6 +61,8 @@ async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
         body = json.loads(raw)
     except ValueError:
         raise Malformed("body", "is not JSON") from None
+    except RecursionError:  # 4 KB of "[" is nested deeper than the parser goes
+        raise Malformed("body", "is nested too deeply") from None
     if not isinstance(body, dict):
         raise Malformed("body", "must be a JSON object")
     extra = sorted(set(body) - allowed)

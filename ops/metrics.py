@@ -63,7 +63,8 @@ class ServiceMetrics:
         self.errors = pc.Counter(
             p + "errors",
             "Failed requests by kind: bad_input, unauthenticated, forbidden, too_large, "
-            "unsupported_media_type, not_found, members_unavailable, log_backed_up, internal.",
+            "unsupported_media_type, not_found, conflict, members_unavailable, log_backed_up, "
+            "unavailable, internal.",
             ["kind"],
             **kw,
         )

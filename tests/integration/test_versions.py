@@ -128,6 +128,10 @@ def test_promote_and_roll_back_under_load_without_a_failed_or_mixed_answer(
         assert all(_version_of(json.loads(logged[rid])) == v for rid, v in seen.items())
 
         _check_admin_errors(srv.url)
+        # The edge logged the refusals (kind and reason), as it does for every route.
+        refusals = [line for line in srv.log_text().splitlines() if "request refused" in line]
+        assert any('"/admin/serving/candidate"' in r and '"conflict"' in r for r in refusals)
+        assert any('"/admin/serving/promote"' in r and '"bad_input"' in r for r in refusals)
         _check_guardrail(srv.url)
         _check_documented_examples(srv.url)
 
@@ -156,8 +160,9 @@ def _check_admin_errors(url: str) -> None:
         r = post("candidate", body)
         status = 400 if field == "body" else 422
         assert r.status_code == status and r.json()["field"] == field, (body, r.text)
-    r = httpx.post(f"{url}/admin/serving/promote", content=b"{", headers=AUTH)
-    assert r.status_code == 400 and r.json()["field"] == "body"
+    for raw in (b"{", b"[" * 2000 + b"]" * 2000, b'{"reason": "' + b"x" * 5000 + b'"}'):
+        r = httpx.post(f"{url}/admin/serving/promote", content=raw, headers=AUTH)
+        assert r.status_code == 400 and r.json()["field"] == "body", r.text
     r = httpx.post(f"{url}/admin/serving/promote", content=b"x", headers={**AUTH,
                    "content-type": "text/plain"})  # fmt: skip
     assert r.status_code == 415

@@ -144,7 +144,7 @@ def test_concurrent_changes_each_land_once_on_its_own_revision(engine: sa.Engine
 
 def _loaded(version: str, names: tuple[str, ...] = ("a", "b")) -> Loaded:
     tags = {m: f"{m}:{version}" for m in MEMBERS}
-    return Loaded(tags, FeatureSchema(names), Decision.unfitted(tags))
+    return Loaded(version, tags, FeatureSchema(names), Decision.unfitted(tags))
 
 
 def _fleet(p_by_version: dict[str, float], cache: PredictionCache | None = None) -> Fleet:
