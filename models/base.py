@@ -150,9 +150,12 @@ def load_version(version: str | None, combiner: str) -> Loaded:
     """A version's tags, common schema and decision from the store (None: the settings'),
     ``latest`` made concrete; raises ModelMissing, SchemaMismatch or DecisionMismatch
     (``combiner`` needs fitting and there is no decision for these models)."""
+    # Models trained on different features would vote noise: refuse to serve them. Each
+    # member as asked first (``latest``: its own newest), so one trained on other features
+    # is named as such, not as missing from the first member's run.
+    common_schema({m: model_schema(stored_model(m, version)) for m in member_names()})
     stored = stored_models(version)
     concrete = str(next(iter(stored.values())).tag.version)
-    # Models trained on different features would vote noise: refuse to serve them.
     schema = common_schema({m: model_schema(s) for m, s in stored.items()})
     tags = {m: str(s.tag) for m, s in stored.items()}
     decision = stored_decision(tags, concrete)
