@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,7 +23,41 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: Ports this process has handed out; never handed out twice.
+_GIVEN: set[int] = set()
+#: How often `serve` picks another port when the one it picked was taken meanwhile.
+BIND_ATTEMPTS = 4
+
+
+def _ephemeral_low() -> int:
+    """The kernel's lowest auto-assigned port (32768 on Linux by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A loopback port free now, and below the kernel's ephemeral range where it can.
+
+    A port from ``bind(0)`` comes from the ephemeral range, which every outgoing
+    connection and BentoML's own ``reserve_free_port`` also draw from, so between our
+    check and ``bentoml serve`` binding it, another socket could take it (CI saw
+    "Address already in use" once). Below that range only an explicit bind can.
+    """
+    low = _ephemeral_low()
+    candidates = list(range(max(1024, low - 12_000), low)) if low > 2048 else []
+    random.shuffle(candidates)
+    for port in candidates[:200]:
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -68,7 +103,26 @@ def serve(
     timeout_s: float = 120,
     poll_s: float = 0.05,
 ) -> Server:
-    """``bentoml serve target`` ready on /readyz; raises with the log's tail if it never is."""
+    """``bentoml serve target`` ready on /readyz; raises with the log's tail if it never is.
+
+    A start that fails because its port was taken meanwhile is retried on another port.
+    """
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        try:
+            return _serve_once(target, env, log, timeout_s=timeout_s, poll_s=poll_s)
+        except PortTaken:
+            if attempt == BIND_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    """``bentoml serve`` exited because its port was taken between picking and binding."""
+
+
+def _serve_once(
+    target: str, env: Mapping[str, str], log: Path, *, timeout_s: float, poll_s: float
+) -> Server:
     port = free_port()
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -85,9 +139,9 @@ def serve(
     with httpx.Client(base_url=server.url, timeout=2) as http:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(
-                    f"bentoml serve {target} exited {proc.returncode}:\n{server.log_text()[-3000:]}"
-                )
+                tail = server.log_text()[-3000:]
+                failure = PortTaken if "Address already in use" in tail else RuntimeError
+                raise failure(f"bentoml serve {target} exited {proc.returncode}:\n{tail}")
             with contextlib.suppress(httpx.HTTPError):
                 if http.get("/readyz").status_code == 200:
                     server.ready_after_s = time.perf_counter() - started

@@ -1,0 +1,47 @@
+"""The test harness's own promise: a server start survives its port being taken meanwhile."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import serving
+from tests.integration.conftest import API_KEYS, start_server
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_never_repeat() -> None:
+    low = serving._ephemeral_low()
+    ports = [serving.free_port() for _ in range(20)]
+    assert len(set(ports)) == 20
+    assert all(1024 <= p < low for p in ports), (low, ports)
+
+
+def test_a_start_whose_port_was_taken_retries_on_another(
+    model_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        occupied = taken.getsockname()[1]
+        real = serving.free_port
+
+        def ports() -> Iterator[int]:
+            yield occupied
+            while True:
+                yield real()
+
+        picks = ports()
+        monkeypatch.setattr(serving, "free_port", lambda: next(picks))
+        server = start_server(
+            model_home, tmp_path / "serve.log", data_dir=str(tmp_path / "data"), api_keys=API_KEYS
+        )
+        try:
+            assert not server.url.endswith(f":{occupied}")
+            assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200
+        finally:
+            server.stop()
