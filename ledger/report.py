@@ -360,12 +360,18 @@ def holm(p_values: Mapping[str, float]) -> dict[str, float]:
 
 
 def _comparisons(stats: Mapping[str, Any]) -> dict[str, Any]:
-    """Each other arm against the ensemble arm: difference, interval, test, corrected."""
+    """Each other arm against the ensemble arm: difference, interval, test, corrected.
+
+    Not the candidate arm: it is another version's ensemble, judged against the
+    champion's in the report's ``candidate`` section, by version and since it was set.
+    Compared here too, it would answer the same question twice over a different
+    window, and widen the other arms' Holm correction.
+    """
     e = stats[ENSEMBLE]["accuracy"]
     raw: dict[str, dict[str, Any]] = {}
     for name, arm in stats.items():
         c = arm["accuracy"]
-        if name == ENSEMBLE or not e["n"] or not c["n"]:
+        if name in (ENSEMBLE, CANDIDATE) or not e["n"] or not c["n"]:
             continue
         lo, hi = newcombe_interval(e["k"], e["n"], c["k"], c["n"])
         raw[name] = {
@@ -393,9 +399,14 @@ def _sample_size(stats: Mapping[str, Any], arms: Sequence[Arm]) -> dict[str, Any
         "power": POWER,
     }
     share = {a.name: a.share for a in arms}
-    others = [a.name for a in arms if a.name != ENSEMBLE and a.share > 0]
+    others = [a.name for a in arms if a.name not in (ENSEMBLE, CANDIDATE) and a.share > 0]
     if not others or not 0 < share.get(ENSEMBLE, 0) < 1:
-        advice["note"] = "the ensemble takes all traffic: there is no second arm to compare"
+        advice["note"] = (
+            "no arm but the candidate beside the ensemble: the candidate section says how "
+            "many more labels it needs"
+            if share.get(CANDIDATE, 0) > 0
+            else "the ensemble takes all traffic: there is no second arm to compare"
+        )
         return advice
     e = stats[ENSEMBLE]["accuracy"]
     base = e["value"] if e["n"] >= 30 else PRIOR_ACCURACY
@@ -421,7 +432,8 @@ def _conclusion(report: Mapping[str, Any]) -> str:
     lines = []
     if report.get("candidate"):
         lines.append(report["candidate"]["summary"])
-    if not comparisons:
+    compared = [a for a in report["arms"] if a not in (ENSEMBLE, CANDIDATE)]
+    if compared and not comparisons:
         lines.append("Too few labels to compare the arms: each arm needs labelled devices.")
     for name, diff in comparisons.items():
         d, (lo, hi), p = diff["ensemble_minus_arm"], diff["ci95"], diff["p_adjusted"]

@@ -269,6 +269,29 @@ def test_the_report_advises_promote_or_roll_back_when_the_test_is_sure(
     assert report["conclusion"].startswith(f"Candidate v2 against champion v1: {advice}")
 
 
+def test_the_candidate_is_judged_once_in_its_own_section_not_among_the_arms() -> None:
+    """Its arm has its figures, but no second, fixed-horizon verdict over another window,
+    and it widens no other arm's correction."""
+    state = ServingState(2, "v1", "v2", 0.3)
+    spec = comparison(state, {m: f"{m}:v1" for m in MEMBERS}, {m: f"{m}:v2" for m in MEMBERS})
+    data = _labelled(2850, 3000, 2550, 3000)
+    data.arm[:600] = "challenger"  # some of the champion's rows, on the challenger arm
+    report = build_report(data, {}, MEMBERS, with_candidate(BASE, CANDIDATE, "v2", 0.3),
+                          candidate=spec)  # fmt: skip
+    assert report["arms"][CANDIDATE]["accuracy"]["n"] == 3000
+    assert list(report["comparisons"]) == ["challenger"]
+    assert report["comparisons"]["challenger"]["correction"] == "none (one comparison)"
+    assert set(report["sample_size"]["needed"]) == {"ensemble", "challenger"}
+    assert "minus candidate" not in report["conclusion"]
+    assert report["conclusion"].startswith("Candidate v2 against champion v1: promote")
+    # With no challenger, nothing is compared among the arms, and nothing is missing.
+    alone = with_candidate(build_arms([], MEMBERS), CANDIDATE, "v2", 0.3)
+    only = build_report(_labelled(2850, 3000, 2550, 3000), {}, MEMBERS, alone, candidate=spec)
+    assert only["comparisons"] == {}
+    assert only["sample_size"]["note"].startswith("no arm but the candidate")
+    assert "Too few labels to compare the arms" not in only["conclusion"]
+
+
 def test_the_report_says_how_many_more_labels_while_unsure() -> None:
     c = _candidate_report(_labelled(190, 200, 185, 200))["candidate"]
     assert c["decision"] == "keep collecting" and c["more_labels"] > 0
