@@ -22,8 +22,10 @@ class Batch:
     """Results for n rows, in request order.
 
     ``arm`` indexes ``arms``; ``votes`` is (members, n) with NaN where a member gave no
-    vote (the one-member arms, a failed member); ``missing`` maps each degraded row to
-    the members missing there; ``rules`` maps an arm to (combiner key, threshold).
+    vote (the one-member arms, a failed member); ``split`` marks ensemble-answered rows
+    whose members, each at its own threshold, did not all say the same; ``missing`` maps
+    each degraded row to the members missing there; ``rules`` maps an arm to (combiner
+    key, threshold).
     """
 
     members: tuple[str, ...]
@@ -34,6 +36,7 @@ class Batch:
     votes: np.ndarray
     cached: np.ndarray
     degraded: np.ndarray
+    split: np.ndarray
     missing: dict[int, tuple[str, ...]] = field(default_factory=dict)
     rules: dict[str, tuple[str, float]] = field(default_factory=dict)
 
@@ -48,6 +51,7 @@ class Batch:
             votes=np.full((len(members), n), np.nan),
             cached=np.zeros(n, dtype=bool),
             degraded=np.zeros(n, dtype=bool),
+            split=np.zeros(n, dtype=bool),
         )
 
     def __len__(self) -> int:
@@ -63,6 +67,7 @@ class Batch:
         self.votes[:, rows] = part.votes
         self.cached[rows] = part.cached
         self.degraded[rows] = part.degraded
+        self.split[rows] = part.split
         for j, why in part.missing.items():
             self.missing[int(rows[j])] = why
         self.rules.update(part.rules)

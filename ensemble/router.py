@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,6 +24,26 @@ class Lane:
     predictor: EnsemblePredictor
     model_versions: Mapping[str, str]
     singles: Mapping[str, Single]
+
+
+def _every_single(lane: Lane, members: Sequence[str]) -> Lane:
+    """``lane`` with a rule for every member (unfitted, at 0.5, where it has none)."""
+    singles = {m: lane.singles.get(m, Single(member=m)) for m in members}
+    return replace(lane, singles=singles)
+
+
+def members_split(votes: np.ndarray, members: Sequence[str], singles: Mapping[str, Single]
+                  ) -> np.ndarray:  # fmt: skip
+    """Rows where the members that voted did not all say the same, each deciding alone at
+    its own threshold (``singles``), as the report's ``agreement`` counts them.
+
+    ``votes`` is (members, n) P(pass), NaN where a member gave none.
+    """
+    voted = ~np.isnan(votes)
+    said_pass = np.zeros(votes.shape[1], dtype=np.int64)
+    for i, member in enumerate(members):
+        said_pass += singles[member].combine({member: votes[i]})[0] & voted[i]
+    return np.asarray((said_pass > 0) & (said_pass < voted.sum(axis=0)))
 
 
 @dataclass(frozen=True)
@@ -66,13 +86,11 @@ class Router:
         self.members = tuple(predictor.coalescers)
         self._names = tuple(self.arms)
         self._position = {name: i for i, name in enumerate(self._names)}
-        one_member = {
-            arm.single: (singles or {}).get(arm.single, Single(member=arm.single))
+        champion = Lane(predictor, model_versions, dict(singles or {}))
+        self.lanes = {
+            arm.name: _every_single((lanes or {}).get(arm.name, champion), self.members)
             for arm in split.arms
-            if arm.single is not None
         }
-        champion = Lane(predictor, model_versions, one_member)
-        self.lanes = {arm.name: (lanes or {}).get(arm.name, champion) for arm in split.arms}
         # What decides an answer: the model versions and how their votes are combined.
         self._model_keys = {
             arm.name: (
@@ -140,6 +158,8 @@ class Router:
         part.votes[:] = np.array([row[2] for row in found], dtype=np.float64).T
         part.cached[:] = True
         part.rules[arm] = self._rule(arm)
+        if self.arms[arm].single is None:
+            part.split[:] = members_split(part.votes, self.members, self.lanes[arm].singles)
         return part
 
     async def _ask(self, arm: str, rows: np.ndarray) -> Batch:
@@ -172,6 +192,7 @@ class Router:
         part.probability[:] = result.probability
         for m, p in result.p_pass.items():
             part.votes[self.members.index(m)] = p
+        part.split[:] = members_split(part.votes, self.members, self.lanes[arm].singles)
         # A member missing from the call, or with NaN for a row, leaves NaN there.
         part.degraded[:] = np.isnan(part.votes).any(axis=0)
         if part.degraded.any():

@@ -15,7 +15,6 @@ import numpy as np
 
 from ensemble.arms import ENSEMBLE
 from ensemble.batch import Batch
-from ensemble.combiners import PASS_THRESHOLD
 
 if TYPE_CHECKING:
     from ensemble.fleet import Snapshot
@@ -107,7 +106,8 @@ class ServiceMetrics:
         )
         self.disagreements = pc.Counter(
             p + "member_disagreements",
-            "Ensemble-arm predictions whose members did not all vote alike (a drift signal); "
+            "Ensemble-arm predictions whose members, each at its own fitted threshold, did "
+            "not all vote alike (a drift signal; the report's agreement counts the same); "
             'divide by yield_ensemble_predictions_total{arm="ensemble"}.',
             **kw,
         )
@@ -240,14 +240,10 @@ class ServiceMetrics:
         misses = len(batch) - hits
         degraded = int(batch.degraded.sum())
         missing: Tally[str] = Tally(m for why in batch.missing.values() for m in why)
-        # Ensemble rows where the members that voted split (a drift signal).
+        # Ensemble-arm rows where the members that voted split (a drift signal).
         disagree = 0
-        if ENSEMBLE in batch.arms and len(batch.members) > 1:
-            ens = batch.arm == batch.arms.index(ENSEMBLE)
-            votes = batch.votes[:, ens]
-            voted = ~np.isnan(votes)
-            yes = ((votes >= PASS_THRESHOLD) & voted).sum(axis=0)
-            disagree = int(np.sum((yes > 0) & (yes < voted.sum(axis=0))))
+        if ENSEMBLE in batch.arms:
+            disagree = int(np.sum(batch.split & (batch.arm == batch.arms.index(ENSEMBLE))))
         arms: dict[str, int] = {}
         fails = 0
         for i, name in enumerate(batch.arms):

@@ -69,6 +69,7 @@ def test_served_counts_and_returns_the_tally() -> None:
         votes=np.array([[0.9, 0.1, nan], [0.2, 0.2, 0.2], [0.8, nan, nan]]),
         cached=np.array([False, True, False]),
         degraded=np.array([False, True, False]),
+        split=np.array([True, False, True]),  # the router marks splits; see test_router
         missing={1: ("keras",)},
     )
     tally = metrics.served(results)
@@ -86,4 +87,5 @@ def test_served_counts_and_returns_the_tally() -> None:
     assert value("yield_ensemble_cache_hits_total") == 1
     assert value("yield_ensemble_cache_misses_total") == 2
     assert value("yield_ensemble_degraded_predictions_total", missing_member="keras") == 1
-    assert value("yield_ensemble_member_disagreements_total") == 1  # only the 3-vote split
+    # Only the ensemble arm's split counts.
+    assert value("yield_ensemble_member_disagreements_total") == 1

@@ -161,3 +161,29 @@ def test_combiners_never_share_cached_answers() -> None:
 
 
 VERSIONS_P = {"rf": 0.9, "xgb": 0.3, "nn": 0.3}
+
+
+def test_members_split_each_at_its_own_threshold_fresh_and_cached() -> None:
+    """rf 0.9, xgb 0.3, nn 0.8: at 0.5 xgb says fail and the members split; with xgb's
+    fitted threshold at 0.25 it says pass and they agree, from the cache too."""
+    from ensemble.combiners import Single
+
+    router, _ = _router(0.0)
+    assert asyncio.run(router.predict_batch(ROWS, ["a", "b"])).split.tolist() == [True, True]
+    fitted = Router(
+        router.lanes["ensemble"].predictor,
+        PredictionCache(100),
+        router.split,
+        VERSIONS,
+        singles={"xgb": Single(member="xgb", threshold=0.25)},
+    )
+    fresh = asyncio.run(fitted.predict_batch(ROWS, ["a", "b"]))
+    cached = asyncio.run(fitted.predict_batch(ROWS, ["a", "b"]))
+    assert cached.cached.all()
+    assert fresh.split.tolist() == cached.split.tolist() == [False, False]
+
+
+def test_a_one_member_arm_never_counts_as_split() -> None:
+    router, _ = _router(1.0)
+    batch = asyncio.run(router.predict_batch(ROWS, ["a", "b"]))
+    assert batch.arm_names() == ["challenger", "challenger"] and not batch.split.any()
