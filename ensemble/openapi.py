@@ -113,7 +113,12 @@ _WAFER_PATH = {
     "schema": {"type": "string", "example": "W0007"},
 }
 _YIELDS = {
-    "dies": {"type": "integer"},
+    "dies": {
+        "type": "integer",
+        "description": "distinct dies (by device id, else wafer and position), each counted "
+        "once: its newest prediction in the window",
+    },
+    "predictions": {"type": "integer", "description": "every prediction, repeats included"},
     "predicted_pass": {"type": "integer"},
     "predicted_yield": {"type": "number", "nullable": True},
     "labelled": {"type": "integer", "description": "dies with ground truth fed back"},
@@ -420,7 +425,8 @@ PATHS: dict[str, Any] = {
     ),
     "/dashboard/wafers/{wafer_id}/map": _get(
         "dashboard_wafer_map",
-        "One wafer's dies by time, then row and column: x, y, decision, P(pass), actual.",
+        "One wafer's dies by time, then row and column, each once: its newest prediction "
+        "(x, y, decision, P(pass)), its newest ground truth and how often it was predicted.",
         [_WAFER_PATH, *_WINDOW, *_PAGE],
         _ok(
             "One page of dies.",
@@ -440,6 +446,7 @@ PATHS: dict[str, Any] = {
                             "arm": {"type": "string"},
                             "ts": {"type": "number"},
                             "actual": {"type": "string", "nullable": True},
+                            "predictions": {"type": "integer"},
                         },
                     },
                 },

@@ -143,6 +143,19 @@ def test_dashboard_reads_per_wafer_per_lot_and_the_die_map(
         bad = get("/wafers", limit="many")
         unknown = get("/lots", colour="red")
         anonymous = httpx.get(f"{srv.url}/dashboard/wafers")
+        # The wafer sent again (a dashboard refresh, a retried upload): each die counts once,
+        # its newest prediction with the truth fed back for the earlier one.
+        again = httpx.post(f"{srv.url}/predict_wafer", json=_wafer(rows, "W-1"), timeout=60)
+        assert again.status_code == 200, again.text
+        resent = get("/wafers/W-1").json()
+        resent_map = get("/wafers/W-1/map").json()
+    assert (resent["dies"], resent["predictions"], resent["labelled"]) == (64, 128, 20)
+    assert resent_map["total"] == 64
+    assert {d["request_id"].rsplit(".", 1)[0] for d in resent_map["dies"]} == {
+        again.json()["request_id"]
+    }
+    assert [d["actual"] for d in resent_map["dies"][:20]] == [t["actual"] for t in truth]
+    assert all(d["predictions"] == 2 for d in resent_map["dies"])
     predicted_pass = a["columns"]["prediction"].count("pass")
     assert [w["wafer_id"] for w in wafers["wafers"]] == ["W-2", "W-1"]  # newest first
     w1 = wafers["wafers"][1]
@@ -154,7 +167,7 @@ def test_dashboard_reads_per_wafer_per_lot_and_the_die_map(
     assert page["wafers"][0]["wafer_id"] == "W-2" and page["next_offset"] == 1
     assert later["wafers"] == [] and later["total"] == 0
     assert lots["lots"][0]["lot_id"] == "LOT-9" and lots["lots"][0]["dies"] == 74
-    assert one["dies"] == 64 and one["lot_ids"] == ["LOT-9"]
+    assert (one["dies"], one["predictions"], one["lot_ids"]) == (64, 64, ["LOT-9"])
     assert sum(arm["dies"] for arm in one["arms"].values()) == 64
     assert sum(arm["actual"].get("unlabelled", 0) for arm in one["arms"].values()) == 44
     by_arm = {arm: a["columns"]["arm"].count(arm) for arm in set(a["columns"]["arm"])}

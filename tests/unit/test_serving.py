@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 from pathlib import Path
 
@@ -20,12 +19,10 @@ from ensemble.fleet import Fleet, Loaded
 from ensemble.predictor import EnsemblePredictor
 from ensemble.schema import FeatureSchema
 from ensemble.serving import CANDIDATE, InvalidChange, ServingState, check_version, comparison
-from ledger.migrate import drop_all, upgrade
+from ledger.migrate import upgrade
 from ledger.report import Labelled, build_report
 from ledger.serving import ServingStore
 from ledger.tables import Served
-
-POSTGRES_URL = os.environ.get("YE_TEST_POSTGRES_URL")
 
 MEMBERS = ("rf", "xgb", "nn")
 BASE = build_arms([Arm("challenger", "xgb", 0.1)], MEMBERS)
@@ -75,20 +72,6 @@ def test_the_candidate_arm_moves_no_device_of_the_other_arms() -> None:
     with pytest.raises(ValueError, match="more than"):
         with_candidate(BASE, CANDIDATE, "v2", 0.95)
     assert with_candidate(BASE, CANDIDATE, None, 0.0) == BASE
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path):
-    if request.param == "sqlite":
-        engine = sa.create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    elif POSTGRES_URL:
-        engine = sa.create_engine(POSTGRES_URL)
-        drop_all(engine)
-    else:
-        pytest.skip("YE_TEST_POSTGRES_URL is not set (.ci/run sets it)")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_the_store_keeps_every_revision_with_who_and_when(engine: sa.Engine) -> None:
