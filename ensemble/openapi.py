@@ -211,7 +211,8 @@ def _admin_change(
     path["post"]["requestBody"]["required"] = action == "candidate"
     path["post"]["responses"]["409"] = error_response(
         "The change cannot apply: no candidate, nothing to roll back, a version not in the "
-        "store or trained on other features, a share over what the ensemble arm has, or a "
+        "store or trained on other features, a share not less than what the ensemble arm has, "
+        "or a "
         "state changed meanwhile. Nothing changed."
     )
     path["post"]["responses"]["503"] = error_response("A member could not load the version.")

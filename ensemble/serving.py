@@ -39,6 +39,22 @@ def check_version(value: Any, field: str = "version") -> str:
     return value
 
 
+def share_problem(share: float, ensemble_share: float) -> str | None:
+    """What is wrong with a candidate ``share`` taken from an ensemble arm of
+    ``ensemble_share``, or None.
+
+    Less than the whole arm: the champion keeps devices the candidate is compared with
+    (serving the candidate everywhere is what ``promote`` is for).
+    """
+    if 0 < share < ensemble_share - 1e-9:
+        return None
+    return (
+        f"a candidate needs a share in (0, {ensemble_share:g}), less than what the other arms "
+        f"leave the ensemble, so the champion keeps devices to compare it with (to serve the "
+        f"candidate everywhere, promote it); got {share:g}"
+    )
+
+
 @dataclass(frozen=True)
 class ServingState:
     """Revision ``revision`` of what serves, and who made it so, when, and how."""
@@ -68,11 +84,9 @@ class ServingState:
             return replace(self, candidate=None, share=0.0)
         if version == self.champion:
             raise InvalidChange(f"version {version} is the champion already")
-        if not 0 < share <= max_share:
-            raise InvalidChange(
-                f"share: a candidate needs a share in (0, {max_share:g}] (what the other arms "
-                f"leave the ensemble), got {share:g}"
-            )
+        wrong = share_problem(share, max_share)
+        if wrong:
+            raise InvalidChange(f"share: {wrong}")
         return replace(self, candidate=version, share=share)
 
     def promoted(self) -> ServingState:

@@ -250,18 +250,16 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"YIELD_ENSEMBLE_CHAOS: no family {unknown[0]!r}")
         arms = self.arm_list()
-        from ensemble.serving import CANDIDATE, check_version
+        from ensemble.serving import CANDIDATE, check_version, share_problem
 
         if any(a.name == CANDIDATE for a in arms):
             raise ValueError(f"YIELD_ENSEMBLE_ARMS: '{CANDIDATE}' is the candidate version's arm")
         check_version(self.model_version, "YIELD_ENSEMBLE_MODEL_VERSION")
         if self.candidate_version is not None:
             check_version(self.candidate_version, "YIELD_ENSEMBLE_CANDIDATE_VERSION")
-            if not 0 < self.candidate_share <= arms[0].share + 1e-9:
-                raise ValueError(
-                    f"YIELD_ENSEMBLE_CANDIDATE_SHARE: a candidate needs a share in (0, "
-                    f"{arms[0].share:g}] (what the other arms leave), got {self.candidate_share:g}"
-                )
+            wrong = share_problem(self.candidate_share, arms[0].share)
+            if wrong:
+                raise ValueError(f"YIELD_ENSEMBLE_CANDIDATE_SHARE: {wrong}")
 
     @property
     def spill_dir(self) -> Path:

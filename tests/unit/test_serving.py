@@ -36,9 +36,13 @@ def test_transitions_promote_keep_the_champion_for_a_rollback() -> None:
         s.rolled_back()
     with pytest.raises(InvalidChange, match="champion already"):
         s.with_candidate("v1", 0.3, 0.9)
-    for share in (0.0, 0.95, -0.1):
+    # The whole ensemble arm would leave the champion no device to be compared with.
+    for share in (0.0, 0.95, -0.1, 0.9, 0.9 - 1e-12):
         with pytest.raises(InvalidChange, match="share"):
             s.with_candidate("v2", share, 0.9)
+    with pytest.raises(InvalidChange, match="promote it"):
+        s.with_candidate("v2", 0.9, 0.9)
+    assert s.with_candidate("v2", 0.89, 0.9).share == 0.89
     s = s.with_candidate("v2", 0.3, 0.9)
     assert (s.champion, s.candidate, s.share, s.versions) == ("v1", "v2", 0.3, ("v1", "v2"))
     p = s.promoted()

@@ -71,3 +71,21 @@ def test_the_default_data_dir_is_absolute_and_independent_of_the_working_directo
     assert here.is_absolute() and Settings().data_dir == here
     assert here == tmp_path / "yield-ensemble"
     assert Settings().log_url == f"sqlite:///{here / 'predictions.db'}"
+
+
+@pytest.mark.parametrize("share", ["0.9", "0.95", "0"])
+def test_a_candidate_share_must_leave_the_champion_devices(
+    monkeypatch: pytest.MonkeyPatch, share: str
+) -> None:
+    """With the challenger at 10%, the ensemble arm has 90%: all of it is refused too."""
+    monkeypatch.setenv("YIELD_ENSEMBLE_CANDIDATE_VERSION", "v2")
+    monkeypatch.setenv("YIELD_ENSEMBLE_CANDIDATE_SHARE", share)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match=r"YIELD_ENSEMBLE_CANDIDATE_SHARE.*promote it"):
+            get_settings()
+        monkeypatch.setenv("YIELD_ENSEMBLE_CANDIDATE_SHARE", "0.3")
+        get_settings.cache_clear()
+        assert get_settings().candidate_share == 0.3
+    finally:
+        get_settings.cache_clear()
