@@ -273,8 +273,7 @@ def _dashboard_route(path: str, params: set[str], reader: str, **fixed: Any) -> 
             "dashboard read",
             extra={"fields": {"request_id": request_id, "endpoint": endpoint, **kwargs}},
         )
-        if body is None:
-            _handled("not_found")
+        if body is None:  # the edge logs the refusal and counts it as not_found
             return _error(404, f"no predictions for {kwargs} in the window", request_id)
         return json_answer(body, request_id)
 

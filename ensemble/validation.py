@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -127,8 +128,27 @@ def parse_rows(
     return np.asarray(parsed, dtype=np.float32).reshape(len(parsed), len(schema))
 
 
+#: Characters no identifier or reason may hold: control characters (NUL, which PostgreSQL
+#: text refuses; newlines, which forge lines in plain-text logs) and lone surrogates (which
+#: no database can encode).
+UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str, field: str, allowed: str = "") -> str:
+    """``text``, or InvalidInput naming ``field`` if it holds a character of ``UNPRINTABLE``
+    (but those of ``allowed``)."""
+    found = UNPRINTABLE.search(text.translate({ord(c): " " for c in allowed}) if allowed else text)
+    if found:
+        raise InvalidInput(
+            field,
+            f"must not contain control characters or lone surrogates, got {found.group()!r} "
+            f"in {shown(text)}",
+        )
+    return text
+
+
 def parse_identifier(raw: Any, field: str) -> str | None:
-    """An optional identifier (device, wafer, lot): a non-empty string of at most 256 chars."""
+    """An optional identifier (device, wafer, lot): 1 to 256 printable characters."""
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
@@ -136,7 +156,7 @@ def parse_identifier(raw: Any, field: str) -> str | None:
     text = str(raw)
     if not text or len(text) > 256:
         raise InvalidInput(field, "must be 1 to 256 characters long")
-    return text
+    return printable(text, field)
 
 
 #: Identifier fields of a device, in the order they are tried as the sticky A/B split key.

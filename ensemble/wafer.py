@@ -25,6 +25,7 @@ from ensemble.schema import FeatureSchema
 from ensemble.validation import (
     FLOAT32_MAX,
     ID_FIELDS,
+    UNPRINTABLE,
     InvalidInput,
     number,
     parse_identifier,
@@ -110,12 +111,22 @@ def _ids(body: Mapping[str, Any], n: int) -> dict[str, list[str | None]]:
         value = body.get(f)
         if isinstance(value, list):
             _length(value, f, n)
-            out[f] = [parse_identifier(v, f"{f}[{i}]") for i, v in enumerate(value)]
+            out[f] = _id_column(value, f)
         elif f == "device_id" and value is not None:
             raise InvalidInput(f, "must be an array of device ids, one per die")
         else:
             out[f] = [parse_identifier(value, f)] * n
     return out
+
+
+def _id_column(value: list[Any], field: str) -> list[str | None]:
+    """One id per die: strings checked at once when all are plain (a 10,000-die wafer in
+    under a millisecond), else one by one, naming the first bad entry."""
+    if all(type(v) is str and 0 < len(v) <= 256 for v in value) and not UNPRINTABLE.search(
+        "".join(value)
+    ):
+        return list(value)
+    return [parse_identifier(v, f"{field}[{i}]") for i, v in enumerate(value)]
 
 
 def _coordinates(value: Any, field: str, n: int) -> list[int]:

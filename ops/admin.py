@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from ensemble.serving import InvalidChange, ServingState, check_version
 from ensemble.switchboard import ServingUnavailable, Switchboard
-from ensemble.validation import InvalidInput, number, shown
+from ensemble.validation import InvalidInput, number, printable, shown
 from ops.edge import current, json_answer
 
 #: Largest body an admin call needs.
@@ -71,6 +71,8 @@ async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
     reason = body.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > REASON_CHARS):
         raise InvalidInput("reason", f"a text of at most {REASON_CHARS} characters")
+    if reason is not None:
+        printable(reason, "reason", allowed="\n\t")  # lines and tabs are a reason's own
     return body
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -29,17 +30,49 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+#: Control characters, which would end or forge a line of a text log.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with each control character written as its escape (a newline as ``\\n``)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+class EscapeControls(logging.Filter):
+    """Escapes control characters in a record's message and arguments.
+
+    On ``bentoml.access``, whose text lines show the request path as the client sent
+    it: a path with an encoded newline (``/x%0A...``) would otherwise start a forged
+    line of the log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = escape_controls(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                escape_controls(a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
 class TextFormatter(logging.Formatter):
-    """``time level logger message key=value ...`` for a developer's terminal."""
+    """``time level logger message key=value ...`` for a developer's terminal; control
+    characters of the message and fields are escaped, a traceback keeps its lines."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        record.message = escape_controls(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
         fields = getattr(record, "fields", {})
         if fields:
-            line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+            line += " " + escape_controls(" ".join(f"{k}={v}" for k, v in fields.items()))
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
         return line
 
 
@@ -52,3 +85,6 @@ def configure(fmt: str, level: str) -> None:
         logger.handlers[:] = [handler]
         logger.setLevel(level)
         logger.propagate = False
+    access = logging.getLogger("bentoml.access")
+    if not any(isinstance(f, EscapeControls) for f in access.filters):
+        access.addFilter(EscapeControls())

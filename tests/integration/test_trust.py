@@ -376,3 +376,37 @@ def test_a_log_with_nowhere_to_write_fails_livez_then_the_exit_code(
     assert answered == [200] * 5
     assert code == 1, text[-3000:]
     assert "rows lost" in text and "exiting 1" in text
+
+
+def test_finding_8_no_request_forges_a_log_line_or_stores_a_control_character(  # type: ignore[no-untyped-def]
+    server,
+) -> None:
+    """Found by trying: a NUL in a wafer id was stored on SQLite and dead-lettered on
+    PostgreSQL (its text refuses NUL), and an encoded newline in a path started a forged
+    line in BentoML's text access log."""
+    forged = "%0A2026-11-27T00:00:00+0000 [ERROR] [entry_service:yield_ensemble:1] FORGED"
+    rows = feature_rows(1, seed=3)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        answers = {
+            "path": http.get(f"/nope{forged}"),
+            # (a newline in it is a 404 of the router, whose mount does not match one)
+            "dashboard path": http.get("/dashboard/wafers/W%001/map", headers=AUTH),
+            "dashboard newline": http.get(f"/dashboard/wafers/W1{forged}/map", headers=AUTH),
+            "device id": http.post("/predict", json={"features": rows[0], "device_id": "a\nb"}),
+            "wafer id": http.post(
+                "/predict_wafer", json={"features": rows, "wafer_id": "W\u00001"}
+            ),
+            "feedback": http.post(
+                "/feedback", headers=AUTH,
+                json={"outcomes": [{"device_id": "d\u0000", "actual": "pass"}]},
+            ),
+        }  # fmt: skip
+    assert answers["path"].status_code == answers["dashboard newline"].status_code == 404
+    fields = {"dashboard path": "wafer_id", "device id": "device_id", "wafer id": "wafer_id",
+              "feedback": "outcomes[0].device_id"}  # fmt: skip
+    for name, field in fields.items():
+        r = answers[name]
+        assert r.status_code == 422 and r.json()["field"] == field, (name, r.text)
+        assert "control characters" in r.json()["error"]
+    time.sleep(0.3)
+    assert not [line for line in server.log_text().splitlines() if "FORGED" in line[:80]]

@@ -155,6 +155,8 @@ def _check_admin_errors(url: str) -> None:
         ({"version": "v2", "share": 1.5}, "share"),
         ({"version": "v2", "share": 0.2, "force": True}, "force"),
         ({"version": "v2", "share": 0.2, "reason": 7}, "reason"),
+        # NUL: PostgreSQL text refuses it, so the ledger would fail the change.
+        ({"version": "v2", "share": 0.2, "reason": "retrained\u0000"}, "reason"),
         ([1, 2], "body"),
     ):
         r = post("candidate", body)

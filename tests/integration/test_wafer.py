@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -180,6 +181,13 @@ def test_dashboard_reads_per_wafer_per_lot_and_the_die_map(
     assert first["next_offset"] == 50 and rest["next_offset"] is None
     assert first["dies"] + rest["dies"] == dies
     assert missing.status_code == 404 and missing.json()["request_id"]
+    # The refusal is logged at the edge, with its kind (it was counted but never logged).
+    refusals = [json.loads(line) for line in srv.log_text().splitlines()
+                if line.startswith("{") and "request refused" in line]  # fmt: skip
+    assert any(
+        r.get("request_id") == missing.json()["request_id"] and r.get("kind") == "not_found"
+        for r in refusals
+    ), refusals
     assert bad.status_code == 422 and bad.json()["field"] == "limit"
     assert unknown.status_code == 422 and unknown.json()["field"] == "colour"
     assert anonymous.status_code == 401

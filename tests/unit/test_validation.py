@@ -110,6 +110,22 @@ def test_device_id_length() -> None:
 
 
 @pytest.mark.parametrize(
+    "bad", ["a\x00b", "W1\nforged", "tab\there", "del\x7f", "c1\x85", "x\ud800"]
+)
+def test_identifiers_refuse_control_characters_and_lone_surrogates(bad: str) -> None:
+    """NUL is refused by PostgreSQL text, a newline forges a text log line, a lone
+    surrogate cannot be encoded: each is a 422 naming the field, not a dead-lettered row."""
+    with pytest.raises(InvalidInput, match="control characters") as caught:
+        parse_identifier(bad, "wafer_id")
+    assert caught.value.field == "wafer_id"
+
+
+def test_identifiers_keep_any_printable_text() -> None:
+    for good in ("W-07 #3", "Lot 4/B", "晶圆-1", "naïve", "a" * 256):
+        assert parse_identifier(good, "lot_id") == good
+
+
+@pytest.mark.parametrize(
     ("value", "words"),
     [
         (1e39, "within +-3.40282e+38"),  # finite in float64, infinity in float32
@@ -163,3 +179,27 @@ def test_report_window_must_run_forwards() -> None:
     assert err.value.field == "until"
     with pytest.raises(InvalidInput):
         parse_window("5", "5")
+
+
+def test_logs_escape_control_characters_but_keep_a_traceback() -> None:
+    import logging
+
+    from ops.logs import EscapeControls, TextFormatter
+
+    record = logging.LogRecord(
+        "bentoml.access", logging.INFO, __file__, 1, "%s (path=%s)", ("1.2.3.4", "/x\n2026 FORGED"),
+        None,
+    )  # fmt: skip
+    assert EscapeControls().filter(record)
+    assert record.getMessage() == "1.2.3.4 (path=/x\\n2026 FORGED)"
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        failed = logging.LogRecord("ops", logging.ERROR, __file__, 1, "a\rb", None, sys.exc_info())
+    failed.fields = {"endpoint": "/nope\nFORGED"}  # type: ignore[attr-defined]
+    line = TextFormatter().format(failed)
+    first, *traceback = line.splitlines()
+    assert first.endswith("a\\rb endpoint=/nope\\nFORGED")
+    assert traceback[0].startswith("Traceback") and traceback[-1] == "ValueError: boom"

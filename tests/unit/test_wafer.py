@@ -80,3 +80,20 @@ def test_bad_shapes_and_values_name_the_field(body: dict[str, Any], field: str) 
         parse_wafer(body, SCHEMA, 100)
     assert caught.value.field == field, str(caught.value)
     assert caught.value.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("ids", "field"),
+    [
+        (["d0", "d1", "d\x002", "d3", "d4"], "device_id[2]"),
+        (["d0", "d1", "d2", "d3", "x" * 257], "device_id[4]"),
+        (["d0", "", "d2", "d3", "d4"], "device_id[1]"),
+        (["d0", "d1", "d2", "d3\n", "d4"], "device_id[3]"),
+    ],
+)
+def test_a_bad_die_id_is_named_though_the_column_is_checked_at_once(
+    ids: list[str], field: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_wafer({"features": ROWS, "device_id": ids}, SCHEMA, 100)
+    assert caught.value.field == field
