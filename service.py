@@ -207,6 +207,8 @@ async def ab_report(request: Request) -> JSONResponse:
         report = await asyncio.to_thread(service.report, since, until, arm)
     except UnknownArm as exc:
         return service.bad_input("/ab/report", request_id, InvalidInput("arm", str(exc)))
+    except Exception as exc:
+        return service.server_error("/ab/report", request_id, exc)
     state = current()
     request_log.info(
         "report",
@@ -266,9 +268,12 @@ def _dashboard_route(path: str, params: set[str], reader: str, **fixed: Any) -> 
             return service.bad_input(endpoint, request_id, exc)
         await asyncio.to_thread(service.log.flush, 10.0)
         read = getattr(dashboard, reader)
-        body = await asyncio.to_thread(
-            read, service.log.engine, since=since, until=until, **fixed, **kwargs
-        )
+        try:
+            body = await asyncio.to_thread(
+                read, service.log.engine, since=since, until=until, **fixed, **kwargs
+            )
+        except Exception as exc:
+            return service.server_error(endpoint, request_id, exc)
         request_log.info(
             "dashboard read",
             extra={"fields": {"request_id": request_id, "endpoint": endpoint, **kwargs}},
@@ -613,12 +618,8 @@ class _Entry:
                 },
             )
             return _error(exc.status_code, str(exc), request_id)
-        except Exception:
-            _handled("internal")
-            logger.exception(
-                "internal error", extra={"fields": {"request_id": request_id, "endpoint": endpoint}}
-            )
-            return _error(500, "internal error; the service log has the details", request_id)
+        except Exception as exc:
+            return self.server_error(endpoint, request_id, exc)
         # Encoded here: BentoML's pydantic dump of a 10,000-device answer took 44% of
         # the entry's CPU (py-spy --gil); json.dumps of the same dict takes ~30 ms.
         response = Response(
@@ -630,6 +631,22 @@ class _Entry:
             time.perf_counter() - started
         )
         return response
+
+    def server_error(self, endpoint: str, request_id: str, exc: Exception) -> JSONResponse:
+        """The answer to an error no handler expected: 503 naming the database error if
+        ``exc`` says the ledger cannot be read now (``ledger.errors``), else a 500 with the
+        traceback in the log. Logged and counted once, either way."""
+        from ledger.errors import unavailable
+
+        fields = {"request_id": request_id, "endpoint": endpoint}
+        message = unavailable(exc)
+        if message is None:
+            _handled("internal")
+            logger.exception("internal error", extra={"fields": fields})
+            return _error(500, "internal error; the service log has the details", request_id)
+        _handled("ledger_unavailable")
+        logger.error("ledger unavailable", extra={"fields": {**fields, "error": message}})
+        return _error(503, message, request_id)
 
     def bad_input(self, endpoint: str, request_id: str, exc: InvalidInput) -> JSONResponse:
         _handled("bad_input")

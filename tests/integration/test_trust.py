@@ -410,3 +410,38 @@ def test_finding_8_no_request_forges_a_log_line_or_stores_a_control_character(  
         assert "control characters" in r.json()["error"]
     time.sleep(0.3)
     assert not [line for line in server.log_text().splitlines() if "FORGED" in line[:80]]
+
+
+def test_finding_9_a_database_that_cannot_be_read_is_503_not_500(
+    model_home: Path, tmp_path: Path
+) -> None:
+    """Found by trying: with the ledger's file overwritten by a failing disk, the reads and
+    /feedback answered 500 "Internal Server Error"; now 503 naming the database error,
+    logged and counted as ledger_unavailable, while predictions keep being answered."""
+    data = tmp_path / "data"
+    rows = feature_rows(4, seed=2)
+    with running(model_home, tmp_path, data_dir=str(data)) as srv:
+        assert httpx.post(f"{srv.url}/predict_wafer", json={"features": rows, "wafer_id": "W1"},
+                          timeout=30).status_code == 200  # fmt: skip
+        assert httpx.get(f"{srv.url}/dashboard/wafers/W1", headers=AUTH).status_code == 200
+        with (data / "predictions.db").open("r+b") as db:
+            db.write(b"\0" * 4096)  # the header and first page, gone
+        answers = [
+            httpx.get(f"{srv.url}{path}", headers=AUTH, timeout=30)
+            for path in ("/dashboard/wafers", "/dashboard/wafers/W1", "/dashboard/wafers/W1/map",
+                         "/dashboard/lots", "/ab/report")
+        ]  # fmt: skip
+        answers.append(
+            httpx.post(f"{srv.url}/feedback", headers=AUTH, timeout=30,
+                       json={"outcomes": [{"device_id": "d1", "actual": "pass"}]})
+        )  # fmt: skip
+        served = httpx.post(f"{srv.url}/predict", json={"features": rows[0]}, timeout=30)
+        m = scrape(srv.url)
+        text = srv.log_text()
+    for r in answers:
+        assert r.status_code == 503, (r.request.url, r.text)
+        assert r.json()["error"].startswith("the ledger's database is unavailable now: ")
+    assert served.status_code == 200
+    assert metric(m, "yield_ensemble_errors_total", kind="ledger_unavailable") == len(answers)
+    assert text.count('"message": "ledger unavailable"') == len(answers)
+    assert "Traceback" not in text

@@ -309,3 +309,21 @@ def test_outcomes_keep_who_sent_them_and_what_they_replaced(log: PredictionLog) 
         "mes",
     )
     assert log.report(ARMS)["ground_truth"]["replaced"] == 1
+
+
+def test_only_an_unreachable_or_unreadable_database_is_unavailable() -> None:
+    from ledger.errors import unavailable
+
+    def wrapped(error_class, orig):  # type: ignore[no-untyped-def]
+        return error_class("SELECT 1", {}, orig)
+
+    down = wrapped(sa.exc.OperationalError, Exception("connection refused\nmore detail"))
+    assert unavailable(down) == "the ledger's database is unavailable now: connection refused"
+    garbage = wrapped(sa.exc.DatabaseError, Exception("file is not a database"))
+    assert (
+        unavailable(garbage) == "the ledger's database is unavailable now: file is not a database"
+    )
+    # A query the database calls malformed, bad data, or any other error is a bug: a 500.
+    assert unavailable(wrapped(sa.exc.ProgrammingError, Exception("syntax error"))) is None
+    assert unavailable(wrapped(sa.exc.IntegrityError, Exception("duplicate key"))) is None
+    assert unavailable(ValueError("boom")) is None

@@ -1,0 +1,18 @@
+"""How the service tells a client the ledger's database failed, without importing SQLAlchemy
+where it is not loaded yet (the member processes import the service module too)."""
+
+from __future__ import annotations
+
+
+def unavailable(exc: BaseException) -> str | None:
+    """What to answer (with 503) when ``exc`` says the ledger's database cannot be reached
+    or read now: down, unreachable, locked, or a file that is not a database. None for any
+    other error, which stays a 500: a query the database refuses as malformed, or bad data,
+    is a bug to fix, not an outage to wait out."""
+    import sqlalchemy.exc as sx
+
+    if isinstance(exc, (sx.OperationalError, sx.InternalError)) or type(exc) is sx.DatabaseError:
+        cause = getattr(exc, "orig", None) or exc
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        return f"the ledger's database is unavailable now: {first[:300]}"
+    return None
