@@ -27,6 +27,14 @@ logger = logging.getLogger(__name__)
 REMIND_S = 60.0
 
 
+def cause_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of what went wrong: a database driver's own message (SQLAlchemy
+    keeps it as ``orig``) without the statement and the link SQLAlchemy adds."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return (lines[0] if lines else type(cause).__name__)[:limit]
+
+
 class ServingUnavailable(RuntimeError):
     """The ledger's serving state cannot be read or written now (HTTP 503); nothing changed."""
 
@@ -209,7 +217,9 @@ class Switchboard:
         try:
             state, history = self.store.read(), self.store.history(changes)
         except Exception as exc:
-            raise ServingUnavailable(f"the ledger's serving state cannot be read: {exc}") from exc
+            raise ServingUnavailable(
+                f"the ledger's serving state cannot be read: {cause_line(exc)}"
+            ) from exc
         serving = self.serving
         return {
             "state": None if state is None else state.as_dict(),
@@ -232,5 +242,5 @@ async def _ledger(call: Callable[..., Any], *args: Any) -> Any:
     except Exception as exc:
         raise ServingUnavailable(
             f"the ledger's serving state cannot be read or written ({type(exc).__name__}: "
-            f"{str(exc)[:300]}); nothing changed"
+            f"{cause_line(exc)}); nothing changed"
         ) from exc

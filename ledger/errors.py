@@ -3,6 +3,8 @@ where it is not loaded yet (the member processes import the service module too).
 
 from __future__ import annotations
 
+from ensemble.switchboard import cause_line
+
 
 def unavailable(exc: BaseException) -> str | None:
     """What to answer (with 503) when ``exc`` says the ledger's database cannot be reached
@@ -12,7 +14,5 @@ def unavailable(exc: BaseException) -> str | None:
     import sqlalchemy.exc as sx
 
     if isinstance(exc, (sx.OperationalError, sx.InternalError)) or type(exc) is sx.DatabaseError:
-        cause = getattr(exc, "orig", None) or exc
-        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        return f"the ledger's database is unavailable now: {first[:300]}"
+        return f"the ledger's database is unavailable now: {cause_line(exc)}"
     return None

@@ -412,14 +412,18 @@ def test_a_ledger_that_fails_refuses_changes_and_status_with_a_clear_error(
         conn.execute(sa.text("DROP TABLE serving_history"))
     # The change reads the state, loads the members, then fails writing the history: the
     # state row is rolled back with it.
-    with pytest.raises(ServingUnavailable, match="nothing changed"):
+    with pytest.raises(ServingUnavailable, match="nothing changed") as failed:
         asyncio.run(board.change("candidate", lambda s: s.with_candidate("v2", 0.3, 0.9),
                                  "ops", None))  # fmt: skip
     assert store.revision() == 1 and board.serving.state.revision == 1
+    # The driver's own line, without SQLAlchemy's statement and link.
+    assert "no such table: serving_history" in str(failed.value)
+    assert "\n" not in str(failed.value) and "sqlalche.me" not in str(failed.value)
     with store.engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE serving_state"))
-    with pytest.raises(ServingUnavailable, match="cannot be read"):
+    with pytest.raises(ServingUnavailable, match="cannot be read: no such table") as unread:
         board.status(5)
+    assert "sqlalche.me" not in str(unread.value)
     with pytest.raises(ServingUnavailable):
         asyncio.run(board.change("promote", ServingState.promoted, "ops", None))
 
