@@ -13,8 +13,9 @@ import numpy as np
 from ensemble.responses import Prediction
 
 #: A cached row: (passed, probability, the members' P(pass) in member order, NaN where
-#: none). A tuple of atoms: 100,000 of them stay out of the garbage collector's way.
-CachedRow = tuple[bool, float, tuple[float, ...]]
+#: none, whether they split). A tuple of atoms: 100,000 of them stay out of the garbage
+#: collector's way.
+CachedRow = tuple[bool, float, tuple[float, ...], bool]
 
 
 @dataclass
@@ -79,6 +80,7 @@ class Batch:
                 self.passed.tolist(),
                 self.probability.tolist(),
                 zip(*self.votes.tolist(), strict=True) if len(self.members) else [()] * len(self),
+                self.split.tolist(),
                 strict=True,
             )
         )

@@ -25,8 +25,9 @@ def row_keys(rows: np.ndarray, arm: str, model_key: Hashable) -> list[tuple[Hash
 class PredictionCache:
     """Bounded LRU (optionally with a TTL) of predictions; ``maxsize`` 0 disables it.
 
-    A value is a ``CachedRow`` tuple (decision, probability, votes in member order);
-    the arm's rule comes from the key's arm, so it is not stored per row.
+    A value is a ``CachedRow`` tuple (decision, probability, votes in member order,
+    whether they split); the arm's rule comes from the key's arm, so it is not stored
+    per row.
 
     Hits and misses are counted by ``ops.metrics`` from each answer's ``cached``.
     """

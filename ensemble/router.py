@@ -156,10 +156,9 @@ class Router:
         part.passed[:] = [row[0] for row in found]
         part.probability[:] = [row[1] for row in found]
         part.votes[:] = np.array([row[2] for row in found], dtype=np.float64).T
+        part.split[:] = [row[3] for row in found]
         part.cached[:] = True
         part.rules[arm] = self._rule(arm)
-        if self.arms[arm].single is None:
-            part.split[:] = members_split(part.votes, self.members, self.lanes[arm].singles)
         return part
 
     async def _ask(self, arm: str, rows: np.ndarray) -> Batch:
