@@ -138,7 +138,8 @@ async def _status(request: Request) -> JSONResponse:
         if extra:
             raise InvalidInput(extra[0], "unknown query parameter (history)")
         text = q.get("history", "20")
-        if not text.isdigit() or not 0 <= int(text) <= HISTORY_MAX:
+        # isdecimal, not isdigit: '²' is a digit that int() refuses (it answered 500).
+        if not text.isdecimal() or not 0 <= int(text) <= HISTORY_MAX:
             raise InvalidInput("history", f"a whole number 0..{HISTORY_MAX}, got {shown(text)}")
     except InvalidInput as exc:
         return _answer(exc.status_code, {"error": str(exc), "field": exc.field})

@@ -175,7 +175,9 @@ def _check_admin_errors(url: str) -> None:
     assert post("rollback", {}).status_code == 409  # rolled back already
     missing = post("candidate", {"version": "v9", "share": 0.2})
     assert missing.status_code == 409 and "yield-random-forest:v9" in missing.json()["error"]
-    assert httpx.get(f"{url}/admin/serving?history=x", headers=AUTH).status_code == 422
+    for bad in ("x", "\u00b2", "-1", "1001"):  # a superscript two is a digit int() refuses
+        r = httpx.get(f"{url}/admin/serving", params={"history": bad}, headers=AUTH)
+        assert r.status_code == 422 and r.json()["field"] == "history", (bad, r.text)
     assert httpx.get(f"{url}/admin/serving").status_code == 401
     # Nothing above changed the state.
     status = httpx.get(f"{url}/admin/serving?history=0", headers=AUTH).json()
