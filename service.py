@@ -169,9 +169,9 @@ def check_log(started: Loaded) -> None:
                     f"{state.changed_by}) serves version {version}, which this service cannot "
                     f"serve: {exc}"
                 ) from exc
-            if loaded.schema.names != started.schema.names:
-                raise RuntimeError(f"version {version} was trained on other features than "
-                                   f"{started.version}")  # fmt: skip
+            wrong = loaded.other_features(started.schema)
+            if wrong:
+                raise RuntimeError(wrong)
     finally:
         log.close()
 

@@ -47,6 +47,15 @@ class Loaded:
     schema: FeatureSchema
     decision: Decision
 
+    def other_features(self, schema: FeatureSchema) -> str | None:
+        """Why this version cannot answer requests of ``schema``, or None if it can."""
+        if self.schema.names == schema.names:
+            return None
+        return (
+            f"version {self.version} was trained on features {list(self.schema.names)}, the "
+            f"service takes {list(schema.names)}; it cannot serve the same requests"
+        )
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -124,11 +133,9 @@ class Fleet:
             loaded = self._load(name)
         except Exception as exc:  # missing models, an unreadable decision
             raise InvalidChange(f"version {name}: {exc}") from exc
-        if loaded.schema.names != self.schema.names:
-            raise InvalidChange(
-                f"version {name} was trained on features {list(loaded.schema.names)}, the "
-                f"service takes {list(self.schema.names)}; it cannot serve the same requests"
-            )
+        wrong = loaded.other_features(self.schema)
+        if wrong:
+            raise InvalidChange(wrong)
         version = Version(name, loaded.tags, loaded.decision,
                           self._predictor(name, loaded.decision))  # fmt: skip
         self._versions[name] = version
