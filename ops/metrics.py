@@ -63,7 +63,7 @@ class ServiceMetrics:
             p + "errors",
             "Failed requests by kind: bad_input, unauthenticated, forbidden, too_large, "
             "unsupported_media_type, not_found, conflict, members_unavailable, log_backed_up, "
-            "unavailable, internal.",
+            "ledger_unavailable, unavailable, internal.",
             ["kind"],
             **kw,
         )
