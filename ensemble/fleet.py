@@ -125,6 +125,11 @@ class Fleet:
         self.prepare = prepare
         self._versions: dict[str, Version] = {}
 
+    @property
+    def ensemble_share(self) -> float:
+        """The share of split keys the configured arms leave the ensemble arm."""
+        return self.arms[0].share
+
     def version(self, name: str) -> Version:
         """``name`` ready to serve; InvalidChange if it is missing or cannot serve here."""
         if name in self._versions:

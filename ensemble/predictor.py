@@ -12,6 +12,7 @@ import numpy as np
 
 from ensemble.coalesce import Coalescer, MemberCall
 from ensemble.combiners import Combiner, MajorityVote
+from ensemble.errors import MembersUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +24,8 @@ CallObserver = Callable[[str, "float | None", "str | None", int], None]
 MIN_MEMBERS = 2
 
 
-class MembersUnavailable(RuntimeError):
-    """Too few members answered to vote; maps to HTTP 503."""
-
-    status_code = 503
+class TooFewMembers(MembersUnavailable):
+    """Too few members answered to vote (503): which answered, and why the others did not."""
 
     def __init__(self, answered: int, failures: Mapping[str, str], rows: str = "") -> None:
         detail = "; ".join(f"{name}: {why}" for name, why in failures.items())
@@ -128,12 +127,12 @@ class EnsemblePredictor:
         p_pass = {n: p for n, (p, _) in zip(names, answers, strict=True) if p is not None}
         missing = {n: why for n, (p, why) in zip(names, answers, strict=True) if p is None}
         if len(p_pass) < MIN_MEMBERS:
-            raise MembersUnavailable(len(p_pass), missing)
+            raise TooFewMembers(len(p_pass), missing)
         voting = np.sum([~np.isnan(p) for p in p_pass.values()], axis=0)
         short = np.flatnonzero(voting < MIN_MEMBERS)
         if len(short):
             rows_text = f" with a probability for rows {short[:10].tolist()}"
-            raise MembersUnavailable(int(voting.min()), missing, rows_text)
+            raise TooFewMembers(int(voting.min()), missing, rows_text)
         passed, probability = self.combiner.combine(p_pass)
         return EnsembleResult(
             passed=passed,

@@ -14,7 +14,6 @@ from ensemble.batch import Batch, CachedRow
 from ensemble.cache import PredictionCache, row_keys
 from ensemble.combiners import Single
 from ensemble.predictor import EnsemblePredictor, EnsembleResult
-from ensemble.responses import Prediction
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,8 @@ class SplitConfig:
 class Router:
     """The request path below validation: A/B split, cache, members, vote.
 
-    ``predict_batch`` returns the results as arrays (``ensemble.batch.Batch``), which
-    is all the wafer path uses; ``predict`` makes them one ``Prediction`` dict per row.
+    ``predict_batch`` returns the results as arrays (``ensemble.batch.Batch``);
+    ``Batch.records`` makes them one ``Prediction`` dict per row.
     """
 
     def __init__(
@@ -103,10 +102,6 @@ class Router:
 
     def arm_for(self, key: str | None) -> str:
         return assign_arm(key, self.split.arms, self.split.salt, self._rng)
-
-    async def predict(self, rows: np.ndarray, keys: list[str | None]) -> list[Prediction]:
-        """Results for ``rows`` (n, k), in order, one dict each; ``keys``: sticky split keys."""
-        return (await self.predict_batch(rows, keys)).records()
 
     async def predict_batch(self, rows: np.ndarray, keys: Sequence[str | None]) -> Batch:
         """Results for ``rows`` (n, k) as arrays, in order; ``keys``: sticky split keys."""

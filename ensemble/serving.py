@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ensemble.errors import Conflict
+
 #: The arm a candidate version serves.
 CANDIDATE = "candidate"
 #: A model-store version: what ``yield-ensemble train --version`` accepts.
@@ -25,7 +27,7 @@ VERSION = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
 ACTIONS = ("configure", "candidate", "promote", "rollback", "guardrail")
 
 
-class InvalidChange(ValueError):
+class InvalidChange(Conflict, ValueError):
     """A change that cannot apply to the current state (HTTP 409), naming why."""
 
 

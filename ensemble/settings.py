@@ -1,11 +1,15 @@
-"""Runtime settings, read once from ``YIELD_ENSEMBLE_*`` environment variables at start-up."""
+"""The request core's settings, read once from ``YIELD_ENSEMBLE_*`` variables at start-up.
+
+Settings are split by area, each a ``pydantic-settings`` class validated at start-up:
+this one (versions, arms, members, cache, combiner), ``ledger.settings`` (the prediction
+log's database and spill) and ``ops.settings`` (keys, body limit, logs, workers).
+``load`` reads any of them and names the bad variable when one is wrong.
+"""
 
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ensemble.arms import Arm
@@ -13,11 +17,7 @@ if TYPE_CHECKING:
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-def default_data_dir() -> Path:
-    """Where the prediction log lives by default: an absolute path, the same from any directory."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base).absolute() / "yield-ensemble"
+S = TypeVar("S", bound=BaseSettings)
 
 
 class ChaosSpec(BaseModel):
@@ -27,12 +27,14 @@ class ChaosSpec(BaseModel):
     fail: bool = Field(False, description="Answer every call with an error.")
 
 
-class Settings(BaseSettings):
-    """yield-ensemble's knobs. Each is set by ``YIELD_ENSEMBLE_<NAME>``."""
+#: What every settings class shares: the variables' prefix, and ``none`` for an empty value.
+CONFIG = SettingsConfigDict(env_prefix="YIELD_ENSEMBLE_", extra="ignore", env_parse_none_str="none")
 
-    model_config = SettingsConfigDict(
-        env_prefix="YIELD_ENSEMBLE_", extra="ignore", env_parse_none_str="none"
-    )
+
+class Settings(BaseSettings):
+    """The request core's knobs. Each is set by ``YIELD_ENSEMBLE_<NAME>``."""
+
+    model_config = CONFIG
 
     model_version: str = Field(
         "latest",
@@ -62,14 +64,6 @@ class Settings(BaseSettings):
         "than the champion (always-valid test); checked every guardrail_interval_s.",
     )
     guardrail_interval_s: float = Field(60.0, ge=1, description="How often the guardrail looks.")
-    entry_workers: int = Field(
-        1, ge=1, le=32, description="Processes of the entry service (validation, cache, vote)."
-    )
-    family_plugins: str = Field(
-        "",
-        description="Extra model families, comma-separated module:ATTRIBUTE of a "
-        "models.families.Family (read by training and serving).",
-    )
     runtimes: dict[str, str] = Field(
         default_factory=dict,
         description='Runtime per family, JSON, e.g. {"keras": "tensorflow"}; each family '
@@ -129,68 +123,6 @@ class Settings(BaseSettings):
         "yield-ensemble",
         min_length=1,
         description="Salt of the sticky split hash; change to reshuffle.",
-    )
-    data_dir: Path = Field(
-        default_factory=lambda: default_data_dir(),
-        description="Directory of the SQLite prediction log and its spill (default: "
-        "$XDG_DATA_HOME/yield-ensemble, i.e. ~/.local/share/yield-ensemble, whatever the "
-        "working directory).",
-    )
-    database_url: str | None = Field(
-        None,
-        description="SQLAlchemy URL of the prediction log, e.g. postgresql+psycopg://... "
-        "(default: SQLite in data_dir).",
-    )
-    prediction_log_flush_interval_s: float = Field(
-        0.2, gt=0, le=60, description="Longest a served prediction waits to be written."
-    )
-    prediction_log_retention_days: float | None = Field(
-        180, gt=0, description="Delete logged predictions older than this (empty: keep all)."
-    )
-    prediction_log_max_rows: int | None = Field(
-        None, ge=1, description="Keep at most this many logged predictions (default no limit)."
-    )
-    prediction_log_spill_dir: Path | None = Field(
-        None,
-        description="Where rows wait on disk while the database is down, and refused rows "
-        "(dead-letter/) are kept (default: data_dir/spill).",
-    )
-    prediction_log_spill_max_mb: float = Field(
-        1024, gt=0, description="Most disk the spill may use (~360 B per row)."
-    )
-    prediction_log_max_pending_rows: int = Field(
-        100_000,
-        ge=1,
-        description="Most rows held in memory when neither the database nor the spill takes "
-        "them; beyond it predictions answer 503 (~0.5 kB per row).",
-    )
-    prediction_log_stall_s: float = Field(
-        60, gt=0, description="A log writer that moves no row this long fails /livez."
-    )
-    api_keys: str | None = Field(
-        None,
-        description="API keys, comma-separated id:role+role:secret (roles predict, feedback, "
-        "report, admin).",
-    )
-    api_keys_file: Path | None = Field(
-        None, description="A file of API keys, one id:role+role:secret per line (# comments)."
-    )
-    predict_requires_key: bool = Field(
-        False, description="Require a key with the predict role on /predict and /predict_batch."
-    )
-    max_body_mb: float = Field(
-        32, gt=0, description="Largest request body; a larger one is answered 413 unread."
-    )
-    tracing: bool = Field(
-        False,
-        description="OpenTelemetry spans for /predict, /predict_batch, /feedback and member "
-        "calls (BentoML's tracing config picks the exporter); off saves ~2 ms per request.",
-    )
-    log_format: Literal["json", "text"] = Field(
-        "json", description="Service logs: one JSON object per line, or text for development."
-    )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Service log level; DEBUG adds each request's features."
     )
     chaos: dict[str, ChaosSpec] = Field(
         default_factory=dict,
@@ -261,28 +193,15 @@ class Settings(BaseSettings):
             if wrong:
                 raise ValueError(f"YIELD_ENSEMBLE_CANDIDATE_SHARE: {wrong}")
 
-    @property
-    def spill_dir(self) -> Path:
-        """Where the prediction log spills: ``prediction_log_spill_dir``, else data_dir/spill."""
-        return (self.prediction_log_spill_dir or self.data_dir / "spill").resolve()
-
-    @property
-    def log_url(self) -> str:
-        """Where the prediction log lives: ``database_url``, else SQLite in ``data_dir``."""
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{(self.data_dir / 'predictions.db').resolve()}"
-
 
 class SettingsError(RuntimeError):
     """A setting is invalid; the message names the environment variable."""
 
 
-@functools.cache
-def get_settings() -> Settings:
-    """The process's settings, validated once; raises SettingsError naming the bad variable."""
+def load(cls: type[S]) -> S:
+    """``cls()`` from the environment; SettingsError naming the bad variable otherwise."""
     try:
-        settings = Settings()
+        return cls()
     except ValidationError as exc:
         problems = "; ".join(
             f"YIELD_ENSEMBLE_{'_'.join(str(p) for p in err['loc'][:1]).upper()}"
@@ -290,6 +209,13 @@ def get_settings() -> Settings:
             for err in exc.errors()
         )
         raise SettingsError(f"invalid yield-ensemble setting: {problems}") from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The request core's settings, validated once; raises SettingsError naming the bad
+    variable."""
+    settings = load(Settings)
     try:
         settings.check_families()
     except (ValueError, KeyError, ImportError, TypeError) as exc:

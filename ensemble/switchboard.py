@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
+from ensemble.errors import ServingUnavailable as ServingUnavailable
 from ensemble.fleet import Fleet, Snapshot
 from ensemble.serving import InvalidChange, ServingState
 
@@ -33,10 +34,6 @@ def cause_line(exc: BaseException, limit: int = 300) -> str:
     cause = getattr(exc, "orig", None) or exc
     lines = str(cause).strip().splitlines()
     return (lines[0] if lines else type(cause).__name__)[:limit]
-
-
-class ServingUnavailable(RuntimeError):
-    """The ledger's serving state cannot be read or written now (HTTP 503); nothing changed."""
 
 
 class Store(Protocol):

@@ -10,38 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from ensemble.errors import ECHO_CHARS as ECHO_CHARS
+from ensemble.errors import InvalidInput as InvalidInput
+from ensemble.errors import shown as shown
 from ensemble.schema import FeatureSchema
 
 #: The models compute in float32: a larger magnitude becomes infinity there.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-#: Longest echo of a client's value in an error message or log line.
-ECHO_CHARS = 64
 #: Earliest and latest report window bounds accepted (unix seconds): 1970 to the year 9999.
 TIME_RANGE = (0.0, 253_402_300_799.0)
-
-
-class InvalidInput(ValueError):
-    """A request field is wrong. ``field`` is a dotted path into the request body."""
-
-    status_code = 422
-
-    def __init__(self, field: str, message: str) -> None:
-        field = shown(field, ECHO_CHARS * 2, quote=False)
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-def shown(value: Any, limit: int = ECHO_CHARS, *, quote: bool = True) -> str:
-    """``repr(value)`` (or ``str`` without ``quote``) cut to ``limit`` characters for echoing."""
-    if isinstance(value, str) and len(value) > 4 * limit:
-        value = value[: 4 * limit]  # never repr a 10 MB string just to cut it
-    elif isinstance(value, (list, dict)) and len(value) > limit:
-        return f"a {type(value).__name__} of {len(value)} items"
-    text = repr(value) if quote else str(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... (cut)"
 
 
 def number(value: Any, field: str) -> float:

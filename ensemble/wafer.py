@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ensemble.batch import Batch
+from ensemble.pipeline import Dies
 from ensemble.responses import Ids
 from ensemble.schema import FeatureSchema
 from ensemble.validation import (
@@ -50,21 +51,9 @@ class Wafer:
         return self.columns["device_id"]
 
     @property
-    def split_keys(self) -> list[str | None]:
-        """Per die the first of device_id, wafer_id, lot_id given (the sticky A/B key)."""
-        d, w, lot = (self.columns[f] for f in ID_FIELDS)
-        return [
-            a if a is not None else b if b is not None else c
-            for a, b, c in zip(d, w, lot, strict=True)
-        ]
-
-    @property
     def ids(self) -> list[Ids]:
         """Per die the identifiers as a dict (the records answer only)."""
-        d, w, lot = (self.columns[f] for f in ID_FIELDS)
-        return [
-            {"device_id": a, "wafer_id": b, "lot_id": c} for a, b, c in zip(d, w, lot, strict=True)
-        ]
+        return Dies(self.rows, self.columns, self.dies).records()
 
 
 def _length(value: Any, field: str, n: int | None) -> int:

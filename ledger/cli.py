@@ -20,14 +20,15 @@ def _report(args: argparse.Namespace) -> int:
     from ensemble.validation import InvalidInput, parse_time
     from ledger.html_report import render
     from ledger.predlog import PredictionLog
+    from ledger.settings import get_ledger_settings
 
     try:
         settings = get_settings()
+        url = args.database_url or get_ledger_settings().log_url
         since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     except (SettingsError, InvalidInput) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    url = args.database_url or settings.log_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         print(f"error: no prediction log at {url} (set --database-url or "
               "YIELD_ENSEMBLE_DATA_DIR)", file=sys.stderr)  # fmt: skip
@@ -72,11 +73,12 @@ def _report(args: argparse.Namespace) -> int:
 
 def _log(args: argparse.Namespace) -> int:
     """Spill and dead letter of the prediction log: what waits, what was refused, replay."""
-    from ensemble.settings import SettingsError, get_settings
+    from ensemble.settings import SettingsError
     from ledger.predlog import Durability, PredictionLog
+    from ledger.settings import get_ledger_settings
 
     try:
-        settings = get_settings()
+        settings = get_ledger_settings()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ensemble.switchboard import cause_line
 
+__all__ = ["cause_line", "safe_url", "unavailable"]
+
 
 def unavailable(exc: BaseException) -> str | None:
     """What to answer (with 503) when ``exc`` says the ledger's database cannot be reached
@@ -16,3 +18,14 @@ def unavailable(exc: BaseException) -> str | None:
     if isinstance(exc, (sx.OperationalError, sx.InternalError)) or type(exc) is sx.DatabaseError:
         return f"the ledger's database is unavailable now: {cause_line(exc)}"
     return None
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password hidden, for messages and logs; a URL SQLAlchemy cannot
+    parse is not echoed at all (it may hold a password where the parser did not look)."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(a database URL that cannot be parsed)"

@@ -7,8 +7,8 @@ the queries (``ledger.queries``) over one engine; the tables are in ``ledger.tab
 
 from __future__ import annotations
 
+from ensemble.errors import LogBackedUp
 from ledger.queries import LedgerQueries
-from ledger.spool import LogBackedUp
 from ledger.tables import (
     CHUNK,
     JSON_COLUMNS,

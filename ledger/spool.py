@@ -27,12 +27,6 @@ SUFFIX = ".jsonl"
 CLAIMED = ".replaying-"
 
 
-class LogBackedUp(RuntimeError):
-    """The log holds as many unwritten rows as it may; maps to HTTP 503."""
-
-    status_code = 503
-
-
 class SpoolFull(OSError):
     """The spool would grow past its configured size."""
 

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from ledger.spool import LogBackedUp, Spool
+from ensemble.errors import LogBackedUp
+from ledger.spool import Spool
 from ledger.tables import JSON_COLUMNS, Served, outcomes, predictions
 from ops.gc_tuning import return_freed_memory
 

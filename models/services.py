@@ -21,9 +21,11 @@ from models.base import MemberAdapter, model_schema, model_tag, stored_model
 from models.families import Family, families, family
 from ops import logs
 from ops.gc_tuning import return_freed_memory, tune_gc
+from ops.settings import get_ops_settings
 
 logger = logging.getLogger(__name__)
 SETTINGS = get_settings()
+OPS = get_ops_settings()
 #: A version served in the last this many seconds stays loaded (``_Member.prepare``).
 KEEP_USED_S = 60.0
 
@@ -35,7 +37,7 @@ _SERVICE_OPTIONS: dict[str, Any] = {
     # An access line per internal call is three lines per request; the entry logs each request.
     "logging": {"access": {"enabled": False}},
 }
-_SERVICE_OPTIONS.update(bentoml_quirks.tracing_options(SETTINGS.tracing, ["/predict_proba"]))
+_SERVICE_OPTIONS.update(bentoml_quirks.tracing_options(OPS.tracing, ["/predict_proba"]))
 
 
 def _load_adapter(member: str, model: bentoml.Model) -> MemberAdapter:
@@ -54,7 +56,7 @@ class _Member:
     member: str
 
     def __init__(self) -> None:
-        logs.configure(SETTINGS.log_format, SETTINGS.log_level)
+        logs.configure(OPS.log_format, OPS.log_level)
         start = time.perf_counter()
         model = stored_model(self.member)
         self.tag = str(model.tag)

@@ -14,16 +14,17 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import bentoml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ensemble.serving import InvalidChange, ServingState, check_version
-from ensemble.switchboard import ServingUnavailable, Switchboard
-from ensemble.validation import InvalidInput, number, printable, shown
-from ops.edge import current, json_answer
+from ensemble.errors import InvalidInput, Malformed, ServiceError
+from ensemble.serving import ServingState, check_version
+from ensemble.switchboard import Switchboard
+from ensemble.validation import number, printable, shown
+from ops.access import ROUTES, Access
+from ops.edge import current, json_answer, render
 
 #: Largest body an admin call needs.
 MAX_BODY = 4096
@@ -32,23 +33,16 @@ HISTORY_MAX = 1000
 
 
 class Admin(Protocol):
-    """What these routes need of the entry service."""
+    """What these routes need of the entry worker (``entry.runtime.Runtime``)."""
 
     switch: Switchboard
 
     async def members_loaded(self) -> dict[str, Any]: ...
 
 
-class Malformed(InvalidInput):
-    """A body that is not a JSON object at all: 400, as BentoML answers on the other routes."""
-
-    status_code = 400
-
-
-def _answer(status: int, body: Mapping[str, Any]) -> JSONResponse:
-    """The answer; an error one is counted and logged by the edge, by its status."""
+def _answer(body: Mapping[str, Any]) -> JSONResponse:
     state = current()
-    return json_answer(body, state.request_id if state else "", status)
+    return json_answer(body, state.request_id if state else "")
 
 
 async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
@@ -81,29 +75,29 @@ def _who() -> str:
     return (state.key_id if state is not None else None) or "anonymous"
 
 
-def _change(action: str, fields: set[str], make: Callable[[dict[str, Any]], Any]) -> Route:
-    """POST /serving/<action>: ``make(body)`` gives the transition; 409 if it cannot apply."""
+Make = Callable[[Admin, dict[str, Any]], Callable[[ServingState], ServingState]]
+
+
+def _change(get: Callable[[], Admin], action: str, fields: set[str], make: Make) -> Route:
+    """POST /serving/<action>: ``make(admin, body)`` gives the transition; 409 (Conflict)
+    if it cannot apply, 503 if a member cannot load the version or the ledger is down."""
+    ROUTES.declare(f"/admin/serving/{action}", Access.ADMIN, "application/json")
 
     async def handle(request: Request) -> JSONResponse:
-        service: Admin = bentoml.get_current_service()
+        admin = get()
         try:
             body = await _body(request, fields | {"reason"})
-            transition = make(body)
-        except InvalidInput as exc:
-            return _answer(exc.status_code, {"error": str(exc), "field": exc.field})
-        try:
-            state = await service.switch.change(action, transition, _who(), body.get("reason"))
-        except InvalidChange as exc:
-            return _answer(409, {"error": str(exc)})
-        except RuntimeError as exc:  # a member could not load the version
-            return _answer(503, {"error": str(exc)})
-        versions = service.switch.serving.versions()
-        return _answer(200, {"state": state.as_dict(), "versions": versions})
+            transition = make(admin, body)
+            state = await admin.switch.change(action, transition, _who(), body.get("reason"))
+        except ServiceError as exc:
+            return render(exc)
+        versions = admin.switch.serving.versions()
+        return _answer({"state": state.as_dict(), "versions": versions})
 
     return Route(f"/serving/{action}", handle, methods=["POST"])
 
 
-def _candidate(body: dict[str, Any]) -> Callable[[ServingState], ServingState]:
+def _candidate(admin: Admin, body: dict[str, Any]) -> Callable[[ServingState], ServingState]:
     if "version" not in body:
         raise InvalidInput("version", "missing (a model-store version, or null to stop one)")
     version = body["version"]
@@ -125,37 +119,39 @@ def _candidate(body: dict[str, Any]) -> Callable[[ServingState], ServingState]:
             raise InvalidInput("share", f"must be in (0, 1], got {shown(body['share'])}")
 
     # At most what the configured arms leave the ensemble arm.
-    service: Admin = bentoml.get_current_service()
-    most = service.switch.fleet.arms[0].share
+    most = admin.switch.fleet.ensemble_share
     return lambda state: state.with_candidate(version, share, most)
 
 
-async def _status(request: Request) -> JSONResponse:
-    service: Admin = bentoml.get_current_service()
+def admin_app(get: Callable[[], Admin]) -> Starlette:
+    """The ``/admin`` routes over the worker ``get()`` returns (declared admin-only)."""
+    ROUTES.declare("/admin/serving", Access.ADMIN)
+
+    async def status(request: Request) -> JSONResponse:
+        try:
+            return await _status(get(), request)
+        except ServiceError as exc:
+            return render(exc)
+
+    return Starlette(
+        routes=[
+            Route("/serving", status, methods=["GET"]),
+            _change(get, "candidate", {"version", "share"}, _candidate),
+            _change(get, "promote", set(), lambda admin, body: ServingState.promoted),
+            _change(get, "rollback", set(), lambda admin, body: ServingState.rolled_back),
+        ]
+    )
+
+
+async def _status(admin: Admin, request: Request) -> JSONResponse:
     q = request.query_params
-    try:
-        extra = sorted(set(q) - {"history"})
-        if extra:
-            raise InvalidInput(extra[0], "unknown query parameter (history)")
-        text = q.get("history", "20")
-        # isdecimal, not isdigit: '²' is a digit that int() refuses (it answered 500).
-        if not text.isdecimal() or not 0 <= int(text) <= HISTORY_MAX:
-            raise InvalidInput("history", f"a whole number 0..{HISTORY_MAX}, got {shown(text)}")
-    except InvalidInput as exc:
-        return _answer(exc.status_code, {"error": str(exc), "field": exc.field})
-    try:
-        status = await asyncio.to_thread(service.switch.status, int(text))
-    except ServingUnavailable as exc:
-        return _answer(503, {"error": str(exc)})
-    status["here"]["members"] = await service.members_loaded()
-    return _answer(200, status)
-
-
-admin_app = Starlette(
-    routes=[
-        Route("/serving", _status, methods=["GET"]),
-        _change("candidate", {"version", "share"}, _candidate),
-        _change("promote", set(), lambda body: ServingState.promoted),
-        _change("rollback", set(), lambda body: ServingState.rolled_back),
-    ]
-)
+    extra = sorted(set(q) - {"history"})
+    if extra:
+        raise InvalidInput(extra[0], "unknown query parameter (history)")
+    text = q.get("history", "20")
+    # isdecimal, not isdigit: '²' is a digit that int() refuses (it answered 500).
+    if not text.isdecimal() or not 0 <= int(text) <= HISTORY_MAX:
+        raise InvalidInput("history", f"a whole number 0..{HISTORY_MAX}, got {shown(text)}")
+    status = await asyncio.to_thread(admin.switch.status, int(text))
+    status["here"]["members"] = await admin.members_loaded()
+    return _answer(status)

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ensemble.errors import Forbidden, Unauthenticated
+
 ROLES: tuple[str, ...] = ("predict", "feedback", "report", "admin")
 #: Shortest secret accepted: 16 characters (the README shows how to make a random one).
 MIN_SECRET = 16
@@ -76,14 +78,6 @@ def load_keys(inline: str | None, file: Path | None) -> list[ApiKey]:
     return keys
 
 
-class Unauthorized(Exception):
-    """401 (no usable credentials) or 403 (a valid key without the role)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status
-
-
 class KeyRing:
     """Checks ``Authorization: Bearer <secret>`` headers against the configured keys."""
 
@@ -91,25 +85,25 @@ class KeyRing:
         self.keys = list(keys)
 
     def authenticate(self, header: str | None, role: str) -> ApiKey:
-        """The key the header names, if it has ``role``; raises Unauthorized otherwise."""
+        """The key the header names, if it has ``role``; raises Unauthenticated
+        (401) or Forbidden (403) otherwise."""
         if not self.keys:
-            raise Unauthorized(
-                401,
+            raise Unauthenticated(
                 f"this endpoint needs an API key with the {role} role and none is configured; "
                 "set YIELD_ENSEMBLE_API_KEYS or YIELD_ENSEMBLE_API_KEYS_FILE",
             )
         scheme, _, secret = (header or "").partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
-            raise Unauthorized(401, f"send Authorization: Bearer <key> with the {role} role")
+            raise Unauthenticated(f"send Authorization: Bearer <key> with the {role} role")
         digest = _digest(secret.strip())
         found = None
         for key in self.keys:  # every key is compared: the time does not say which matched
             if hmac.compare_digest(key.digest, digest):
                 found = key
         if found is None:
-            raise Unauthorized(401, "unknown API key")
+            raise Unauthenticated("unknown API key")
         if not found.allows(role):
-            raise Unauthorized(403, f"key {found.id} does not have the {role} role")
+            raise Forbidden(f"key {found.id} does not have the {role} role")
         return found
 
 

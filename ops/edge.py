@@ -20,8 +20,18 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from ensemble.validation import shown
-from ops.auth import KeyRing, Unauthorized
+from ensemble.errors import (
+    BY_STATUS,
+    Internal,
+    Malformed,
+    NotFound,
+    ServiceError,
+    TooLarge,
+    UnsupportedMedia,
+    shown,
+)
+from ops.access import ROUTES, RouteTable
+from ops.auth import KeyRing
 
 logger = logging.getLogger("yield_ensemble.requests")
 
@@ -32,30 +42,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = "X-BentoML-Request-ID"
-#: Routes that accept a JSON body.
-JSON_ROUTES = (
-    "/predict",
-    "/predict_batch",
-    "/predict_wafer",
-    "/feedback",
-    "/admin/serving/candidate",
-    "/admin/serving/promote",
-    "/admin/serving/rollback",
-)
-#: Error kind by status, for ``yield_ensemble_errors_total`` when the handler named none.
-KINDS = {
-    400: "bad_input",
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "too_large",
-    415: "unsupported_media_type",
-    409: "conflict",
-    422: "bad_input",
-    500: "internal",
-    503: "unavailable",
-}
 
 
 @dataclass
@@ -64,9 +50,8 @@ class RequestState:
 
     request_id: str
     key_id: str | None = None
-    logged: bool = False  # the handler logged its error itself
-    kind: str | None = None  # the handler's error kind
-    extra: dict[str, Any] = field(default_factory=dict)
+    error: ServiceError | None = None  # the error the handler answered with
+    cause: BaseException | None = None  # what raised it, for an internal error's traceback
 
 
 CURRENT: contextvars.ContextVar[RequestState | None] = contextvars.ContextVar(
@@ -85,19 +70,6 @@ class EdgeConfig:
     count_error: Callable[[str], None] = lambda kind: None
 
 
-def required_role(path: str, predict_requires_key: bool) -> str | None:
-    """The role a route needs, or None for open routes (health, metrics, docs)."""
-    if path in ("/predict", "/predict_batch", "/predict_wafer"):
-        return "predict" if predict_requires_key else None
-    if path == "/feedback":
-        return "feedback"
-    if path == "/ab" or path.startswith("/ab/") or path.startswith("/dashboard/"):
-        return "report"
-    if path == "/admin" or path.startswith("/admin/"):
-        return "admin"
-    return None
-
-
 class _BodyTooLarge(Exception):
     pass
 
@@ -105,9 +77,10 @@ class _BodyTooLarge(Exception):
 class EdgeMiddleware:
     """See the module docstring. ``config`` is shared with the service that fills it."""
 
-    def __init__(self, app: ASGIApp, config: EdgeConfig) -> None:
+    def __init__(self, app: ASGIApp, config: EdgeConfig, routes: RouteTable = ROUTES) -> None:
         self.app = app
         self.config = config
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -126,26 +99,29 @@ class EdgeMiddleware:
     ) -> None:
         config, path = self.config, scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        role = required_role(path, config.predict_requires_key)
+        declared = self.routes.find(path)
+        if declared is None:
+            await self._refuse(send, state, path, NotFound(f"no route {shown(path)}"))
+            return
+        role = declared.access.role(config.predict_requires_key)
         if role is not None:
             try:
                 state.key_id = config.keys.authenticate(headers.get("authorization"), role).id
-            except Unauthorized as exc:
-                extra = {"www-authenticate": "Bearer"} if exc.status_code == 401 else {}
-                await self._reject(send, state, path, exc.status_code, str(exc), extra)
+            except ServiceError as exc:
+                await self._refuse(send, state, path, exc)
                 return
-        if scope["method"] == "POST" and path in JSON_ROUTES:
-            media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
-            if media != "application/json":
-                message = f"send Content-Type: application/json, not {shown(media)}"
-                await self._reject(send, state, path, 415, message)
+        if scope["method"] == "POST" and declared.body is not None:
+            media = headers.get("content-type", declared.body).split(";")[0].strip().lower()
+            if media != declared.body:
+                message = f"send Content-Type: {declared.body}, not {shown(media)}"
+                await self._refuse(send, state, path, UnsupportedMedia(message))
                 return
             length = headers.get("content-length")
             if length is not None and not length.isdigit():
-                await self._reject(send, state, path, 400, "Content-Length must be a number")
+                await self._refuse(send, state, path, Malformed("Content-Length", "not a number"))
                 return
             if length is not None and int(length) > config.max_body_bytes:
-                await self._reject(send, state, path, 413, self._too_large())
+                await self._refuse(send, state, path, TooLarge(self._too_large()))
                 return
         over = False
         seen = 0
@@ -189,9 +165,9 @@ class EdgeMiddleware:
         with contextlib.suppress(_BodyTooLarge):
             await self.app(scope, limited_receive, guarded_send)
         if over:
-            await self._reject(send, state, path, 413, self._too_large())
+            await self._refuse(send, state, path, TooLarge(self._too_large()))
         elif not started:
-            await self._reject(send, state, path, 500, "internal error: no answer was made")
+            await self._refuse(send, state, path, Internal())
 
     def _too_large(self) -> str:
         mb = self.config.max_body_bytes / (1 << 20)
@@ -229,42 +205,57 @@ class EdgeMiddleware:
         await send(start)
         await send({"type": "http.response.body", "body": body})
 
-    async def _reject(
-        self,
-        send: Send,
-        state: RequestState,
-        path: str,
-        status: int,
-        message: str,
-        extra_headers: dict[str, str] | None = None,
-    ) -> None:
-        body = json.dumps({"error": message, "request_id": state.request_id}).encode()
+    async def _refuse(self, send: Send, state: RequestState, path: str, exc: ServiceError) -> None:
+        """Answer ``exc`` before the route ran."""
+        state.error = exc
+        body = json.dumps({**exc.body(), "request_id": state.request_id}).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (REQUEST_ID_HEADER.lower().encode(), state.request_id.encode()),
-            *((k.encode(), v.encode()) for k, v in (extra_headers or {}).items()),
+            *((k.lower().encode(), v.encode()) for k, v in exc.headers().items()),
         ]
-        self._account(state, path, status, message)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        self._account(state, path, exc.status, str(exc))
+        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     def _account(self, state: RequestState, path: str, status: int, message: str) -> None:
-        kind = state.kind or KINDS.get(status, "client_error" if status < 500 else "internal")
+        """Count and log one error answer: the one place every error is logged."""
+        error = state.error
+        kind = error.kind if error is not None else BY_STATUS.get(
+            status, "client_error" if status < 500 else "internal"
+        )  # fmt: skip
         self.config.count_error(kind)
-        if state.logged:
-            return
         fields = {
             "request_id": state.request_id,
             "endpoint": path,
             "status": status,
             "kind": kind,
             "error": shown(message, 300, quote=False),
+            **({"field": error.field} if error is not None and error.field else {}),
             **({"key_id": state.key_id} if state.key_id else {}),
         }
-        level = logging.WARNING if status < 500 else logging.ERROR
-        logger.log(level, "request refused" if status < 500 else "request failed",
-                   extra={"fields": fields})  # fmt: skip
+        if status < 500:
+            logger.warning("request refused", extra={"fields": fields})
+        elif kind == "internal":
+            cause = state.cause
+            exc_info = (type(cause), cause, cause.__traceback__) if cause is not None else None
+            logger.error("internal error", exc_info=exc_info, extra={"fields": fields})
+        else:
+            logger.error(kind.replace("_", " "), extra={"fields": fields})
+
+
+def render(exc: ServiceError, cause: BaseException | None = None) -> JSONResponse:
+    """The answer to a request that ended in ``exc``: what every handler of ours returns
+    on an error (the edge logs and counts it, once). ``cause``: the unexpected exception
+    behind an ``Internal`` error, whose traceback the log gets."""
+    state = current()
+    if state is not None:
+        state.error, state.cause = exc, cause
+    request_id = state.request_id if state is not None else ""
+    response = json_answer(exc.body(), request_id, exc.status)
+    response.headers.update(exc.headers())
+    return response
 
 
 def json_answer(body: Mapping[str, Any], request_id: str, status: int = 200) -> JSONResponse:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ensemble.arms import ENSEMBLE
 from ensemble.batch import Batch
+from ensemble.errors import kinds
 
 if TYPE_CHECKING:
     from ensemble.fleet import Snapshot
@@ -61,9 +62,7 @@ class ServiceMetrics:
         )
         self.errors = pc.Counter(
             p + "errors",
-            "Failed requests by kind: bad_input, unauthenticated, forbidden, too_large, "
-            "unsupported_media_type, not_found, conflict, members_unavailable, log_backed_up, "
-            "ledger_unavailable, unavailable, internal.",
+            f"Failed requests by kind: {', '.join(kinds())}.",
             ["kind"],
             **kw,
         )

@@ -9,6 +9,15 @@ import pytest
 import yaml
 
 from ensemble.settings import Settings
+from ledger.settings import LedgerSettings
+from ops.settings import OpsSettings
+
+#: Every area's settings (a variable belongs to one).
+SETTING_FIELDS = {
+    **Settings.model_fields,
+    **LedgerSettings.model_fields,
+    **OpsSettings.model_fields,
+}
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 MANIFESTS = sorted(K8S.glob("*.yaml"))
@@ -36,7 +45,7 @@ def test_deployment_matches_the_service() -> None:
     env = {e["name"]: e for e in container["env"]}
     assert env["YIELD_ENSEMBLE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
     for name in env:  # every variable is a real setting
-        assert name.removeprefix("YIELD_ENSEMBLE_").lower() in Settings.model_fields
+        assert name.removeprefix("YIELD_ENSEMBLE_").lower() in SETTING_FIELDS
     grace = Settings.model_fields["member_shutdown_grace_s"].default
     assert pod["terminationGracePeriodSeconds"] > grace + 10
     assert pod["securityContext"]["runAsNonRoot"] is True

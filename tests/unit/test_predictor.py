@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ensemble.coalesce import Coalescer
-from ensemble.predictor import EnsemblePredictor, MembersUnavailable
+from ensemble.errors import MembersUnavailable
+from ensemble.predictor import EnsemblePredictor
 
 
 def member(p: float, delay: float = 0.0, fail: bool = False, log: list[int] | None = None):

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from ensemble.arms import Arm, build_arms
+from ensemble.errors import LogBackedUp
 from ledger.migrate import drop_all
 from ledger.predlog import Durability, PredictionLog, Retention, Served, metadata
-from ledger.spool import LogBackedUp
 
 VERSIONS = {"random_forest": "rf:1", "xgboost": "xgb:1", "keras": "nn:1"}
 

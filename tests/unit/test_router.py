@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import numpy as np
 import pytest
 
 from ensemble.arms import Arm, build_arms
 from ensemble.cache import PredictionCache
-from ensemble.predictor import EnsemblePredictor, MembersUnavailable
+from ensemble.errors import MembersUnavailable
+from ensemble.predictor import EnsemblePredictor
 from ensemble.router import Router, SplitConfig
 
 VERSIONS = {"rf": "rf:1", "xgb": "xgb:1", "nn": "nn:1"}
@@ -50,16 +52,21 @@ def _router(
     return router, calls
 
 
+def _records(work: Any) -> list[Any]:
+    """The per-row records of a router call."""
+    return asyncio.run(work).records()  # type: ignore[no-any-return]
+
+
 ROWS = np.arange(12, dtype=np.float32).reshape(2, 6)
 
 
 def test_miss_then_hit_without_member_calls() -> None:
     router, calls = _router(0.0)
-    first = asyncio.run(router.predict(ROWS, ["a", "b"]))
+    first = _records(router.predict_batch(ROWS, ["a", "b"]))
     assert [r["cached"] for r in first] == [False, False]
     assert first[0]["arm"] == "ensemble" and first[0]["prediction"] == "pass"
     assert first[0]["votes"] == pytest.approx({"rf": 0.9, "xgb": 0.3, "nn": 0.8})
-    second = asyncio.run(router.predict(ROWS, ["a", "b"]))
+    second = _records(router.predict_batch(ROWS, ["a", "b"]))
     assert [r["cached"] for r in second] == [True, True]
     assert sum(map(len, calls.values())) == 3  # one call per member, for the first request
     assert {k: v for k, v in second[0].items() if k != "cached"} == {
@@ -69,14 +76,14 @@ def test_miss_then_hit_without_member_calls() -> None:
 
 def test_batch_sends_only_misses() -> None:
     router, calls = _router(0.0)
-    asyncio.run(router.predict(ROWS[:1], [None]))
-    asyncio.run(router.predict(ROWS, [None, None]))
+    _records(router.predict_batch(ROWS[:1], [None]))
+    _records(router.predict_batch(ROWS, [None, None]))
     assert calls["rf"] == [1, 1]  # the second call carried only the new row
 
 
 def test_challenger_arm_calls_only_the_challenger() -> None:
     router, calls = _router(1.0)
-    (result,) = asyncio.run(router.predict(ROWS[:1], ["dev-1"]))
+    (result,) = _records(router.predict_batch(ROWS[:1], ["dev-1"]))
     assert result["arm"] == "challenger" and result["votes"] == pytest.approx({"xgb": 0.3})
     assert result["prediction"] == "fail"
     assert calls == {"rf": [], "xgb": [1], "nn": []}
@@ -84,47 +91,47 @@ def test_challenger_arm_calls_only_the_challenger() -> None:
 
 def test_down_challenger_falls_back_to_degraded_ensemble() -> None:
     router, _ = _router(1.0, fail=frozenset({"xgb"}))
-    (result,) = asyncio.run(router.predict(ROWS[:1], ["dev-1"]))
+    (result,) = _records(router.predict_batch(ROWS[:1], ["dev-1"]))
     assert result["arm"] == "ensemble" and result["degraded"]
     assert result["missing_members"] == ("xgb",)
 
 
 def test_degraded_answers_are_not_cached() -> None:
     router, calls = _router(0.0, fail=frozenset({"nn"}))
-    asyncio.run(router.predict(ROWS[:1], [None]))
-    (again,) = asyncio.run(router.predict(ROWS[:1], [None]))
+    _records(router.predict_batch(ROWS[:1], [None]))
+    (again,) = _records(router.predict_batch(ROWS[:1], [None]))
     assert again["cached"] is False and len(calls["rf"]) == 2
 
 
 def test_too_few_members_raises() -> None:
     router, _ = _router(0.0, fail=frozenset({"nn", "rf"}))
     with pytest.raises(MembersUnavailable):
-        asyncio.run(router.predict(ROWS, [None, None]))
+        _records(router.predict_batch(ROWS, [None, None]))
 
 
 def test_mixed_arms_keep_row_order() -> None:
     router, _ = _router(0.5)
     keys = [f"dev-{i}" for i in range(40)]
     rows = np.repeat(ROWS[:1], 40, axis=0)
-    results = asyncio.run(router.predict(rows, keys))  # type: ignore[arg-type]
+    results = _records(router.predict_batch(rows, keys))  # type: ignore[arg-type]
     assert [r["arm"] for r in results] == [router.arm_for(k) for k in keys]
     assert {r["arm"] for r in results} == {"ensemble", "challenger"}
 
 
 def test_a_non_finite_member_answer_degrades_that_row_and_is_never_cached() -> None:
     router, calls = _router(0.0, overflow=frozenset({"nn"}))
-    first = asyncio.run(router.predict(ROWS, ["a", "b"]))
+    first = _records(router.predict_batch(ROWS, ["a", "b"]))
     assert [(r["degraded"], r["missing_members"]) for r in first] == [(False, ()), (True, ("nn",))]
     assert first[1]["votes"] == pytest.approx({"rf": 0.9, "xgb": 0.3})
     assert first[1]["probability"] == pytest.approx(0.6)
-    second = asyncio.run(router.predict(ROWS, ["a", "b"]))
+    second = _records(router.predict_batch(ROWS, ["a", "b"]))
     assert [r["cached"] for r in second] == [True, False]
     assert calls["nn"] == [2, 1]
 
 
 def test_challenger_rows_without_a_probability_go_to_the_ensemble() -> None:
     router, _ = _router(1.0, overflow=frozenset({"xgb"}))
-    out = asyncio.run(router.predict(ROWS, ["a", "b"]))
+    out = _records(router.predict_batch(ROWS, ["a", "b"]))
     assert (out[0]["arm"], out[0]["degraded"]) == ("challenger", False)
     assert (out[1]["arm"], out[1]["degraded"], out[1]["missing_members"]) == (
         "ensemble",
@@ -147,8 +154,8 @@ def test_combiners_never_share_cached_answers() -> None:
         split = SplitConfig(build_arms([Arm("challenger", "xgb", 0.0)], list(VERSIONS)), "s")
         return Router(predictor, cache, split, VERSIONS)
 
-    majority = asyncio.run(router(MajorityVote()).predict(ROWS[:1], ["a"]))[0]
-    soft = asyncio.run(router(SoftVote()).predict(ROWS[:1], ["a"]))[0]
+    majority = _records(router(MajorityVote()).predict_batch(ROWS[:1], ["a"]))[0]
+    soft = _records(router(SoftVote()).predict_batch(ROWS[:1], ["a"]))[0]
     # rf 0.9, xgb 0.3, nn 0.3: the vote says fail (1 of 3); the mean 0.5 says pass.
     assert (majority["prediction"], majority["combiner"], majority["cached"]) == (
         "fail",
@@ -156,7 +163,7 @@ def test_combiners_never_share_cached_answers() -> None:
         False,
     )
     assert (soft["prediction"], soft["combiner"], soft["cached"]) == ("pass", "soft:1", False)
-    again = asyncio.run(router(SoftVote()).predict(ROWS[:1], ["a"]))[0]
+    again = _records(router(SoftVote()).predict_batch(ROWS[:1], ["a"]))[0]
     assert again["cached"] and again["combiner"] == "soft:1"
 
 

@@ -55,9 +55,13 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     from pathlib import Path
 
     from ensemble.settings import Settings
+    from ledger.settings import LedgerSettings
+    from ops.settings import OpsSettings
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    missing = [f for f in Settings.model_fields if f"`YIELD_ENSEMBLE_{f.upper()}`" not in readme]
+    fields = [*Settings.model_fields, *LedgerSettings.model_fields, *OpsSettings.model_fields]
+    assert len(fields) == len(set(fields)), "a variable belongs to one area"
+    missing = [f for f in fields if f"`YIELD_ENSEMBLE_{f.upper()}`" not in readme]
     assert not missing, missing
 
 
@@ -66,11 +70,13 @@ def test_the_default_data_dir_is_absolute_and_independent_of_the_working_directo
 ) -> None:
     monkeypatch.delenv("YIELD_ENSEMBLE_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
-    here = Settings().data_dir
+    from ledger.settings import LedgerSettings
+
+    here = LedgerSettings().data_dir
     monkeypatch.chdir("/")
-    assert here.is_absolute() and Settings().data_dir == here
+    assert here.is_absolute() and LedgerSettings().data_dir == here
     assert here == tmp_path / "yield-ensemble"
-    assert Settings().log_url == f"sqlite:///{here / 'predictions.db'}"
+    assert LedgerSettings().log_url == f"sqlite:///{here / 'predictions.db'}"
 
 
 @pytest.mark.parametrize("share", ["0.9", "0.95", "0"])

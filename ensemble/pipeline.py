@@ -1,0 +1,195 @@
+"""The prediction pipeline: every predict route is a decoder and an encoder around it.
+
+decode (a ``Format``'s, from the request body) -> validate (the decoder's own checks)
+-> route (the serving snapshot's router: arms, cache, members, combiner) -> a ``Batch``
+-> record (``Evidence``: the ledger and the metrics) -> encode (the ``Format`` again).
+
+No BentoML, no database, no HTTP: the entry service hands in what serves now and where
+the evidence goes, so the whole path runs in-process in a unit test with fake members
+(``tests/unit/test_pipeline.py``). A new input format is a new ``Format`` (its decoder
+and encoder) and its route declaration; nothing here changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from ensemble.batch import Batch
+from ensemble.fleet import Snapshot
+from ensemble.responses import Ids
+from ensemble.schema import FeatureSchema
+
+#: One line per request.
+request_log = logging.getLogger("yield_ensemble.requests")
+#: The identifier columns of every decoded request, in split-key order.
+ID_FIELDS = ("device_id", "wafer_id", "lot_id")
+
+
+@dataclass(frozen=True)
+class Dies:
+    """A decoded request: what every decoder hands the pipeline.
+
+    ``rows`` is (n, k) float32 in the schema's order; ``ids`` holds ``device_id``,
+    ``wafer_id`` and ``lot_id`` as columns of n entries (None where not given);
+    ``positions`` the (x, y) of each die on its wafer, when the input has them.
+    """
+
+    rows: np.ndarray
+    ids: Mapping[str, Sequence[str | None]]
+    positions: Sequence[tuple[int, int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def device_ids(self) -> list[str | None]:
+        return list(self.ids["device_id"])
+
+    @property
+    def split_keys(self) -> list[str | None]:
+        """Per die the first of device_id, wafer_id, lot_id given (the sticky A/B key)."""
+        d, w, lot = (self.ids[f] for f in ID_FIELDS)
+        return [
+            a if a is not None else b if b is not None else c
+            for a, b, c in zip(d, w, lot, strict=True)
+        ]
+
+    def records(self) -> list[Ids]:
+        """Per die its identifiers as a dict (the record-shaped answers)."""
+        d, w, lot = (self.ids[f] for f in ID_FIELDS)
+        return [
+            {"device_id": a, "wafer_id": b, "lot_id": c} for a, b, c in zip(d, w, lot, strict=True)
+        ]
+
+    @classmethod
+    def of_records(cls, rows: np.ndarray, ids: Sequence[Ids]) -> Dies:
+        """Dies from one identifier dict per row."""
+        return cls(rows, {f: [i.get(f) for i in ids] for f in ID_FIELDS})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a decoder checks a request against: the served schema, the most dies."""
+
+    schema: FeatureSchema
+    max_dies: int
+
+
+@dataclass(frozen=True)
+class Served:
+    """One request's predictions, as recorded and encoded.
+
+    ``request_ids`` has one id per die (the request's own for a single die, else
+    ``<request_id>.<i>``); ``tally`` is what the evidence counted (arms, fails, cached,
+    degraded); ``serving`` the snapshot that answered (read once per request).
+    """
+
+    request_id: str
+    request_ids: list[str]
+    dies: Dies
+    batch: Batch
+    serving: Snapshot
+    started: float
+    latency_ms: float = 0.0
+    tally: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.tally.get("degraded", 0))
+
+    def arm_versions(self) -> dict[str, dict[str, str]]:
+        """The model versions of each arm that answered (a candidate's differ)."""
+        batch = self.batch
+        return {
+            batch.arms[a]: dict(self.serving.tags_of(batch.arms[a])) for a in np.unique(batch.arm)
+        }
+
+
+class Evidence(Protocol):
+    """Where served predictions go: the ledger and the metrics (``entry.evidence``)."""
+
+    def check_room(self) -> None:
+        """Raise ``ensemble.errors.LogBackedUp`` when no prediction may be served now."""
+
+    def record(self, served: Served) -> dict[str, Any]:
+        """Log and count ``served``; return the tally (arms, fails, cached, degraded)."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoder's result: the dies and whatever its encoder needs (e.g. the answer shape)."""
+
+    dies: Dies
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Format:
+    """An input format: how a request body becomes dies and the answer is made.
+
+    ``decode(body, limits)`` raises ``ensemble.errors.ServiceError`` (a 4xx naming the
+    field) on bad input; ``encode(served, options)`` makes the answer's JSON body;
+    ``log(served)`` the request log line (message, fields). ``per_die_ids``: every die
+    gets ``<request_id>.<i>`` (False: the one die gets the request's id).
+    """
+
+    endpoint: str
+    decode: Callable[[Any, Limits], Decoded]
+    encode: Callable[[Served, Mapping[str, Any]], dict[str, Any]]
+    log: Callable[[Served], tuple[str, dict[str, Any]]]
+    per_die_ids: bool = True
+
+
+class Pipeline:
+    """decode -> route -> record -> encode, for any ``Format``.
+
+    ``serving()`` returns what serves now (``ensemble.switchboard``); ``evidence``
+    records what was served; ``limits()`` the checks decoders apply.
+    """
+
+    def __init__(
+        self,
+        serving: Callable[[], Snapshot],
+        evidence: Evidence,
+        limits: Callable[[], Limits],
+    ) -> None:
+        self.serving = serving
+        self.evidence = evidence
+        self.limits = limits
+
+    async def run(self, fmt: Format, request_id: str, body: Any) -> dict[str, Any]:
+        """The answer body to ``body`` in ``fmt``; raises ServiceError on a refusal.
+
+        Nothing is recorded unless every die was answered; a refused request costs no
+        member call.
+        """
+        started = time.perf_counter()
+        serving = self.serving()
+        self.evidence.check_room()
+        decoded = fmt.decode(body, self.limits())
+        served = await self.predict(request_id, decoded.dies, serving, started, fmt.per_die_ids)
+        message, fields = fmt.log(served)
+        request_log.info(message, extra={"fields": fields})
+        return fmt.encode(served, decoded.options)
+
+    async def predict(
+        self,
+        request_id: str,
+        dies: Dies,
+        serving: Snapshot,
+        started: float,
+        per_die_ids: bool = True,
+    ) -> Served:
+        """Route ``dies`` through ``serving`` and record the answers."""
+        batch = await serving.router.predict_batch(dies.rows, dies.split_keys)
+        n = len(batch)
+        request_ids = [f"{request_id}.{i}" for i in range(n)] if per_die_ids else [request_id] * n
+        latency_ms = (time.perf_counter() - started) * 1000
+        served = Served(request_id, request_ids, dies, batch, serving, started, latency_ms)
+        return replace(served, tally=self.evidence.record(served))

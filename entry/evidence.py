@@ -1,0 +1,65 @@
+"""Where served predictions go: the prediction log and the metrics.
+
+``LedgerEvidence`` is the entry's ``ensemble.pipeline.Evidence``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ensemble.cache import PredictionCache
+from ensemble.pipeline import Served
+from ops.metrics import ServiceMetrics
+
+if TYPE_CHECKING:
+    from ledger.predlog import PredictionLog
+
+request_log = logging.getLogger("yield_ensemble.requests")
+
+
+class LedgerEvidence:
+    """Logs every served die to the ledger and counts it in the metrics."""
+
+    def __init__(self, log: PredictionLog, metrics: ServiceMetrics, cache: PredictionCache) -> None:
+        self.log = log
+        self.metrics = metrics
+        self.cache = cache
+
+    def check_room(self) -> None:
+        """``LogBackedUp`` (503) when the log may not take more rows."""
+        self.log.check_room()
+
+    def record(self, served: Served) -> dict[str, Any]:
+        from ledger.predlog import Served as Row
+
+        serving = served.serving
+        self.log.record(
+            Row(
+                time.time(),
+                served.latency_ms,
+                served.request_ids,
+                served.dies.ids,
+                served.dies.rows,
+                served.batch,
+                serving.model_versions,
+                serving.arm_specs,
+                served.dies.positions,
+                serving.arm_versions,
+            )
+        )
+        tally = self.metrics.served(served.batch)
+        self.metrics.cache_entries.set(len(self.cache))
+        self.metrics.log_pending.set(self.log.pending_rows)
+        if request_log.isEnabledFor(logging.DEBUG):
+            request_log.debug(
+                "features",
+                extra={
+                    "fields": {
+                        "request_id": served.request_id,
+                        "features": served.dies.rows.tolist(),
+                    }
+                },
+            )
+        return tally

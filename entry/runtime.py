@@ -1,0 +1,228 @@
+"""The running entry worker's parts, built once when the worker starts.
+
+``Runtime`` holds the prediction log, the fleet of served versions and the switchboard
+that follows the shared serving state, the metrics, the prediction pipeline, and the
+thread pools that keep reads and probes apart from each other and from predictions.
+``current()`` is the worker's runtime, for the routes mounted beside the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ensemble.cache import PredictionCache
+from ensemble.decision import Decision
+from ensemble.errors import MemberLoadFailed
+from ensemble.fleet import Fleet, Loaded, Snapshot
+from ensemble.pipeline import Limits, Pipeline
+from ensemble.predictor import EnsemblePredictor
+from ensemble.settings import get_settings
+from ensemble.switchboard import Switchboard
+from entry.evidence import LedgerEvidence
+from entry.startup import load_version, reconcile
+from ledger.settings import get_ledger_settings
+from ops.gc_tuning import tune_gc
+from ops.metrics import ServiceMetrics
+
+logger = logging.getLogger("yield_ensemble")
+T = TypeVar("T")
+#: How long a member may take to load the versions of a new serving state.
+PREPARE_TIMEOUT_S = 120.0
+#: Reads (report, dashboards, feedback lookups) run at most this many at once, in their
+#: own threads: probes and predictions never wait behind them.
+READ_THREADS = 2
+
+
+def member_call(proxy: Any, version: str | None) -> Callable[[np.ndarray], Any]:
+    """A member's P(pass) from ``version`` (None: its start-up model, batched by the member).
+
+    ``proxy.to_async`` is looked up per call: BentoML binds it after __init__.
+    """
+
+    async def call(rows: np.ndarray) -> np.ndarray:
+        return np.asarray(await proxy.to_async.predict_proba(rows))
+
+    async def call_version(rows: np.ndarray) -> np.ndarray:
+        return np.asarray(await proxy.to_async.predict_version(rows, version))
+
+    return call if version is None else call_version
+
+
+class Runtime:
+    """One entry worker's state; ``proxies``: member name -> its BentoML dependency."""
+
+    def __init__(self, proxies: Mapping[str, Any], started: Loaded) -> None:
+        from ledger.predlog import Durability, PredictionLog, Retention
+        from ledger.serving import ServingStore
+
+        core, ledger = get_settings(), get_ledger_settings()
+        self.proxies = dict(proxies)
+        self.schema, self.startup_tags, self.startup = started.schema, started.tags, started.version
+        self.metrics = ServiceMetrics()
+        days = ledger.prediction_log_retention_days
+        self.log = PredictionLog(
+            ledger.log_url,
+            flush_interval_s=ledger.prediction_log_flush_interval_s,
+            retention=Retention(days * 86400 if days else None, ledger.prediction_log_max_rows),
+            durability=Durability(
+                spill_dir=ledger.spill_dir,
+                spill_max_bytes=int(ledger.prediction_log_spill_max_mb * (1 << 20)),
+                max_pending_rows=ledger.prediction_log_max_pending_rows,
+                stall_s=ledger.prediction_log_stall_s,
+            ),
+            on_event=self._log_event,
+        )
+        self.fleet = Fleet(
+            core.arm_list(),
+            core.split_salt,
+            PredictionCache(core.cache_maxsize, core.cache_ttl_s),
+            self.schema,
+            lambda version: started if version == started.version else load_version(version),
+            self._predictor,
+            self._prepare_members,
+        )
+        store = ServingStore(self.log.engine)
+        self.switch = Switchboard(
+            self.fleet,
+            store,
+            store.read() or reconcile(self.log.engine),
+            self.metrics,
+            core.serving_poll_s,
+            report=self.guardrail_report if core.guardrail else None,
+            guardrail_interval_s=core.guardrail_interval_s,
+        )
+        self.evidence = LedgerEvidence(self.log, self.metrics, self.fleet.cache)
+        limits = Limits(self.schema, core.max_batch_devices)
+        self.pipeline = Pipeline(lambda: self.switch.serving, self.evidence, lambda: limits)
+        self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="yield-read")
+        self._probes = ThreadPoolExecutor(1, thread_name_prefix="yield-probe")
+        self.following: asyncio.Task[None] | None = None
+        self.members_verified = False
+        self.metrics.log_spool_rows(*self.spool_rows())
+        self.metrics.accuracy(self.log.accuracy_by_arm())
+        tune_gc()
+        logger.info("serving %s on features %s", self.serving.versions(), list(self.schema.names))
+        logger.info("prediction log: %s", self.log.safe_url)
+
+    @property
+    def serving(self) -> Snapshot:
+        """What serves now (``ensemble.switchboard``); a request reads it once."""
+        return self.switch.serving
+
+    async def read(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``call`` in the reads' own threads (reports, dashboards, feedback)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reads, lambda: call(*args, **kwargs))
+
+    async def probe(self, call: Callable[[], T]) -> T:
+        """``call`` in the probes' own thread: a read never delays a readiness answer."""
+        return await asyncio.get_running_loop().run_in_executor(self._probes, call)
+
+    def spool_rows(self) -> tuple[int, int]:
+        """Rows in the spill and in the dead letter, counted from the files."""
+        spill, dead = self.log.spill, self.log.dead_letter
+        return (spill.size()[0] if spill else 0), (dead.size()[0] if dead else 0)
+
+    def _log_event(self, kind: str, rows: int) -> None:
+        """Called by the log's writer thread: what it did with how many rows."""
+        self.metrics.log_event(kind, rows)
+        self.metrics.log_pending.set(self.log.pending_rows)
+        if kind != "written":
+            self.metrics.log_spool_rows(*self.spool_rows())
+
+    def _predictor(self, version: str, decision: Decision) -> EnsemblePredictor:
+        """The ensemble of ``version``'s members, deciding with its trained combiner."""
+        core = get_settings()
+        own = None if version == self.startup else version
+        return EnsemblePredictor(
+            {m: member_call(proxy, own) for m, proxy in self.proxies.items()},
+            timeout_s=core.member_timeout_s,
+            max_rows_per_call=core.coalesce_max_rows,
+            max_in_flight=core.coalesce_max_in_flight,
+            observer=self.metrics.member_call,
+            combiner=decision.combiner(core.combiner),
+        )
+
+    async def _prepare_members(self, versions: Sequence[str]) -> None:
+        """Have every member load ``versions``; MemberLoadFailed naming the one that could not."""
+
+        async def prepare(member: str, proxy: Any) -> None:
+            try:
+                await asyncio.wait_for(proxy.to_async.prepare(list(versions)), PREPARE_TIMEOUT_S)
+            except Exception as exc:
+                why = str(exc)[:300] or type(exc).__name__
+                raise MemberLoadFailed(
+                    f"member {member} could not load {list(versions)}: {why}"
+                ) from exc
+
+        await asyncio.gather(*(prepare(m, p) for m, p in self.proxies.items()))
+
+    async def members_loaded(self) -> dict[str, Any]:
+        """The model tags each member holds in memory (or why it did not say)."""
+
+        async def loaded(proxy: Any) -> Any:
+            try:
+                return (await asyncio.wait_for(proxy.to_async.info(), 2.0))["loaded"]
+            except Exception as exc:
+                return f"unavailable: {str(exc)[:200] or type(exc).__name__}"
+
+        answers = await asyncio.gather(*(loaded(p) for p in self.proxies.values()))
+        return dict(zip(self.proxies, answers, strict=True))
+
+    def guardrail_report(self, since: float | None) -> dict[str, Any]:
+        return self.report(since, None, None)
+
+    def report(self, since: float | None, until: float | None, arm: str | None) -> dict[str, Any]:
+        """The A/B report over the logged predictions in [since, until), optionally one arm."""
+        self.log.flush(10.0)
+        serving = self.serving
+        champion = serving.champion
+        return self.log.report(
+            serving.arms,
+            since,
+            until,
+            arm,
+            champion.decision,
+            champion.predictor.combiner.key,
+            candidate=serving.candidate_spec(get_settings().promotion_alpha),
+        )
+
+    def start(self) -> None:
+        """Follow the shared serving state (on the worker's event loop)."""
+        self.following = asyncio.get_running_loop().create_task(self.switch.run())
+
+    def shutdown(self) -> int:
+        """Stop following, flush the log: how many rows were lost."""
+        if self.following is not None:
+            self.following.cancel()
+        # Uvicorn has drained in-flight requests by now: everything served is queued.
+        pending = self.log.pending_rows
+        status = self.log.close()
+        spilled = self.spool_rows()[0]
+        logger.info("prediction log flushed %d rows at shutdown: %d lost, %d waiting in the "
+                    "spill", pending, status.lost, spilled)  # fmt: skip
+        self._reads.shutdown(wait=False, cancel_futures=True)
+        self._probes.shutdown(wait=False, cancel_futures=True)
+        return status.lost
+
+
+_CURRENT: list[Runtime] = []
+
+
+def install(runtime: Runtime) -> Runtime:
+    """Make ``runtime`` this worker's (one per process)."""
+    _CURRENT[:] = [runtime]
+    return runtime
+
+
+def current() -> Runtime:
+    """This worker's runtime; RuntimeError before the worker built it."""
+    if not _CURRENT:
+        raise RuntimeError("the entry worker has not started")
+    return _CURRENT[0]
