@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ensemble.admission import Admission
 from ensemble.batch import Batch
 from ensemble.fleet import Snapshot
 from ensemble.responses import Ids
@@ -120,6 +121,9 @@ class Evidence(Protocol):
     def record(self, served: Served) -> dict[str, Any]:
         """Log and count ``served``; return the tally (arms, fails, cached, degraded)."""
 
+    def room(self, n: int) -> bool:
+        """Whether ``n`` more rows fit, with a reserve left for small requests."""
+
 
 @dataclass(frozen=True)
 class Decoded:
@@ -158,22 +162,27 @@ class Pipeline:
         serving: Callable[[], Snapshot],
         evidence: Evidence,
         limits: Callable[[], Limits],
+        admission: Admission | None = None,
     ) -> None:
         self.serving = serving
         self.evidence = evidence
         self.limits = limits
+        self.admission = admission or Admission(max_bulk_dies=10**9, wait_s=0)
 
     async def run(self, fmt: Format, request_id: str, body: Any) -> dict[str, Any]:
         """The answer body to ``body`` in ``fmt``; raises ServiceError on a refusal.
 
         Nothing is recorded unless every die was answered; a refused request costs no
-        member call.
+        member call. A big request waits its turn (``ensemble.admission``) before it is
+        routed, or is refused with 429.
         """
         started = time.perf_counter()
-        serving = self.serving()
         self.evidence.check_room()
         decoded = fmt.decode(body, self.limits())
-        served = await self.predict(request_id, decoded.dies, serving, started, fmt.per_die_ids)
+        async with self.admission.admit(len(decoded.dies), self.evidence.room):
+            self.evidence.check_room()
+            serving = self.serving()
+            served = await self.predict(request_id, decoded.dies, serving, started, fmt.per_die_ids)
         message, fields = fmt.log(served)
         request_log.info(message, extra={"fields": fields})
         return fmt.encode(served, decoded.options)

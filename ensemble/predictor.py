@@ -80,8 +80,10 @@ class EnsemblePredictor:
         max_in_flight: int = 2,
         observer: CallObserver | None = None,
         combiner: Combiner | None = None,
+        timeout_per_1000_rows_s: float = 0.0,
     ) -> None:
         self.timeout_s = timeout_s
+        self.timeout_per_row_s = timeout_per_1000_rows_s / 1000
         self.combiner: Combiner = combiner or MajorityVote()
         self.observer = observer
         self.coalescers = {
@@ -89,14 +91,20 @@ class EnsemblePredictor:
             for name, call in members.items()
         }
 
+    def timeout_for(self, rows: int) -> float:
+        """A member's time limit for ``rows`` rows: the base plus a share per row, so a
+        50,000-die wafer is not held to a single die's limit."""
+        return self.timeout_s + rows * self.timeout_per_row_s
+
     async def ask(self, name: str, rows: np.ndarray) -> tuple[np.ndarray | None, str]:
         """One member's P(pass), or (None, why) when it failed or timed out; never raises.
 
         A row whose answer is not a finite probability is NaN: the member failed there.
         """
         started = time.perf_counter()
+        limit = self.timeout_for(len(rows))
         try:
-            p = await asyncio.wait_for(self.coalescers[name].submit(rows), self.timeout_s)
+            p = await asyncio.wait_for(self.coalescers[name].submit(rows), limit)
             self._observe(name, started, None)
             p = finite_probabilities(p)
             bad = int(np.isnan(p).sum())
@@ -106,7 +114,7 @@ class EnsemblePredictor:
                                len(p))  # fmt: skip
             return p, ""
         except TimeoutError:
-            why, kind = f"timed out after {self.timeout_s:g} s", "timeout"
+            why, kind = f"timed out after {limit:g} s", "timeout"
         except Exception as exc:  # any member fault degrades, it never fails the request
             why, kind = f"{type(exc).__name__}: {str(exc)[:200]}", "error"
         self._observe(name, started, kind)

@@ -78,6 +78,26 @@ class Settings(BaseSettings):
         le=60,
         description="Members keep serving this long after SIGTERM so the entry can drain.",
     )
+    member_timeout_per_1000_rows_s: float = Field(
+        0.1,
+        ge=0,
+        le=60,
+        description="Added to a member's time limit per 1,000 rows of a call, so a wafer's "
+        "limit fits its size.",
+    )
+    max_bulk_dies_in_flight: int = Field(
+        50_000,
+        ge=1,
+        description="Dies of large requests (over 1,000 dies) answered at once; more wait "
+        "their turn, and single dies never wait behind them.",
+    )
+    bulk_wait_s: float = Field(
+        30,
+        ge=0,
+        le=55,
+        description="Longest a large request waits its turn before it is refused with 429 "
+        "and Retry-After.",
+    )
     max_batch_devices: int = Field(
         50_000, ge=1, description="Most devices accepted by one /predict_batch request."
     )

@@ -31,6 +31,13 @@ class LedgerEvidence:
         """``LogBackedUp`` (503) when the log may not take more rows."""
         self.log.check_room()
 
+    def room(self, n: int) -> bool:
+        """Whether ``n`` more rows fit in the log's memory with a tenth of it left for
+        small requests (any request fits an empty log)."""
+        pending = self.log.pending_rows
+        most = self.log.durability.max_pending_rows
+        return pending == 0 or pending + n <= most - most // 10
+
     def record(self, served: Served) -> dict[str, Any]:
         from ledger.predlog import Served as Row
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ensemble.admission import Admission
 from ensemble.cache import PredictionCache
 from ensemble.decision import Decision
 from ensemble.errors import MemberLoadFailed
@@ -99,7 +100,10 @@ class Runtime:
         )
         self.evidence = LedgerEvidence(self.log, self.metrics, self.fleet.cache)
         limits = Limits(self.schema, core.max_batch_devices)
-        self.pipeline = Pipeline(lambda: self.switch.serving, self.evidence, lambda: limits)
+        admission = Admission(core.max_bulk_dies_in_flight, core.bulk_wait_s)
+        self.pipeline = Pipeline(
+            lambda: self.switch.serving, self.evidence, lambda: limits, admission
+        )
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="yield-read")
         self._probes = ThreadPoolExecutor(1, thread_name_prefix="yield-probe")
         self.following: asyncio.Task[None] | None = None
@@ -143,6 +147,7 @@ class Runtime:
         return EnsemblePredictor(
             {m: member_call(proxy, own) for m, proxy in self.proxies.items()},
             timeout_s=core.member_timeout_s,
+            timeout_per_1000_rows_s=core.member_timeout_per_1000_rows_s,
             max_rows_per_call=core.coalesce_max_rows,
             max_in_flight=core.coalesce_max_in_flight,
             observer=self.metrics.member_call,

@@ -39,6 +39,9 @@ class Ledger:
         if self.full:
             raise LogBackedUp("the prediction log holds 3 unwritten predictions")
 
+    def room(self, n: int) -> bool:
+        return not self.full
+
     def record(self, served: Served) -> dict[str, Any]:
         self.served.append(served)
         return {"degraded": int(served.batch.degraded.sum())}
