@@ -1,0 +1,31 @@
+"""The one error a tester's file can raise: a 4xx naming the problem, record and byte offset."""
+
+from __future__ import annotations
+
+from ensemble.validation import InvalidInput
+
+
+class StdfInvalid(InvalidInput):
+    """An STDF file that cannot be used (422), or one too large (413).
+
+    The message names the problem, the record type and the byte offset of the record
+    in the decompressed stream, e.g. ``body: truncated PTR record at byte 6120: ...``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        record: str | None = None,
+        offset: int | None = None,
+        status_code: int = 422,
+    ) -> None:
+        where = ""
+        if record is not None and offset is not None:
+            where = f" ({record} record at byte {offset})"
+        elif offset is not None:
+            where = f" (at byte {offset})"
+        super().__init__("body", f"{message}{where}")
+        self.record = record
+        self.offset = offset
+        self.status_code = status_code
