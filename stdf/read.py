@@ -107,10 +107,11 @@ def byte_order(raw: bytes) -> str:
     return ">" if raw[0:2] == b"\x00\x02" else "<"
 
 
-def records(raw: bytes, order: str) -> Iterator[tuple[int, int, int, int]]:
-    """Each record as (offset, REC_LEN, REC_TYP, REC_SUB); StdfInvalid at a truncated one."""
+def records(raw: bytes, order: str, start: int = 0) -> Iterator[tuple[int, int, int, int]]:
+    """Each record from ``start`` as (offset, REC_LEN, REC_TYP, REC_SUB); StdfInvalid at a
+    truncated one."""
     header = struct.Struct(f"{order}HBB")
-    offset, end = 0, len(raw)
+    offset, end = start, len(raw)
     while offset < end:
         if offset + 4 > end:
             raise StdfInvalid(
@@ -159,9 +160,19 @@ def tables(raw: bytes, order: str, record_types: tuple[str, ...] = NEEDED) -> di
 
     try:
         with _as_path(raw) as path:
-            return dict(stdf_convert.tables(path, list(record_types)))
+            found = dict(stdf_convert.tables(path, list(record_types)))
     except stdf_convert.StdfError as exc:
         for _ in records(raw, order):  # raises at the truncated record, if that is the fault
             pass
         reason = str(exc).replace("/proc/self/fd/", "fd ")
         raise StdfInvalid(f"unreadable STDF file: {reason}") from None
+    # The reader takes a file ending inside a record header for a clean end: walk the
+    # records after the last one it returned (a file can only be cut short at its end).
+    last_end = 6
+    for table in found.values():
+        if table.num_rows:
+            offsets = table.column("byte_offset").to_numpy() + table.column("rec_len").to_numpy()
+            last_end = max(last_end, int(offsets.max()) + 4)
+    for _ in records(raw, order, last_end):
+        pass
+    return found
