@@ -131,26 +131,32 @@ def _test_text(ptr: pa.Table, number: np.ndarray) -> tuple[np.ndarray, list[str]
     return index, names
 
 
+def _in_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys in order of first appearance, each row's index into them): a hash
+    pass (Arrow's dictionary encoding), not a sort."""
+    encoded = pc.dictionary_encode(pa.array(keys))
+    distinct = np.asarray(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return distinct, np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 def _tests(ptr: pa.Table) -> tuple[np.ndarray, tuple[Test, ...]]:
     """Column of each PTR in the matrix, and the tests in order of first appearance."""
     number = _column(ptr, "TEST_NUM", np.int64)
     text, names = _test_text(ptr, number)
-    combined = number * (len(names) + 1) + text
-    unique, first, column = np.unique(combined, return_index=True, return_inverse=True)
-    by_appearance = np.argsort(first, kind="stable")
-    rank = np.empty(len(unique), np.int64)
-    rank[by_appearance] = np.arange(len(unique))
-    column = rank[column.reshape(-1)]
-    units_all = _strings(ptr, "UNITS")
-    units: list[str] = [""] * len(unique)
-    has_units = np.flatnonzero(units_all != None)  # noqa: E711 (elementwise)
-    if len(has_units):
-        cols, at = np.unique(column[has_units], return_index=True)
-        for c, i in zip(cols.tolist(), at.tolist(), strict=True):
-            units[c] = str(units_all[has_units[i]])
+    width = len(names) + 1
+    distinct, column = _in_order(number * width + text)
+    encoded = pc.dictionary_encode(pc.fill_null(ptr.column("UNITS").combine_chunks(), ""))
+    unit_names = [str(u) for u in encoded.dictionary.to_pylist()]
+    unit_index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    units = [""] * len(distinct)
+    pairs = _in_order(column * (len(unit_names) + 1) + unit_index)[0]
+    for pair in pairs.tolist():  # few: (test, units) pairs in file order; the first non-empty
+        c, u = divmod(pair, len(unit_names) + 1)
+        if not units[c]:
+            units[c] = unit_names[u]
     tests = tuple(
-        Test(int(number[first[j]]), names[int(text[first[j]])], units[r])
-        for r, j in enumerate(by_appearance.tolist())
+        Test(int(key // width), names[int(key % width)], units[c])
+        for c, key in enumerate(distinct.tolist())
     )
     return column, tests
 
