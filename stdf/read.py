@@ -67,8 +67,8 @@ def unpack(data: bytes, max_bytes: int) -> bytes:
                 if size > max_bytes:
                     raise StdfInvalid(
                         f"the gzip file expands past the limit of {max_bytes} bytes "
-                        "(refused while decompressing)",
-                        offset=size - len(chunk),
+                        f"(refused while decompressing, after {size} bytes)",
+                        offset=size,
                         status_code=413,
                     )
                 parts.append(chunk)
