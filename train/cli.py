@@ -50,11 +50,18 @@ def _train(args: argparse.Namespace) -> int:
         print(f"error: --version {args.version}: the store has that version already; choose "
               "another (a version names one training run)", file=sys.stderr)  # fmt: skip
         return 2
-    if args.label and not args.data:
-        print("error: --label needs --data", file=sys.stderr)
+    if args.label and not (args.data or args.stdf):
+        print("error: --label needs --data (or --stdf FILE... --label part-flag)", file=sys.stderr)
+        return 2
+    if args.stdf and args.data:
+        print("error: choose --data or --stdf", file=sys.stderr)
         return 2
     try:
-        if args.data:
+        if args.stdf:
+            from train.stdf_cli import dataset
+
+            data = dataset(args)
+        elif args.data:
             if not args.label:
                 print("error: --data needs --label COLUMN", file=sys.stderr)
                 return 2
@@ -132,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         "train", help="train every model family's member and save them to the store"
     )
     train.add_argument("--data", help="training table, .csv or .parquet (default: synthetic data)")
-    train.add_argument("--label", help="label column of --data: pass/fail, 1/0 or true/false")
+    train.add_argument(
+        "--label",
+        help="label column of --data: pass/fail, 1/0 or true/false (with --stdf: part-flag)",
+    )
     train.add_argument("--features", help="comma-separated feature columns (default: all others)")
     train.add_argument(
         "--n-devices", type=int, default=20_000, help="synthetic dies (default 20000)"
@@ -175,11 +185,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do nothing when the store already has every family's model",
     )
+    from train import stdf_cli
+
+    stdf_cli.add_train_options(train)
     train.set_defaults(func=_train)
     from ledger.cli import add_commands
     from ops import serving_cli
 
     add_commands(sub)
+    stdf_cli.add_commands(sub)
     serving_cli.add_commands(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,9 @@ class Dataset:
     labels: np.ndarray
     schema: FeatureSchema
     source: str
+    #: Saved beside the feature schema in every member's and the decision's metadata
+    #: (``stdf_tests``: the test-to-feature map of a model trained from tester files).
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sha256(self) -> str:

@@ -211,6 +211,7 @@ def save(trained: TrainedMembers, data: Dataset, config: TrainConfig) -> dict[st
         "versions": _versions(),
         "ensemble_metrics": metadata_safe(trained.held_out[trained.decision.chosen]),
         "combiner": trained.decision.combiners[trained.decision.chosen].key,
+        **data.metadata,
     }
     exports = _exports(trained)
     tags: dict[str, str] = {}
@@ -236,7 +237,7 @@ def save(trained: TrainedMembers, data: Dataset, config: TrainConfig) -> dict[st
             if export is not None and metadata["runtimes"][export.runtime]["saved"]:
                 Path(saved.path_of(export.file)).write_bytes(export.blob)
         tags[member] = str(saved.tag)
-    tags["decision"] = _save_decision(trained, common)
+    tags["decision"] = _save_decision(trained, common, data.metadata)
     return tags
 
 
@@ -249,7 +250,7 @@ def metadata_safe(value: Any) -> Any:
     return value
 
 
-def _save_decision(trained: TrainedMembers, common: dict[str, Any]) -> str:
+def _save_decision(trained: TrainedMembers, common: dict[str, Any], extra: dict[str, Any]) -> str:
     """The decision as ``yield-decision:<version>``: its JSON, and its tables in the metadata."""
     import json
 
@@ -259,6 +260,7 @@ def _save_decision(trained: TrainedMembers, common: dict[str, Any]) -> str:
     tables = {**d.tables, "held_out": trained.held_out, "verdict": trained.verdict}
     metadata = {
         **{k: common[k] for k in ("data_sha256", "data_source", "training_run", "versions")},
+        **extra,
         "chosen": d.chosen,
         "objective": d.objective.to_dict(),
         "members": dict(d.members),
