@@ -47,11 +47,13 @@ from ops.access import ROUTES, Access
 from ops.admin import admin_app
 from ops.edge import EdgeConfig, EdgeMiddleware
 from ops.settings import get_ops_settings
+from stdf.format import STDF
 
 # Every area's settings are read and validated here, once: a bad one stops start-up.
 SETTINGS, OPS = get_settings(), get_ops_settings()
 get_ledger_settings()
 JSON = "application/json"
+STDF_MEDIA = "application/octet-stream"
 
 #: The edge's settings, filled in by the entry worker (keys, metrics) when it starts.
 EDGE = EdgeConfig(
@@ -85,14 +87,11 @@ class _Entry:
         EDGE.keys = check_keys()
         EDGE.count_error = lambda kind: metrics.errors.labels(kind=kind).inc()
 
-    def _observe(self, endpoint: str, seconds: float) -> None:
-        self.runtime.metrics.request_duration.labels(endpoint=endpoint).observe(seconds)
-
     async def _predict(self, fmt: Format, body: Any) -> Any:
         """``body`` through the pipeline in ``fmt``. Returns a Response; the endpoints'
         dict annotation only types BentoML's schema."""
         work = self.runtime.pipeline.run(fmt, request_id(), body)
-        return await answer(fmt.endpoint, work, self._observe)
+        return await answer(fmt.endpoint, work, self.runtime.observe)
 
     @bentoml.api(route=ROUTES.declare("/predict", Access.PREDICT, JSON))
     async def predict(
@@ -140,7 +139,7 @@ class _Entry:
     ) -> dict[str, Any]:
         """Record what final test said about devices we predicted; idempotent per prediction."""
         work = record_feedback(self.runtime, request_id(), outcomes)
-        response: Any = await answer("/feedback", work, self._observe)
+        response: Any = await answer("/feedback", work, self.runtime.observe)
         return response  # type: ignore[no-any-return]
 
     @bentoml.on_startup
@@ -174,6 +173,22 @@ if SETTINGS.candidate_version is not None:
         _Entry.candidate_decision_model = _candidate_decision  # type: ignore[attr-defined]
 
 
+async def _predict_stdf(request: Request) -> Response:
+    """POST /predict_stdf: a tester's STDF file (the body, gzip accepted), every die."""
+    runtime = current()
+    work = runtime.pipeline.run(STDF, request_id(), await request.body())
+    return await answer(STDF.endpoint, work, runtime.observe)
+
+
+#: Routes that take a raw body (BentoML's APIs take JSON), matched by exact path.
+raw_app = Starlette(
+    routes=[
+        Route(ROUTES.declare(STDF.endpoint, Access.PREDICT, STDF_MEDIA), _predict_stdf,
+              methods=["POST"]),
+    ]
+)  # fmt: skip
+
+
 async def _docs(request: Request) -> Response:
     """/docs: the API's Swagger page, which BentoML serves at the root."""
     return RedirectResponse("/", status_code=307)
@@ -195,6 +210,7 @@ for _app, _path in (
     (dashboard_app, "/dashboard"),
     (docs_app, "/docs"),
     (admin_app(current), "/admin"),
+    (raw_app, "/"),  # last: BentoML's PassiveMount matches only its routes' own paths
 ):
     YieldEnsemble = bentoml.asgi_app(_app, path=_path)(YieldEnsemble)
 YieldEnsemble.add_asgi_middleware(EdgeMiddleware, config=EDGE)

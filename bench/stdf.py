@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from stdf import decode
+from stdf.decode import decode
 from stdf.read import byte_order, tables
 from stdf.testmap import TestMap
 from tests.stdf_writer import StdfWriter

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ensemble.arms import Arm, with_candidate
@@ -46,6 +46,8 @@ class Loaded:
     tags: Mapping[str, str]
     schema: FeatureSchema
     decision: Decision
+    #: How raw inputs map to the features (``ensemble.pipeline.INPUT_KEYS``), if trained so.
+    inputs: Mapping[str, Any] = field(default_factory=dict)
 
     def other_features(self, schema: FeatureSchema) -> str | None:
         """Why this version cannot answer requests of ``schema``, or None if it can."""

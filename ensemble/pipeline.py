@@ -74,12 +74,20 @@ class Dies:
         return cls(rows, {f: [i.get(f) for i in ids] for f in ID_FIELDS})
 
 
+#: Keys of a saved model's metadata that say how raw inputs map to its features (a
+#: tester file's PTR tests, ``stdf.testmap``); decoders read them from ``Limits.inputs``.
+INPUT_KEYS = ("stdf_tests",)
+
+
 @dataclass(frozen=True)
 class Limits:
-    """What a decoder checks a request against: the served schema, the most dies."""
+    """What a decoder checks a request against: the served schema, the most dies, the
+    largest body (bytes, as it decompresses too), and the served model's input maps."""
 
     schema: FeatureSchema
     max_dies: int
+    max_bytes: int = 32 << 20
+    inputs: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

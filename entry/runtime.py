@@ -30,6 +30,7 @@ from entry.startup import load_version, reconcile
 from ledger.settings import get_ledger_settings
 from ops.gc_tuning import tune_gc
 from ops.metrics import ServiceMetrics
+from ops.settings import get_ops_settings
 
 logger = logging.getLogger("yield_ensemble")
 T = TypeVar("T")
@@ -99,7 +100,8 @@ class Runtime:
             guardrail_interval_s=core.guardrail_interval_s,
         )
         self.evidence = LedgerEvidence(self.log, self.metrics, self.fleet.cache)
-        limits = Limits(self.schema, core.max_batch_devices)
+        max_bytes = int(get_ops_settings().max_body_mb * (1 << 20))
+        limits = Limits(self.schema, core.max_batch_devices, max_bytes, started.inputs)
         admission = Admission(core.max_bulk_dies_in_flight, core.bulk_wait_s)
         self.pipeline = Pipeline(
             lambda: self.switch.serving, self.evidence, lambda: limits, admission
@@ -113,6 +115,10 @@ class Runtime:
         tune_gc()
         logger.info("serving %s on features %s", self.serving.versions(), list(self.schema.names))
         logger.info("prediction log: %s", self.log.safe_url)
+
+    def observe(self, endpoint: str, seconds: float) -> None:
+        """An answered request's duration, for the latency histogram."""
+        self.metrics.request_duration.labels(endpoint=endpoint).observe(seconds)
 
     @property
     def serving(self) -> Snapshot:

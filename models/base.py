@@ -14,6 +14,7 @@ from bentoml.exceptions import NotFound
 
 from ensemble.decision import FILE, STORE_NAME, Decision, DecisionMismatch
 from ensemble.fleet import Loaded
+from ensemble.pipeline import INPUT_KEYS
 from ensemble.schema import FeatureSchema, common_schema
 from ensemble.serving import ServingState
 from ensemble.settings import Settings, get_settings
@@ -160,7 +161,9 @@ def load_version(version: str | None, combiner: str) -> Loaded:
     tags = {m: str(s.tag) for m, s in stored.items()}
     decision = stored_decision(tags, concrete)
     decision.combiner(combiner)
-    return Loaded(concrete, tags, schema, decision)
+    metadata = next(iter(stored.values())).info.metadata
+    inputs = {k: metadata[k] for k in INPUT_KEYS if k in metadata}
+    return Loaded(concrete, tags, schema, decision, inputs)
 
 
 def configured_state(settings: Settings) -> ServingState:

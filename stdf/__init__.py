@@ -1,14 +1,15 @@
 """Tester files: STDF V4 in, parts-by-tests matrices out. No BentoML, no database.
 
-``decode(data, max_bytes=...)`` reads one file (gzip accepted) into :class:`Parts`;
+``stdf.decode.decode(data, max_bytes=...)`` reads one file (gzip accepted) into :class:`Parts`;
 :class:`TestMap` maps parts to a model's features the way it was trained; every refusal
 is a :class:`StdfInvalid` (422, or 413 over the size limit) naming record and byte offset.
 """
 
 from __future__ import annotations
 
-from stdf.decode import decode
 from stdf.errors import StdfInvalid
 from stdf.parts import NO_COORD, Parts, Test, concat
 
-__all__ = ["NO_COORD", "Parts", "StdfInvalid", "Test", "concat", "decode"]
+# ``stdf.decode.decode`` is not re-exported: the reader brings pyarrow (~60 MB), which only
+# a process that reads a file should pay for, not every one that imports the service.
+__all__ = ["NO_COORD", "Parts", "StdfInvalid", "Test", "concat"]

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stdf import NO_COORD, Parts, StdfInvalid, concat, decode
+from stdf import NO_COORD, Parts, StdfInvalid, concat
+from stdf.decode import decode
 from stdf.testmap import METADATA_KEY, TestMap
 from train.data import Dataset, TrainingDataError, from_frame
 

@@ -12,7 +12,7 @@ import pytest
 
 from ensemble.decision import STORE_NAME
 from models.families import families
-from stdf import decode
+from stdf.decode import decode
 from stdf.testmap import TestMap as Map
 
 from .conftest import ROOT, base_env

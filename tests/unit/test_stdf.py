@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from ensemble.validation import InvalidInput
-from stdf import NO_COORD, StdfInvalid, decode
+from stdf import NO_COORD, StdfInvalid
+from stdf.decode import decode
 from stdf.testmap import TestMap as Map
 from tests.stdf_writer import StdfWriter, wafer_file
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stdf import decode
+from stdf.decode import decode
 from tests.stdf_writer import StdfWriter, wafer_file
 from train import stdf
 

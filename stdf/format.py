@@ -1,0 +1,105 @@
+"""``POST /predict_stdf``: a tester's STDF file in, every die's prediction out.
+
+The request body is the file itself (``application/octet-stream``, gzip accepted);
+``stdf.decode`` reads it and the model's own ``TestMap`` (saved at training under
+``stdf_tests``) maps its PTR results to the features, so a later file maps the same way.
+A retested die is answered once, from its last test; the answer says how many retests
+the file held. The answer is ``/predict_wafer``'s columns plus lot, wafer and die x/y per
+die, and a summary per wafer. Every die is logged as a ``/predict_wafer`` die.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ensemble.errors import InvalidInput
+from ensemble.formats import encode_columns
+from ensemble.pipeline import Decoded, Dies, Format, Limits, Served
+from ensemble.responses import batch_log
+from stdf.errors import StdfInvalid
+from stdf.parts import NO_COORD, Parts
+from stdf.testmap import METADATA_KEY, TestMap
+
+
+def _text(values: np.ndarray) -> list[str | None]:
+    return [None if v is None or v == "" else str(v) for v in values.tolist()]
+
+
+def _decode(body: Any, limits: Limits) -> Decoded:
+    mapping = limits.inputs.get(METADATA_KEY)
+    if mapping is None:
+        raise InvalidInput(
+            "body",
+            "the served model was not trained from STDF files (yield-ensemble train --stdf), "
+            "so it has no map from PTR tests to its features; send /predict_wafer instead",
+        )
+    if not isinstance(body, (bytes, bytearray)) or not body:
+        raise StdfInvalid("the body is empty; send the STDF file itself")
+    from stdf.decode import decode  # pyarrow: loaded by the first file, not at import
+
+    parts = decode(bytes(body), max_bytes=limits.max_bytes)
+    if not len(parts):
+        raise StdfInvalid("the file holds no part (no PIR/PRR pair)")
+    if len(parts) > limits.max_dies:
+        raise StdfInvalid(f"at most {limits.max_dies} dies per request, the file has {len(parts)}")
+    rows = TestMap.from_dict(mapping).rows(parts)
+    located = (parts.x != NO_COORD) & (parts.y != NO_COORD)
+    positions = (
+        list(zip(parts.x.tolist(), parts.y.tolist(), strict=True)) if located.all() else None
+    )
+    ids = {"device_id": _text(parts.part_id), "wafer_id": _text(parts.wafer),
+           "lot_id": _text(parts.lot)}  # fmt: skip
+    return Decoded(Dies(rows, ids, positions), {"parts": parts})
+
+
+def _summary(served: Served, parts: Parts) -> list[dict[str, Any]]:
+    """Per wafer: dies, predicted pass and fail, predicted yield, expected yield, retests."""
+    wafers = served.dies.ids["wafer_id"]
+    order = list(dict.fromkeys(wafers))
+    out = []
+    for wafer in order:
+        on = np.array([w == wafer for w in wafers])
+        n = int(on.sum())
+        passed = int(served.batch.passed[on].sum())
+        out.append(
+            {
+                "wafer_id": wafer,
+                "lot_id": served.dies.ids["lot_id"][int(np.flatnonzero(on)[0])],
+                "dies": n,
+                "predicted_pass": passed,
+                "predicted_fail": n - passed,
+                "predicted_yield": passed / n,
+                "expected_yield": float(served.batch.probability[on].mean()),
+                "retests": int(parts.retests[on].sum()),
+            }
+        )
+    return out
+
+
+def _encode(served: Served, options: Mapping[str, Any]) -> dict[str, Any]:
+    parts: Parts = options["parts"]
+    answer = encode_columns(served, {"answer": "columns"})
+    columns = answer["columns"]
+    columns["lot_id"] = list(served.dies.ids["lot_id"])
+    columns["wafer_id"] = list(served.dies.ids["wafer_id"])
+    columns["die_x"] = [None if v == NO_COORD else v for v in parts.x.tolist()]
+    columns["die_y"] = [None if v == NO_COORD else v for v in parts.y.tolist()]
+    columns["retests"] = parts.retests.tolist()
+    return {
+        **answer,
+        "wafers": _summary(served, parts),
+        "retests": parts.n_retests,
+        "file": {k: v for k, v in parts.info.items() if isinstance(v, (str, int, float))},
+    }
+
+
+def _log(served: Served) -> tuple[str, dict[str, Any]]:
+    fields = batch_log(served.request_id, len(served.batch), served.tally, served.latency_ms,
+                       served.serving.model_versions)  # fmt: skip
+    return "prediction stdf", {**fields, "endpoint": "/predict_stdf"}
+
+
+STDF = Format("/predict_stdf", _decode, _encode, _log)
