@@ -154,7 +154,10 @@ def check_log(started: Loaded) -> None:
     try:
         log = PredictionLog(SETTINGS.log_url)
     except Exception as exc:
-        raise RuntimeError(f"prediction log {SETTINGS.log_url} cannot be opened: {exc}") from exc
+        from ledger.errors import safe_url
+
+        where = safe_url(SETTINGS.log_url)
+        raise RuntimeError(f"prediction log {where} cannot be opened: {exc}") from exc
     try:
         problem = log.writable()
         if problem is not None:

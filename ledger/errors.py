@@ -16,3 +16,16 @@ def unavailable(exc: BaseException) -> str | None:
     if isinstance(exc, (sx.OperationalError, sx.InternalError)) or type(exc) is sx.DatabaseError:
         return f"the ledger's database is unavailable now: {cause_line(exc)}"
     return None
+
+
+def safe_url(url: str) -> str:
+    """``url`` as a log line or an error may show it: its password hidden, whatever its form
+    (SQLAlchemy's own rendering, or the text with any ``user:password@`` masked)."""
+    import sqlalchemy as sa
+
+    from ops.logs import redact
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: its text, masked
+        return redact(url)

@@ -327,3 +327,24 @@ def test_only_an_unreachable_or_unreadable_database_is_unavailable() -> None:
     assert unavailable(wrapped(sa.exc.ProgrammingError, Exception("syntax error"))) is None
     assert unavailable(wrapped(sa.exc.IntegrityError, Exception("duplicate key"))) is None
     assert unavailable(ValueError("boom")) is None
+
+
+def test_no_database_password_in_errors_or_log_lines(tmp_path: Path) -> None:
+    import logging
+
+    from ledger.errors import safe_url
+    from ops.logs import JsonFormatter, TextFormatter
+
+    secret = "s3cr@t-pw"
+    url = f"postgresql+psycopg://yield:{secret}@127.0.0.1:1/yield"
+    assert secret not in safe_url(url) and "127.0.0.1" in safe_url(url)
+    try:
+        raise RuntimeError(f"cannot open {url}")
+    except RuntimeError:
+        import sys
+
+        record = logging.LogRecord("ledger", logging.ERROR, __file__, 1, "log at %s", (url,),
+                                   sys.exc_info())  # fmt: skip
+    for formatter in (JsonFormatter(), TextFormatter()):
+        line = formatter.format(record)
+        assert secret not in line and "yield:***@127.0.0.1" in line
