@@ -18,6 +18,48 @@ ALPHA = 0.05
 POWER = 0.80
 #: Accuracy assumed for sample-size advice before any labels arrive.
 PRIOR_ACCURACY = 0.90
+#: A sample-ratio mismatch is flagged below this p-value: strict, as the usual practice
+#: for SRM checks is, since the split is a designed ratio and a real mismatch is gross.
+SRM_ALPHA = 0.001
+
+
+def sample_ratio(assigned: Mapping[str, int], arms: Sequence[Arm]) -> dict[str, Any]:
+    """Sample-ratio mismatch: the devices each arm was ASSIGNED (not the arm that served
+    them) against the planned shares, by Pearson's chi-square goodness of fit
+    (``scipy.stats.chisquare``), flagged when p < ``SRM_ALPHA``.
+
+    A mismatch means the split itself is broken (or an arm lost traffic), so every
+    comparison of the arms is suspect. Only arms with a planned share take part; devices
+    assigned to an arm not planned now (a share changed in the window) are counted apart.
+    """
+    from scipy.stats import chisquare
+
+    planned = {a.name: a.share for a in arms if a.share > 0}
+    observed = {name: int(assigned.get(name, 0)) for name in planned}
+    total = sum(observed.values())
+    out: dict[str, Any] = {
+        "assigned": observed,
+        "unplanned": {a: int(n) for a, n in assigned.items() if a not in planned and n},
+        "planned_share": planned,
+        "alpha": SRM_ALPHA,
+        "test": "chi-square goodness of fit (assigned devices against planned shares)",
+        "p_value": None,
+        "mismatch": False,
+    }
+    if len(planned) < 2 or not total:
+        out["note"] = "one arm or no devices: nothing to test"
+        return out
+    scale = sum(planned.values())
+    expected = [total * share / scale for share in planned.values()]
+    stat, p_value = chisquare(list(observed.values()), expected)
+    out.update(
+        expected={n: e for n, e in zip(planned, expected, strict=True)},
+        observed_share={n: k / total for n, k in observed.items()},
+        chi2=float(stat),
+        p_value=float(p_value),
+        mismatch=bool(p_value < SRM_ALPHA),
+    )
+    return out
 
 
 def holm(p_values: Mapping[str, float]) -> dict[str, float]:
@@ -107,6 +149,18 @@ def _day(ts: float) -> str:
 def conclusion(report: Mapping[str, Any]) -> str:
     comparisons = report["comparisons"]
     lines = []
+    srm = report.get("sample_ratio") or {}
+    if srm.get("mismatch"):
+        shares = ", ".join(
+            f"{a} {100 * srm['observed_share'][a]:.1f}% (planned "
+            f"{100 * srm['planned_share'][a] / sum(srm['planned_share'].values()):.1f}%)"
+            for a in srm["assigned"]
+        )
+        lines.append(
+            f"Sample-ratio mismatch: the devices assigned per arm ({shares}) do not fit the "
+            f"planned split (chi-square p = {srm['p_value']:.3g} < {srm['alpha']:g}); the split "
+            "is broken or an arm loses traffic, so the comparisons below are suspect."
+        )
     if report.get("candidate"):
         lines.append(report["candidate"]["summary"])
     compared = [a for a in report["arms"] if a not in (ENSEMBLE, CANDIDATE)]

@@ -279,6 +279,16 @@ def render(
         )
     )
     arm_note = f", arm {html.escape(w['arm'])}" if w.get("arm") else ""
+    srm = report.get("sample_ratio") or {}
+    srm_line = (
+        f"Sample ratio ({html.escape(srm['test'])}): p = {srm['p_value']:.3g}, "
+        + ("<b>MISMATCH</b>" if srm["mismatch"] else "no mismatch")
+        + f" at alpha {srm['alpha']:g}; assigned "
+        + ", ".join(f"{html.escape(a)} {n}" for a, n in srm["assigned"].items())
+        + "."
+        if srm.get("p_value") is not None
+        else ""
+    )
     maps = "".join(
         f'<img alt="wafer map {html.escape(wafer)}" src="data:image/png;base64,'
         f'{_wafer_plot(wafer, dies)}">'
@@ -306,7 +316,7 @@ th {{ background: #f4f4f4; }} img {{ display: block; margin: 1em 0; max-width: 1
 <table><tr><th>arm</th><th>model</th><th>served</th><th>labelled</th><th>accuracy [95% CI]</th>
 <th>fail recall</th><th>escapes</th><th>overkill</th><th>cost per die</th><th>fail precision</th>
 </tr>{rows}</table>
-<p>{diff_line}</p><p>{size_line}</p>
+<p>{diff_line}</p><p>{size_line}</p><p>{srm_line}</p>
 <h2>Shadow: each member alone, on the ensemble arm's devices</h2>
 <table><tr><th>member</th><th>paired devices</th><th>member accuracy</th><th>escapes</th>
 <th>overkill</th><th>cost per die</th><th>ensemble accuracy</th>

@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -203,6 +203,17 @@ class LedgerQueries:
         with self.engine.connect() as conn:
             return dict(conn.execute(self._window(q, since, until, arm)).all())
 
+    def assigned(
+        self, since: float | None = None, until: float | None = None, arm: str | None = None
+    ) -> dict[str, int]:
+        """Devices per arm the split assigned them to (the serving arm on older rows)."""
+        c = predictions.c
+        given = sa.func.coalesce(c.assigned_arm, c.arm, type_=sa.String)
+        q = cast("sa.Select[Any]", sa.select(given, sa.func.count()).group_by(given))
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._window(q, since, until, arm)).all()
+        return {str(row[0]): int(row[1]) for row in rows}
+
     def report(
         self,
         arms: Sequence[Arm],
@@ -236,6 +247,7 @@ class LedgerQueries:
             decision=decision,
             served_key=served_key,
             candidate=candidate,
+            assigned=self.assigned(since, until, arm),
         )
         report["ground_truth"] = self.outcome_history(since, until)
         return report

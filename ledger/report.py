@@ -26,9 +26,11 @@ from ledger.comparisons import (
     DETECT_DIFFERENCE,
     POWER,
     PRIOR_ACCURACY,
+    SRM_ALPHA,
     comparisons,
     conclusion,
     holm,
+    sample_ratio,
     sample_size,
 )
 from ledger.labelled import Labelled
@@ -42,6 +44,7 @@ __all__ = [
     "DETECT_DIFFERENCE",
     "POWER",
     "PRIOR_ACCURACY",
+    "SRM_ALPHA",
     "TIMELINE_BINS",
     "Labelled",
     "build_report",
@@ -112,6 +115,7 @@ def build_report(
     decision: Decision | None = None,
     served_key: str | None = None,
     candidate: Mapping[str, Any] | None = None,
+    assigned: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The report dict; ``served`` counts every served prediction per arm in the window.
 
@@ -120,7 +124,8 @@ def build_report(
     ``decision`` (default: unfitted rules at 0.5) gives the costs, each member's
     threshold and the combiners shadow-computed; ``served_key`` marks the served one.
     ``candidate`` (``ensemble.fleet.Snapshot.candidate_spec``): the candidate version to
-    judge against the champion.
+    judge against the champion. ``assigned``: devices per arm the split ASSIGNED (default
+    ``served``), tested against the planned shares for sample-ratio mismatch.
     """
     decision = decision or Decision.unfitted({m: "" for m in members})
     objective = decision.objective
@@ -143,6 +148,7 @@ def build_report(
         "arms": stats,
         "comparisons": comparisons(stats),
         "sample_size": sample_size(stats, arms),
+        "sample_ratio": sample_ratio(served if assigned is None else assigned, arms),
         "costs": objective.to_dict(),
         "decision_run": decision.run or None,
         "shadow": shadow_members(current, members, decision),
