@@ -40,6 +40,9 @@ class Batch:
     split: np.ndarray
     missing: dict[int, tuple[str, ...]] = field(default_factory=dict)
     rules: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # The arm the split assigned each row to (indexes ``arms``), where the router set it;
+    # it differs from ``arm`` where another arm answered (the assigned one's member down).
+    assigned: np.ndarray | None = None
 
     @classmethod
     def empty(cls, n: int, members: Sequence[str], arms: Sequence[str]) -> Batch:
@@ -95,6 +98,11 @@ class Batch:
 
     def arm_names(self) -> list[str]:
         return [self.arms[a] for a in self.arm.tolist()]
+
+    def assigned_names(self) -> list[str]:
+        """The arm each row was assigned to (its serving arm where none was recorded)."""
+        chosen = self.arm if self.assigned is None else self.assigned
+        return [self.arms[a] for a in chosen.tolist()]
 
     def records(self) -> list[Prediction]:
         """One ``Prediction`` per row, for the record-shaped answers."""

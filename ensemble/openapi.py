@@ -120,7 +120,17 @@ _YIELDS = {
     },
     "predictions": {"type": "integer", "description": "every prediction, repeats included"},
     "predicted_pass": {"type": "integer"},
-    "predicted_yield": {"type": "number", "nullable": True},
+    "predicted_yield": {
+        "type": "number",
+        "nullable": True,
+        "description": "share of dies whose newest decision is pass, at the served "
+        "cost-tuned threshold (counts decisions)",
+    },
+    "expected_yield": {
+        "type": "number",
+        "nullable": True,
+        "description": "mean calibrated P(pass) of each die's newest prediction",
+    },
     "labelled": {"type": "integer", "description": "dies with ground truth fed back"},
     "actual_pass": {"type": "integer"},
     "actual_yield": {"type": "number", "nullable": True},
@@ -133,6 +143,11 @@ _PAGED = {
     "offset": {"type": "integer"},
     "next_offset": {"type": "integer", "nullable": True},
     "window": {"type": "object"},
+    "yield_definitions": {
+        "type": "object",
+        "description": "each yield of the answer, in words",
+        "additionalProperties": {"type": "string"},
+    },
 }
 
 

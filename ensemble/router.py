@@ -109,6 +109,7 @@ class Router:
         position = self._position
         arm = np.fromiter((position[self.arm_for(k)] for k in keys), dtype=np.int64, count=n)
         out = Batch.empty(n, self.members, self._names)
+        out.assigned = arm  # kept apart from the arm that serves, which may differ
         jobs = []
         for i, name in enumerate(self._names):
             idx = np.flatnonzero(arm == i)

@@ -65,7 +65,8 @@ def _report(args: argparse.Namespace) -> int:
         }
     finally:
         log.close()
-    Path(args.out).write_text(render(report, wafer_maps=maps), encoding="utf-8")
+    page = render(report, wafer_maps=maps, wafer_yields=wafers)
+    Path(args.out).write_text(page, encoding="utf-8")
     print(report["conclusion"])
     print(f"wrote {args.out}")
     return 0

@@ -9,6 +9,12 @@ predictions (or truths) of a die at the same time, "pass" counts. ``predictions`
 every prediction, repeats included. Pages are ``limit`` rows from ``offset``, newest
 wafer or lot first; the answer carries ``total`` and ``next_offset`` (None on the last).
 
+Three yields, which differ: ``predicted_yield`` is the share of dies whose newest decision
+is pass, at the served, cost-tuned threshold (a pass decision, not a probability);
+``expected_yield`` is the mean calibrated P(pass) of each die's newest prediction, the yield
+the models expect; ``actual_yield`` is the share of labelled dies that passed final test.
+Every answer names them in ``yield_definitions``.
+
 The yields need only each die's newest times, so they are one GROUP BY per die; the die
 map and a wafer's arms need each die's newest row, ranked with window functions on one
 wafer's rows. Counting each die once costs 2 to 2.5 times what counting every prediction
@@ -24,6 +30,14 @@ import sqlalchemy as sa
 
 from ledger.tables import outcomes, predictions
 
+#: What each yield of an answer is (returned with it, so a dashboard can say which is which).
+YIELD_DEFINITIONS = {
+    "predicted_yield": "share of dies whose newest decision is pass, at the served cost-tuned "
+    "threshold (counts decisions)",
+    "expected_yield": "mean calibrated P(pass) of each die's newest prediction (the yield the "
+    "models expect)",
+    "actual_yield": "share of labelled dies that passed final test",
+}
 #: Largest page a dashboard may ask for.
 MAX_LIMIT = 10_000
 GROUPS = ("wafer_id", "lot_id")
@@ -110,6 +124,11 @@ def _aggregates(d: Any) -> list[Any]:
 def _newest_rows(wafer_id: str, since: float | None, until: float | None) -> Any:
     """One wafer's dies, a row each: the newest prediction, its truth and the count, in
     the order ``_per_die`` decides (at the same time, pass first)."""
+    return _newest_where([predictions.c.wafer_id == wafer_id], since, until)
+
+
+def _newest_where(where: list[Any], since: float | None, until: float | None) -> Any:
+    """The dies of the predictions ``where`` selects, a row each, as ``_newest_rows``."""
     p, o = predictions.c, outcomes.c
     die = [p.wafer_id, *_die()]
     newest = (p.ts.desc(), sa.case((p.prediction == "pass", 0), else_=1), p.request_id.desc())
@@ -119,18 +138,31 @@ def _newest_rows(wafer_id: str, since: float | None, until: float | None) -> Any
         sa.case((o.actual == "pass", 0), else_=1),
     )
     ranked = _rows(
-        p.request_id, p.ts, p.arm, p.device_id, p.die_x, p.die_y, p.prediction, p.probability,
+        p.request_id, p.ts, p.arm, p.wafer_id, p.device_id, p.die_x, p.die_y, p.prediction,
+        p.probability,
         sa.func.row_number().over(partition_by=die, order_by=newest).label("newest"),
         sa.func.first_value(o.actual).over(partition_by=die, order_by=truth_first).label("actual"),
         sa.func.count().over(partition_by=die).label("predictions"),
-        where=[p.wafer_id == wafer_id],
+        p.lot_id,
+        where=where,
         since=since,
         until=until,
     ).subquery("ranked")  # fmt: skip
     return sa.select(ranked).where(ranked.c.newest == 1).subquery("newest")
 
 
-def _yields(row: Any) -> dict[str, Any]:
+def _expected(
+    conn: sa.Connection, by: str, ids: list[str], since: float | None, until: float | None
+) -> dict[str, float]:
+    """``by`` (wafer or lot) id -> the mean P(pass) of its dies' newest predictions."""
+    if not ids:
+        return {}
+    d = _newest_where([predictions.c[by].in_(ids)], since, until)
+    q = sa.select(d.c[by], sa.func.avg(d.c.probability)).group_by(d.c[by])
+    return {key: float(mean) for key, mean in conn.execute(q) if mean is not None}
+
+
+def _yields(row: Any, expected: float | None) -> dict[str, Any]:
     dies, labelled = int(row["dies"]), int(row["labelled"] or 0)
     predicted_pass, actual_pass = int(row["predicted_pass"] or 0), int(row["actual_pass"] or 0)
     return {
@@ -138,6 +170,7 @@ def _yields(row: Any) -> dict[str, Any]:
         "predictions": int(row["predictions"] or 0),
         "predicted_pass": predicted_pass,
         "predicted_yield": predicted_pass / dies if dies else None,
+        "expected_yield": expected,
         "labelled": labelled,
         "actual_pass": actual_pass,
         "actual_yield": actual_pass / labelled if labelled else None,
@@ -166,6 +199,7 @@ def groups(
     q = q.group_by(key).order_by(sa.desc("last_ts"), key).limit(limit).offset(offset)
     with engine.connect() as conn:
         page = conn.execute(q).mappings().all()
+        expected = _expected(conn, by, [row["id"] for row in page], since, until)
         if page:
             total = int(page[0]["total"])
         else:  # past the last page, or nothing: count alone
@@ -173,7 +207,7 @@ def groups(
             total = conn.execute(sa.select(sa.func.count()).select_from(groups)).scalar_one()
     items = []
     for row in page:
-        item = {by: row["id"], **_yields(row)}
+        item = {by: row["id"], **_yields(row, expected.get(row["id"]))}
         if by == "wafer_id":
             item["lot_id"] = row["lot_id"]
         items.append(item)
@@ -185,6 +219,7 @@ def groups(
         "offset": offset,
         "next_offset": offset + limit if offset + limit < total else None,
         "window": {"since": since, "until": until, "lot_id": lot_id},
+        "yield_definitions": YIELD_DEFINITIONS,
     }
 
 
@@ -200,6 +235,7 @@ def wafer(
         total = conn.execute(sa.select(*_aggregates(d))).mappings().one()
         if not total["dies"]:
             return None
+        expected = conn.execute(sa.select(sa.func.avg(newest.c.probability))).scalar()
         per_arm = conn.execute(
             sa.select(newest.c.arm, newest.c.prediction, newest.c.actual, sa.func.count())
             .group_by(newest.c.arm, newest.c.prediction, newest.c.actual)
@@ -221,9 +257,10 @@ def wafer(
     return {
         "wafer_id": wafer_id,
         "lot_ids": sorted(lot for lot in lots if lot is not None),
-        **_yields(total),
+        **_yields(total, None if expected is None else float(expected)),
         "arms": arms,
         "window": {"since": since, "until": until},
+        "yield_definitions": YIELD_DEFINITIONS,
     }
 
 

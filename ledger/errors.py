@@ -21,11 +21,13 @@ def unavailable(exc: BaseException) -> str | None:
 
 
 def safe_url(url: str) -> str:
-    """``url`` with its password hidden, for messages and logs; a URL SQLAlchemy cannot
-    parse is not echoed at all (it may hold a password where the parser did not look)."""
-    import sqlalchemy
+    """``url`` as a log line or an error may show it: its password hidden, whatever its form
+    (SQLAlchemy's own rendering, or the text with any ``user:password@`` masked)."""
+    import sqlalchemy as sa
+
+    from ops.logs import redact
 
     try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "(a database URL that cannot be parsed)"
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: its text, masked
+        return redact(url)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from ledger.dashboard import YIELD_DEFINITIONS
 
 #: Arm colours in the order the report lists arms (the ensemble first); they repeat past ten.
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
@@ -148,15 +150,42 @@ def _wafer_plot(wafer_id: str, dies: list[Mapping[str, Any]]) -> str:
     return out
 
 
+def _yield_table(wafers: Sequence[Mapping[str, Any]]) -> str:
+    """The wafers' three yields, side by side, each said in words."""
+    if not wafers:
+        return ""
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    rows = "".join(
+        f"<tr><th>{html.escape(str(w['wafer_id']))}</th><td>{w['dies']}</td>"
+        f"<td>{pct(w['predicted_yield'])}</td><td>{pct(w.get('expected_yield'))}</td>"
+        f"<td>{pct(w['actual_yield'])}</td><td>{w['labelled']}</td></tr>"
+        for w in wafers
+    )
+    words = "".join(
+        f"<li><b>{name.replace('_', ' ')}</b>: {html.escape(text)}</li>"
+        for name, text in YIELD_DEFINITIONS.items()
+    )
+    return (
+        "<h2>Wafer yields</h2><ul>" + words + "</ul><table><tr><th>wafer</th><th>dies</th>"
+        "<th>predicted yield (pass decisions)</th><th>expected yield (mean P(pass))</th>"
+        "<th>actual yield</th><th>labelled</th></tr>" + rows + "</table>"
+    )
+
+
 def render(
     report: Mapping[str, Any],
     title: str = "yield-ensemble A/B report",
     wafer_maps: Mapping[str, list[Mapping[str, Any]]] | None = None,
+    wafer_yields: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """A complete HTML document for ``report`` (the dict of ``ledger.report.build_report``).
 
     ``wafer_maps``: wafer id -> its dies (``ledger.dashboard.die_map``), drawn as maps of
-    predicted and actual fails.
+    predicted and actual fails. ``wafer_yields``: wafers as ``ledger.dashboard.groups``
+    lists them, shown with their predicted, expected and actual yields, each named.
     """
     import matplotlib
 
@@ -250,6 +279,16 @@ def render(
         )
     )
     arm_note = f", arm {html.escape(w['arm'])}" if w.get("arm") else ""
+    srm = report.get("sample_ratio") or {}
+    srm_line = (
+        f"Sample ratio ({html.escape(srm['test'])}): p = {srm['p_value']:.3g}, "
+        + ("<b>MISMATCH</b>" if srm["mismatch"] else "no mismatch")
+        + f" at alpha {srm['alpha']:g}; assigned "
+        + ", ".join(f"{html.escape(a)} {n}" for a, n in srm["assigned"].items())
+        + "."
+        if srm.get("p_value") is not None
+        else ""
+    )
     maps = "".join(
         f'<img alt="wafer map {html.escape(wafer)}" src="data:image/png;base64,'
         f'{_wafer_plot(wafer, dies)}">'
@@ -257,6 +296,7 @@ def render(
         if any(d["x"] is not None for d in dies)
     )
     maps_section = f"<h2>Wafer maps: predicted and actual fails</h2>{maps}" if maps else ""
+    maps_section = _yield_table(wafer_yields or []) + maps_section
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -276,7 +316,7 @@ th {{ background: #f4f4f4; }} img {{ display: block; margin: 1em 0; max-width: 1
 <table><tr><th>arm</th><th>model</th><th>served</th><th>labelled</th><th>accuracy [95% CI]</th>
 <th>fail recall</th><th>escapes</th><th>overkill</th><th>cost per die</th><th>fail precision</th>
 </tr>{rows}</table>
-<p>{diff_line}</p><p>{size_line}</p>
+<p>{diff_line}</p><p>{size_line}</p><p>{srm_line}</p>
 <h2>Shadow: each member alone, on the ensemble arm's devices</h2>
 <table><tr><th>member</th><th>paired devices</th><th>member accuracy</th><th>escapes</th>
 <th>overkill</th><th>cost per die</th><th>ensemble accuracy</th>

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -42,17 +43,50 @@ class LedgerQueries:
         recorded or replaced outcome is also kept in ``outcome_events`` with
         ``sent_by`` (the API key's id) and the value it replaced.
         """
-        by_device = self._latest_requests([i for k, i, _ in items if k == "device_id"])
+        with self._serialised() as conn:
+            statuses = self._add_outcomes(conn, items, sent_by)
+        return statuses
+
+    @contextmanager
+    def _serialised(self) -> Iterator[sa.Connection]:
+        """A transaction in which outcomes are read, decided and written as one step.
+
+        SQLite: ``BEGIN IMMEDIATE`` takes the database's write lock before the first read,
+        so writers (in any process) queue for it. PostgreSQL: the caller locks the
+        predictions it records against (``_lock``), so writers of the same prediction
+        queue on its row lock, in every replica alike.
+        """
+        dialect = self.engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise RuntimeError(f"prediction log supports sqlite and postgresql, not {dialect}")
+        if dialect == "postgresql":
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    def _add_outcomes(
+        self, conn: sa.Connection, items: Sequence[tuple[str, str, str]], sent_by: str
+    ) -> list[dict[str, Any]]:
+        by_device = self._latest_requests(conn, [i for k, i, _ in items if k == "device_id"])
         asked = [i for k, i, _ in items if k == "request_id"]
         rid_column = predictions.c.request_id
-        known = {rid for (rid,) in self._select_in([rid_column], rid_column, asked)}
+        known = {rid for (rid,) in _select_in(conn, [rid_column], rid_column, asked)}
         rids = [
             by_device.get(i) if k == "device_id" else (i if i in known else None)
             for k, i, _ in items
         ]
+        _lock(conn, [r for r in rids if r])
         c = outcomes.c
         previous: dict[str, str] = dict(
-            self._select_in([c.request_id, c.actual], c.request_id, [r for r in rids if r])
+            _select_in(conn, [c.request_id, c.actual], c.request_id, [r for r in rids if r])
         )
         now, upserts, statuses, events = time.time(), {}, [], []
         for (kind, ident, actual), rid in zip(items, rids, strict=True):
@@ -84,27 +118,25 @@ class LedgerQueries:
                 )
             statuses.append({kind: ident, "request_id": rid, "status": status})
         if upserts:
-            self._upsert_outcomes(list(upserts.values()), events)
+            self._upsert_outcomes(conn, list(upserts.values()), events)
         return statuses
 
-    def _upsert_outcomes(self, rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
-        dialect = self.engine.dialect.name
-        if dialect == "postgresql":
+    def _upsert_outcomes(
+        self, conn: sa.Connection, rows: list[dict[str, Any]], events: list[dict[str, Any]]
+    ) -> None:
+        if self.engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
-        elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
         else:
-            raise RuntimeError(f"prediction log supports sqlite and postgresql, not {dialect}")
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
         stmt = insert(outcomes)
         stmt = stmt.on_conflict_do_update(
             index_elements=[outcomes.c.request_id],
             set_={"actual": stmt.excluded.actual, "received_at": stmt.excluded.received_at},
         )
-        with self.engine.begin() as conn:  # outcome and history in one transaction
-            for part in _chunks(rows, CHUNK * 10):
-                conn.execute(stmt, part)
-            for part in _chunks(events, CHUNK * 10):
-                conn.execute(sa.insert(outcome_events), part)
+        for part in _chunks(rows, CHUNK * 10):
+            conn.execute(stmt, part)
+        for part in _chunks(events, CHUNK * 10):
+            conn.execute(sa.insert(outcome_events), part)
 
     def outcome_history(
         self, since: float | None = None, until: float | None = None, limit: int = 20
@@ -143,19 +175,11 @@ class LedgerQueries:
             "latest_replacements": replacements,
         }
 
-    def _select_in(
-        self, columns: Sequence[sa.Column[Any]], key: sa.Column[Any], values: Sequence[str]
-    ) -> Iterator[Any]:
-        """Rows of ``columns`` whose ``key`` is among ``values``, asked CHUNK ids at a time."""
-        with self.engine.connect() as conn:
-            for part in _chunks(sorted(set(values)), CHUNK):
-                yield from conn.execute(sa.select(*columns).where(key.in_(part)))
-
-    def _latest_requests(self, device_ids: Sequence[str]) -> dict[str, str]:
+    def _latest_requests(self, conn: sa.Connection, device_ids: Sequence[str]) -> dict[str, str]:
         latest: dict[str, tuple[float, str]] = {}
         c = predictions.c
-        for dev, ts, rid in self._select_in(
-            [c.device_id, c.ts, c.request_id], c.device_id, device_ids
+        for dev, ts, rid in _select_in(
+            conn, [c.device_id, c.ts, c.request_id], c.device_id, device_ids
         ):
             if dev not in latest or (ts, rid) > latest[dev]:
                 latest[dev] = (ts, rid)
@@ -178,6 +202,17 @@ class LedgerQueries:
         q = sa.select(predictions.c.arm, sa.func.count()).group_by(predictions.c.arm)
         with self.engine.connect() as conn:
             return dict(conn.execute(self._window(q, since, until, arm)).all())
+
+    def assigned(
+        self, since: float | None = None, until: float | None = None, arm: str | None = None
+    ) -> dict[str, int]:
+        """Devices per arm the split assigned them to (the serving arm on older rows)."""
+        c = predictions.c
+        given = sa.func.coalesce(c.assigned_arm, c.arm, type_=sa.String)
+        q = cast("sa.Select[Any]", sa.select(given, sa.func.count()).group_by(given))
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._window(q, since, until, arm)).all()
+        return {str(row[0]): int(row[1]) for row in rows}
 
     def report(
         self,
@@ -212,6 +247,7 @@ class LedgerQueries:
             decision=decision,
             served_key=served_key,
             candidate=candidate,
+            assigned=self.assigned(since, until, arm),
         )
         report["ground_truth"] = self.outcome_history(since, until)
         return report
@@ -276,6 +312,31 @@ class LedgerQueries:
 
         known = member_names()
         return (*known, *sorted(set(seen) - set(known)))
+
+
+def _select_in(
+    conn: sa.Connection,
+    columns: Sequence[sa.Column[Any]],
+    key: sa.Column[Any],
+    values: Sequence[str],
+) -> Iterator[Any]:
+    """Rows of ``columns`` whose ``key`` is among ``values``, asked CHUNK ids at a time."""
+    for part in _chunks(sorted(set(values)), CHUNK):
+        yield from conn.execute(sa.select(*columns).where(key.in_(part)))
+
+
+def _lock(conn: sa.Connection, request_ids: Sequence[str]) -> None:
+    """Lock the predictions ``request_ids`` until the transaction ends (PostgreSQL).
+
+    Every writer locks in the same (sorted) order, so two writers of overlapping ids
+    queue instead of deadlocking. SQLite holds its one write lock already.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    rid = predictions.c.request_id
+    for part in _chunks(sorted(set(request_ids)), CHUNK):
+        q = sa.select(rid).where(rid.in_(part)).order_by(rid).with_for_update(key_share=True)
+        conn.execute(q).all()
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

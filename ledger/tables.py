@@ -45,6 +45,9 @@ predictions = sa.Table(
     # The die's position on its wafer, when the request gave it.
     sa.Column("die_x", sa.Integer),
     sa.Column("die_y", sa.Integer),
+    # The arm the split assigned the device to: another arm may have served it (its
+    # member down), and the same as ``arm`` otherwise; NULL on rows logged before 0007.
+    sa.Column("assigned_arm", sa.String(16)),
     sa.Index("ix_predictions_device_ts", "device_id", "ts"),
     sa.Index("ix_predictions_wafer_ts", "wafer_id", "ts"),
     sa.Index("ix_predictions_lot_ts", "lot_id", "ts"),
@@ -140,6 +143,7 @@ class Served:
             # Straight from the arrays (this runs in the writer thread, not the request).
             b = self.results
             arms = b.arm_names()
+            assigned = b.assigned_names()
             prediction = ["pass" if p else "fail" for p in b.passed.tolist()]
             columns: tuple[list[Any], ...] = (arms, prediction, b.probability.tolist(),
                        b.cached.tolist(), b.degraded.tolist(), b.vote_dicts())  # fmt: skip
@@ -150,9 +154,10 @@ class Served:
                        [x["probability"] for x in r], [x["cached"] for x in r],
                        [x["degraded"] for x in r], [x["votes"] for x in r])  # fmt: skip
             combiner = [x.get("combiner") for x in r]
-        for rid, d, w, lo, row, (arm, pred, p, cached, degraded, votes), rule, (x, y) in zip(
+            assigned = [x.get("assigned_arm", x["arm"]) for x in r]
+        for rid, d, w, lo, row, (arm, pred, p, cached, degraded, votes), rule, (x, y), given in zip(
             self.request_ids, device, wafer, lot, features, zip(*columns, strict=True),
-            combiner, dies, strict=True,
+            combiner, dies, assigned, strict=True,
         ):  # fmt: skip
             yield [
                 rid,
@@ -173,4 +178,5 @@ class Served:
                 self.arm_specs.get(arm),
                 x,
                 y,
+                given,
             ]

@@ -24,9 +24,11 @@ import numpy as np
 import sqlalchemy as sa
 
 from ensemble.errors import LogBackedUp
+from ledger.errors import safe_url
 from ledger.spool import Spool
 from ledger.tables import JSON_COLUMNS, Served, outcomes, predictions
 from ops.gc_tuning import return_freed_memory
+from ops.logs import redact
 
 logger = logging.getLogger("ledger.predlog")
 #: After writing this many rows at once, hand freed heap back to the OS: a wafer's rows
@@ -500,7 +502,16 @@ class LogWriter:
 
 
 def _engine(url: str) -> sa.Engine:
-    """An engine that never keeps a broken or read-only connection for later."""
+    """An engine that never keeps a broken or read-only connection for later.
+
+    Raises ValueError naming the URL without its password when SQLAlchemy cannot use it
+    (its own error quotes the URL whole)."""
+    try:
+        sa.engine.make_url(url)
+    except Exception as exc:
+        raise ValueError(
+            f"not a database URL SQLAlchemy can use: {safe_url(url)} ({type(exc).__name__})"
+        ) from None
     if url.startswith("sqlite"):
         # No pool: each use opens the file anew, so a database that was read-only
         # or missing is written as soon as it is writable again.
@@ -543,7 +554,7 @@ def _strict_json(
 
 
 def _error_text(exc: BaseException) -> str:
-    return f"{exc.__class__.__name__}: {exc}"[:500]
+    return redact(f"{exc.__class__.__name__}: {exc}")[:500]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

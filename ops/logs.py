@@ -27,7 +27,17 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        # No secret in any line: a URL's password is hidden wherever it appears.
+        return redact(json.dumps(entry, default=str))
+
+
+#: The password part of a URL's user info (``scheme://user:password@host``).
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s:/@]*:)[^\s/]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL's password shown as ``***`` (a database URL in an error)."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 #: Control characters, which would end or forge a line of a text log.
@@ -73,7 +83,7 @@ class TextFormatter(logging.Formatter):
             line += " " + escape_controls(" ".join(f"{k}={v}" for k, v in fields.items()))
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact(line)
 
 
 def configure(fmt: str, level: str) -> None:

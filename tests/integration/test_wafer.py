@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from models.families import member_names
@@ -162,6 +163,9 @@ def test_dashboard_reads_per_wafer_per_lot_and_the_die_map(
     w1 = wafers["wafers"][1]
     assert (w1["dies"], w1["predicted_pass"], w1["lot_id"]) == (64, predicted_pass, "LOT-9")
     assert w1["predicted_yield"] == pytest.approx(predicted_pass / 64)
+    # The yield the models expect (mean P(pass)), beside the share of pass decisions.
+    assert w1["expected_yield"] == pytest.approx(np.mean(a["columns"]["probability"]))
+    assert "threshold" in wafers["yield_definitions"]["predicted_yield"]
     actual = [t["actual"] for t in truth]
     assert (w1["labelled"], w1["actual_pass"]) == (20, actual.count("pass"))
     assert wafers["total"] == 2 and wafers["next_offset"] is None
@@ -204,4 +208,5 @@ def test_dashboard_reads_per_wafer_per_lot_and_the_die_map(
     )
     html = page.read_text()
     assert "Wafer maps: predicted and actual fails" in html
+    assert "expected yield (mean P(pass))" in html and "<th>W-1</th>" in html
     assert 'alt="wafer map W-1"' in html and 'alt="wafer map W-2"' in html

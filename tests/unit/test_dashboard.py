@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from ledger import dashboard
@@ -135,3 +136,30 @@ def test_pages_past_the_end_still_say_the_total(engine: sa.Engine) -> None:
     assert past["wafers"] == [] and past["total"] == 2 and past["next_offset"] is None
     nothing = dashboard.groups(engine, "lot_id", 1e9, None, None, 10, 0)
     assert nothing["lots"] == [] and nothing["total"] == 0
+
+
+def test_expected_yield_is_the_mean_p_pass_of_each_dies_newest_prediction(
+    engine: sa.Engine,
+) -> None:
+    """Pass decisions at a cost-tuned threshold are not the yield the models expect: four
+    dies at P(pass) 0.55 are all decided pass (predicted yield 1.0) but expect 0.55."""
+    rows = [_row(f"p{i}", 10.0 + i, "pass", device_id=f"D{i}", probability=0.55) for i in range(4)]
+    # An older prediction of D0 does not count: its newest does.
+    rows.append(_row("old", 1.0, "fail", device_id="D0", probability=0.05))
+    rows.append(_row("w2", 5.0, "fail", device_id="E0", wafer_id="W2", probability=0.2))
+    with engine.begin() as conn:
+        conn.execute(predictions.insert(), rows)
+    one = dashboard.wafer(engine, "W1", None, None)
+    assert one is not None
+    assert one["predicted_yield"] == 1.0
+    assert one["expected_yield"] == pytest.approx(0.55)
+    assert "threshold" in one["yield_definitions"]["predicted_yield"]
+    assert "P(pass)" in one["yield_definitions"]["expected_yield"]
+    listed = dashboard.groups(engine, "wafer_id", None, None, None, 10, 0)
+    assert {w["wafer_id"]: w["expected_yield"] for w in listed["wafers"]} == {
+        "W1": pytest.approx(0.55),
+        "W2": pytest.approx(0.2),
+    }
+    lots = dashboard.groups(engine, "lot_id", None, None, None, 10, 0)["lots"]
+    assert lots[0]["expected_yield"] == pytest.approx((4 * 0.55 + 0.2) / 5)
+    assert set(listed["yield_definitions"]) == {"predicted_yield", "expected_yield", "actual_yield"}

@@ -327,3 +327,71 @@ def test_only_an_unreachable_or_unreadable_database_is_unavailable() -> None:
     assert unavailable(wrapped(sa.exc.ProgrammingError, Exception("syntax error"))) is None
     assert unavailable(wrapped(sa.exc.IntegrityError, Exception("duplicate key"))) is None
     assert unavailable(ValueError("boom")) is None
+
+
+def test_no_database_password_in_errors_or_log_lines(tmp_path: Path) -> None:
+    import logging
+
+    from ledger.errors import safe_url
+    from ops.logs import JsonFormatter, TextFormatter
+
+    secret = "s3cr@t-pw"
+    url = f"postgresql+psycopg://yield:{secret}@127.0.0.1:1/yield"
+    assert secret not in safe_url(url) and "127.0.0.1" in safe_url(url)
+    try:
+        raise RuntimeError(f"cannot open {url}")
+    except RuntimeError:
+        import sys
+
+        record = logging.LogRecord("ledger", logging.ERROR, __file__, 1, "log at %s", (url,),
+                                   sys.exc_info())  # fmt: skip
+    for formatter in (JsonFormatter(), TextFormatter()):
+        line = formatter.format(record)
+        assert secret not in line and "yield:***@127.0.0.1" in line
+
+
+def test_the_assigned_arm_is_logged_apart_and_a_drifted_split_is_flagged(
+    log: PredictionLog,
+) -> None:
+    """Devices assigned to the challenger but served by the ensemble (its member down)
+    count as assigned to the challenger: the split stays whole. A split that did drift
+    (too few challenger devices for a 10% share) is a sample-ratio mismatch."""
+    from ensemble.batch import Batch
+
+    def batch(n: int, arm: int, assigned: int) -> Batch:
+        b = Batch.empty(n, ["random_forest", "xgboost", "keras"], ["ensemble", "challenger"])
+        b.arm[:], b.probability[:], b.passed[:] = arm, 0.6, True
+        b.assigned = np.full(n, assigned)
+        b.rules = {"ensemble": ("majority:1", 0.5), "challenger": ("single:1", 0.5)}
+        return b
+
+    def served(prefix: str, n: int, arm: int, assigned: int) -> Served:
+        rids = [f"{prefix}{i}" for i in range(n)]
+        ids = [{"device_id": r, "wafer_id": None, "lot_id": None} for r in rids]
+        rows = np.zeros((n, 2), dtype=np.float32)
+        return Served(time.time(), 1.0, rids, ids, rows, batch(n, arm, assigned), VERSIONS)
+
+    log.record(served("e", 900, 0, 0))
+    log.record(served("c", 100, 0, 1))  # assigned challenger, served by the ensemble
+    assert log.flush(10)
+    with log.engine.connect() as conn:
+        pairs = conn.execute(sa.text(
+            "SELECT arm, assigned_arm, count(*) FROM predictions GROUP BY arm, assigned_arm"
+        )).all()  # fmt: skip
+    assert sorted(map(tuple, pairs)) == [
+        ("ensemble", "challenger", 100),
+        ("ensemble", "ensemble", 900),
+    ]
+    whole = log.report(ARMS)["sample_ratio"]
+    assert whole["assigned"] == {"ensemble": 900, "challenger": 100}
+    assert whole["p_value"] == pytest.approx(1.0) and not whole["mismatch"]
+    log.record(served("e2", 900, 0, 0))  # now 1,800 ensemble against 100 challenger
+    assert log.flush(10)
+    report = log.report(ARMS)
+    drifted = report["sample_ratio"]
+    assert drifted["mismatch"] and drifted["p_value"] < 1e-6
+    assert drifted["test"].startswith("chi-square goodness of fit")
+    assert "Sample-ratio mismatch" in report["conclusion"]
+    from ledger.html_report import render
+
+    assert "<b>MISMATCH</b>" in render({**report, "ground_truth": []})

@@ -194,3 +194,10 @@ def test_a_one_member_arm_never_counts_as_split() -> None:
     router, _ = _router(1.0)
     batch = asyncio.run(router.predict_batch(ROWS, ["a", "b"]))
     assert batch.arm_names() == ["challenger", "challenger"] and not batch.split.any()
+
+
+def test_a_down_challenger_keeps_the_assigned_arm_apart_from_the_serving_arm() -> None:
+    router, _ = _router(1.0, fail=frozenset({"xgb"}))
+    batch = asyncio.run(router.predict_batch(ROWS, ["dev-1", "dev-2"]))
+    assert batch.arm_names() == ["ensemble", "ensemble"]
+    assert batch.assigned_names() == ["challenger", "challenger"]
