@@ -35,6 +35,7 @@ from ensemble.settings import get_settings
 from entry import health
 from entry.answers import answer, request_id
 from entry.feedback import feedback as record_feedback
+from entry.feedback import feedback_file
 from entry.reads import dashboard_app, report_app
 from entry.runtime import Runtime, current, install
 from entry.startup import check_deployment, check_keys, load_version
@@ -180,10 +181,20 @@ async def _predict_stdf(request: Request) -> Response:
     return await answer(STDF.endpoint, work, runtime.observe)
 
 
+async def _feedback_stdf(request: Request) -> Response:
+    """POST /feedback_stdf: a final-test STDF file's outcomes for the dies we predicted."""
+    runtime = current()
+    body = await request.body()
+    work = feedback_file(runtime, request_id(), body, runtime.pipeline.limits().max_bytes)
+    return await answer("/feedback_stdf", work, runtime.observe)
+
+
 #: Routes that take a raw body (BentoML's APIs take JSON), matched by exact path.
 raw_app = Starlette(
     routes=[
         Route(ROUTES.declare(STDF.endpoint, Access.PREDICT, STDF_MEDIA), _predict_stdf,
+              methods=["POST"]),
+        Route(ROUTES.declare("/feedback_stdf", Access.FEEDBACK, STDF_MEDIA), _feedback_stdf,
               methods=["POST"]),
     ]
 )  # fmt: skip

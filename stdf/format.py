@@ -45,18 +45,22 @@ def _decode(body: Any, limits: Limits) -> Decoded:
         raise StdfInvalid("the file holds no part (no PIR/PRR pair)")
     if len(parts) > limits.max_dies:
         raise StdfInvalid(f"at most {limits.max_dies} dies per request, the file has {len(parts)}")
-    rows = TestMap.from_dict(mapping).rows(parts)
+    tests = TestMap.from_dict(mapping)
+    rows = tests.rows(parts)
+    column = {t.key: j for j, t in enumerate(parts.tests)}
+    ran = (~np.isnan(parts.values[:, [column[t.key] for t in tests.tests]])).sum(axis=1)
     located = (parts.x != NO_COORD) & (parts.y != NO_COORD)
     positions = (
         list(zip(parts.x.tolist(), parts.y.tolist(), strict=True)) if located.all() else None
     )
     ids = {"device_id": _text(parts.part_id), "wafer_id": _text(parts.wafer),
            "lot_id": _text(parts.lot)}  # fmt: skip
-    return Decoded(Dies(rows, ids, positions), {"parts": parts})
+    return Decoded(Dies(rows, ids, positions), {"parts": parts, "tests_run": ran})
 
 
-def _summary(served: Served, parts: Parts) -> list[dict[str, Any]]:
-    """Per wafer: dies, predicted pass and fail, predicted yield, expected yield, retests."""
+def _summary(served: Served, parts: Parts, ran: np.ndarray) -> list[dict[str, Any]]:
+    """Per wafer: dies, predicted pass and fail, predicted yield (the share of pass
+    decisions), expected yield (mean P(pass)), retests, dies with none of the tests run."""
     wafers = served.dies.ids["wafer_id"]
     order = list(dict.fromkeys(wafers))
     out = []
@@ -74,6 +78,7 @@ def _summary(served: Served, parts: Parts) -> list[dict[str, Any]]:
                 "predicted_yield": passed / n,
                 "expected_yield": float(served.batch.probability[on].mean()),
                 "retests": int(parts.retests[on].sum()),
+                "untested": int((ran[on] == 0).sum()),
             }
         )
     return out
@@ -88,9 +93,12 @@ def _encode(served: Served, options: Mapping[str, Any]) -> dict[str, Any]:
     columns["die_x"] = [None if v == NO_COORD else v for v in parts.x.tolist()]
     columns["die_y"] = [None if v == NO_COORD else v for v in parts.y.tolist()]
     columns["retests"] = parts.retests.tolist()
+    # How many of the model's tests the die ran: 0 means its prediction rests on the
+    # training medians alone (a part that stopped before any PTR).
+    columns["tests_run"] = options["tests_run"].tolist()
     return {
         **answer,
-        "wafers": _summary(served, parts),
+        "wafers": _summary(served, parts, options["tests_run"]),
         "retests": parts.n_retests,
         "file": {k: v for k, v in parts.info.items() if isinstance(v, (str, int, float))},
     }
