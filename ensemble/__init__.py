@@ -6,10 +6,10 @@ down only to ``models.families`` (names of the model families).
 """
 
 from ensemble.coalesce import Coalescer
-from ensemble.combiners import majority_vote
 from ensemble.predictor import EnsemblePredictor, EnsembleResult, MembersUnavailable
 from ensemble.schema import DEFAULT_FEATURES, FeatureSchema, SchemaMismatch, common_schema
 from ensemble.validation import InvalidInput, parse_batch, parse_features
+from ensemble.voting import majority_vote
 
 __all__ = [
     "DEFAULT_FEATURES",
