@@ -25,21 +25,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ensemble import EnsemblePredictor, InvalidInput, MembersUnavailable
-from ensemble.api_docs import (
-    ANSWER_DOC,
-    DIE_DOC,
-    FEATURES_DOC,
-    ID_DOC,
-    OUTCOMES_DOC,
-    WAFER_FEATURES_DOC,
-    WAFER_IDS_DOC,
-)
 from ensemble.arms import ARM_NAME, ENSEMBLE
 from ensemble.batch import Batch
 from ensemble.cache import PredictionCache
 from ensemble.decision import Decision
 from ensemble.fleet import Fleet, Loaded, Snapshot
-from ensemble.openapi import PATHS as OPENAPI_PATHS
 from ensemble.responses import (
     Ids,
     batch_answer,
@@ -68,10 +58,20 @@ from models.base import load_version as base_load_version
 from models.services import MEMBER_SERVICES
 from ops import logs
 from ops.admin import admin_app
+from ops.api_docs import (
+    ANSWER_DOC,
+    DIE_DOC,
+    FEATURES_DOC,
+    ID_DOC,
+    OUTCOMES_DOC,
+    WAFER_FEATURES_DOC,
+    WAFER_IDS_DOC,
+)
 from ops.auth import KeyRing, load_keys
 from ops.edge import REQUEST_ID_HEADER, EdgeConfig, EdgeMiddleware, current, json_answer
 from ops.gc_tuning import tune_gc
 from ops.metrics import ServiceMetrics
+from ops.openapi import PATHS as OPENAPI_PATHS
 
 logger = logging.getLogger("yield_ensemble")
 #: One line per request at the edge.
