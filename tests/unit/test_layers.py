@@ -22,13 +22,17 @@ NOT_PRODUCT = ("tests", "bench")
 #: ensemble/ and not each other, but for ops/gc_tuning.py and ops/logs.py (called by the
 #: member processes and the log writer); ensemble/ uses only models/families.py; train/
 #: uses models/, ensemble/, ledger/ (its stats and commands) and ops/serving_cli.py.
+#: ``entry/`` (the entry worker's wiring, beside service.py) and ``ops/settings.py`` are
+#: declared for the layout the entry's split brings.
+_MEMBER_SIDE_OPS = ("ops.gc_tuning", "ops.logs", "ops.settings")
 ALLOWED: dict[str, tuple[str, ...]] = {
     "ensemble": ("ensemble", "models.families"),
-    "ledger": ("ledger", "ensemble", "models.families", "ops.gc_tuning", "ops.logs"),
+    "ledger": ("ledger", "ensemble", "models.families", *_MEMBER_SIDE_OPS),
     "ops": ("ops", "ensemble"),
-    "models": ("models", "ensemble", "ops.gc_tuning", "ops.logs"),
+    "models": ("models", "ensemble", *_MEMBER_SIDE_OPS),
     "train": ("train", "ensemble", "models", "ledger.stats", "ledger.cli", "ops.serving_cli"),
-    "service": ("ensemble", "ledger", "ops", "models"),
+    "entry": ("entry", "ensemble", "ledger", "ops", "models"),
+    "service": ("entry", "ensemble", "ledger", "ops", "models"),
 }
 #: The request core is plain Python and numpy: no storage, no HTTP, no BentoML, and
 #: none of training's libraries (the serving image has neither scipy nor scikit-learn).
