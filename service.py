@@ -19,17 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ensemble.api_docs import (
-    ANSWER_DOC,
-    DIE_DOC,
-    FEATURES_DOC,
-    ID_DOC,
-    OUTCOMES_DOC,
-    WAFER_FEATURES_DOC,
-    WAFER_IDS_DOC,
-)
 from ensemble.formats import RECORDS, SINGLE, WAFER
-from ensemble.openapi import PATHS as OPENAPI_PATHS
 from ensemble.pipeline import Format
 from ensemble.settings import get_settings
 from entry import health
@@ -46,7 +36,17 @@ from models.services import MEMBER_SERVICES
 from ops import logs
 from ops.access import ROUTES, Access
 from ops.admin import admin_app
+from ops.api_docs import (
+    ANSWER_DOC,
+    DIE_DOC,
+    FEATURES_DOC,
+    ID_DOC,
+    OUTCOMES_DOC,
+    WAFER_FEATURES_DOC,
+    WAFER_IDS_DOC,
+)
 from ops.edge import EdgeConfig, EdgeMiddleware
+from ops.openapi import PATHS as OPENAPI_PATHS
 from ops.settings import get_ops_settings
 from stdf.format import STDF
 

@@ -6,11 +6,11 @@ down only to ``models.families`` (names of the model families).
 """
 
 from ensemble.coalesce import Coalescer
-from ensemble.combiners import majority_vote
 from ensemble.errors import MembersUnavailable
 from ensemble.predictor import EnsemblePredictor, EnsembleResult
 from ensemble.schema import DEFAULT_FEATURES, FeatureSchema, SchemaMismatch, common_schema
 from ensemble.validation import InvalidInput, parse_batch, parse_features
+from ensemble.voting import majority_vote
 
 __all__ = [
     "DEFAULT_FEATURES",

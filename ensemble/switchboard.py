@@ -28,16 +28,13 @@ logger = logging.getLogger(__name__)
 REMIND_S = 60.0
 
 
-def cause_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of what went wrong: a database driver's own message (SQLAlchemy
-    keeps it as ``orig``) without the statement and the link SQLAlchemy adds."""
-    cause = getattr(exc, "orig", None) or exc
-    lines = str(cause).strip().splitlines()
-    return (lines[0] if lines else type(cause).__name__)[:limit]
-
-
 class Store(Protocol):
     """What the switchboard needs of the ledger's serving state (``ledger.serving``)."""
+
+    def describe(self, exc: BaseException) -> str:
+        """One line saying what went wrong in ``exc``, a failure of this store, fit for an
+        answer: the database's own message, without the statement or a password."""
+        ...
 
     def read(self) -> ServingState | None: ...
 
@@ -169,7 +166,7 @@ class Switchboard:
         state another admin changed meanwhile.
         """
         async with self._lock:
-            current = await _ledger(self.store.read)
+            current = await _ledger(self.store, self.store.read)
             if current is None:
                 raise InvalidChange("no serving state in the ledger yet")
             wanted = transition(current)
@@ -182,7 +179,7 @@ class Switchboard:
                 return wanted
 
             changed: tuple[ServingState, bool] = await _ledger(
-                self.store.change, make, changed_by, action, reason
+                self.store, self.store.change, make, changed_by, action, reason
             )
             new = changed[0]
             self.observer.serving_change(action)
@@ -215,7 +212,7 @@ class Switchboard:
             state, history = self.store.read(), self.store.history(changes)
         except Exception as exc:
             raise ServingUnavailable(
-                f"the ledger's serving state cannot be read: {cause_line(exc)}"
+                f"the ledger's serving state cannot be read: {self.store.describe(exc)}"
             ) from exc
         serving = self.serving
         return {
@@ -229,9 +226,9 @@ class Switchboard:
         }
 
 
-async def _ledger(call: Callable[..., Any], *args: Any) -> Any:
-    """``call(*args)`` in a thread; a database failure becomes ServingUnavailable (but a
-    change refused by the state itself stays InvalidChange)."""
+async def _ledger(store: Store, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` in a thread; a database failure becomes ServingUnavailable, in the
+    words of ``store.describe`` (but a change refused by the state itself stays InvalidChange)."""
     try:
         return await asyncio.to_thread(call, *args)
     except InvalidChange:
@@ -239,5 +236,5 @@ async def _ledger(call: Callable[..., Any], *args: Any) -> Any:
     except Exception as exc:
         raise ServingUnavailable(
             f"the ledger's serving state cannot be read or written ({type(exc).__name__}: "
-            f"{cause_line(exc)}); nothing changed"
+            f"{store.describe(exc)}); nothing changed"
         ) from exc

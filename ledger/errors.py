@@ -3,7 +3,14 @@ where it is not loaded yet (the member processes import the service module too).
 
 from __future__ import annotations
 
-from ensemble.switchboard import cause_line
+
+def cause_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of what went wrong: a database driver's own message (SQLAlchemy
+    keeps it as ``orig``) without the statement and the link SQLAlchemy adds."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return (lines[0] if lines else type(cause).__name__)[:limit]
+
 
 __all__ = ["cause_line", "safe_url", "unavailable"]
 

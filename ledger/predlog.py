@@ -8,6 +8,7 @@ the queries (``ledger.queries``) over one engine; the tables are in ``ledger.tab
 from __future__ import annotations
 
 from ensemble.errors import LogBackedUp
+from ledger.policy import Durability, Retention
 from ledger.queries import LedgerQueries
 from ledger.tables import (
     CHUNK,
@@ -18,7 +19,7 @@ from ledger.tables import (
     outcomes,
     predictions,
 )
-from ledger.writer import Durability, LogEvent, LogStatus, LogWriter, Retention
+from ledger.writer import LogEvent, LogStatus, LogWriter
 
 __all__ = [
     "CHUNK",

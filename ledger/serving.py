@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ensemble.serving import ServingState
+from ledger.errors import cause_line
 from ledger.tables import serving_history, serving_state
 
 #: Attempts at a change that keeps losing the compare-and-set to other writers.
@@ -29,6 +30,11 @@ class ServingStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+
+    def describe(self, exc: BaseException) -> str:
+        """What went wrong in ``exc`` in one line: the driver's own message, without the
+        statement and the link SQLAlchemy adds (``ledger.errors.cause_line``)."""
+        return cause_line(exc)
 
     def read(self) -> ServingState | None:
         """The current state, or None before the first start-up wrote one."""

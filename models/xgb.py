@@ -11,7 +11,7 @@ import bentoml
 import numpy as np
 
 from models.base import exported_model
-from models.random_forest import OnnxForest
+from models.onnx_trees import OnnxTreeEnsemble
 
 #: Files inside the member's model-store directory.
 BOOSTER_FILE = "model.ubj"
@@ -25,7 +25,7 @@ class XGBoostAdapter:
         onnx = exported_model(model, runtime, "onnx", ONNX_FILE)
         self.runtime = "onnx" if onnx else "xgboost"
         # Same ONNX output layout as the forest: probabilities (n, 2), column 1 = pass.
-        self._impl = OnnxForest(onnx, 1) if onnx else _NativeBooster(model)
+        self._impl = OnnxTreeEnsemble(onnx, 1) if onnx else _NativeBooster(model)
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         return self._impl.predict_proba(rows)

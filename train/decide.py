@@ -17,9 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.combiners import COMBINERS, Calibration, Combiner, Objective, Single, simplest_first
+from ensemble.calibration import Calibration
+from ensemble.combiners import COMBINERS, Combiner, Objective, Single
 from ensemble.decision import Decision
 from ledger.stats import decision_metrics, mcnemar_pvalue
+from train.calibration import fit_calibration
+from train.fit_combiners import at_best_threshold, costs, fit_combiner, loss, simplest_first
 
 AUTO = "auto"
 CHOICES = (*COMBINERS, AUTO)
@@ -60,7 +63,7 @@ def choose_calibration(
         q = np.empty(len(p))
         for j in np.unique(fold):
             held = fold == j
-            q[held] = Calibration.fit(kind, p[~held], y[~held]).apply(p[held])
+            q[held] = fit_calibration(kind, p[~held], y[~held]).apply(p[held])
         losses[kind] = _log_loss(y, q)
     best = min(losses, key=lambda k: losses[k])
     if losses[best] > losses["none"] * (1 - CALIBRATION_GAIN):
@@ -72,12 +75,12 @@ def fitters(members: Sequence[str], objective: Objective, run: str) -> dict[str,
     """Every candidate by name: each member alone, then each combiner."""
 
     def single(member: str) -> Fitter:
-        return lambda p, y, cal: Single(
-            member=member, calibration={member: cal[member]}, run=run
-        ).at_best_threshold(p, y, objective)
+        return lambda p, y, cal: at_best_threshold(
+            Single(member=member, calibration={member: cal[member]}, run=run), p, y, objective
+        )
 
     def combined(name: str) -> Fitter:
-        return lambda p, y, cal: COMBINERS[name].fit(p, y, cal, objective, run)
+        return lambda p, y, cal: fit_combiner(name, p, y, cal, objective, run)
 
     out: dict[str, Fitter] = {m: single(m) for m in members}
     out.update({name: combined(name) for name in COMBINERS})
@@ -89,7 +92,7 @@ def fold_calibrations(
 ) -> dict[int, dict[str, Calibration]]:
     """Per fold, each member's calibration fitted without that fold (shared by candidates)."""
     return {
-        int(j): {m: Calibration.fit(kinds[m], p[fold != j], y[fold != j]) for m, p in p_oof.items()}
+        int(j): {m: fit_calibration(kinds[m], p[fold != j], y[fold != j]) for m, p in p_oof.items()}
         for j in np.unique(fold)
     }
 
@@ -124,11 +127,11 @@ def pick_auto(
     """
     names = simplest_first([n for n in passed if n in COMBINERS])
     if objective.target_fail_recall is not None:
-        loss = {n: objective.loss(passed[n], y) for n in names}
-        best = min(names, key=lambda n: loss[n])
-        pick = next(n for n in names if loss[n] <= loss[best] + 1e-12)
+        losses = {n: loss(objective, passed[n], y) for n in names}
+        best = min(names, key=lambda n: losses[n])
+        pick = next(n for n in names if losses[n] <= losses[best] + 1e-12)
         return pick, f"least overkill at fail recall >= {objective.target_fail_recall:g}"
-    cost = {n: objective.costs(passed[n], y) for n in names}
+    cost = {n: costs(objective, passed[n], y) for n in names}
     best = min(names, key=lambda n: float(cost[n].mean()))
     for name in names:
         diff = cost[name] - cost[best]
@@ -175,7 +178,7 @@ def fit_decision(
     chosen, reason = (
         pick_auto(oof_passed, y, objective) if choice == AUTO else (choice, "asked for")
     )
-    calibration = {m: Calibration.fit(kinds[m], p_oof[m], y) for m in members}
+    calibration = {m: fit_calibration(kinds[m], p_oof[m], y) for m in members}
     final = {n: f(p_oof, y, calibration) for n, f in candidates.items()}
     decision = Decision(
         run=run,
@@ -217,9 +220,8 @@ def verdict(passed: Mapping[str, np.ndarray], y: np.ndarray, decision: Decision)
     p_value, method = mcnemar_pvalue(b, c)
     # The paired per-die cost difference decides (with 1:1 costs it counts errors, as
     # McNemar does); McNemar on right/wrong is reported beside it.
-    diff = decision.objective.costs(passed[decision.chosen], actual) - decision.objective.costs(
-        passed[best], actual
-    )
+    o = decision.objective
+    diff = costs(o, passed[decision.chosen], actual) - costs(o, passed[best], actual)
     half = 1.96 * float(diff.std(ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
     d = float(diff.mean()) if len(diff) else 0.0
     span = (
@@ -227,7 +229,6 @@ def verdict(passed: Mapping[str, np.ndarray], y: np.ndarray, decision: Decision)
         f"right where {best} is wrong on {b} dies, wrong where it is right on {c} "
         f"(McNemar p = {p_value:.3g}"
     )
-    o = decision.objective
     if o.escape_cost != o.overkill_cost:
         span += ", which counts every error alike; at these costs the cost decides"
     span += ")"

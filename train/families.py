@@ -76,11 +76,14 @@ class RandomForestTrainer:
         joblib.dump(self.model, directory / SKLEARN_FILE)
 
     def export(self, x: np.ndarray) -> Export | None:
-        from models.random_forest import ONNX_FILE, OnnxForest
+        from models.onnx_trees import OnnxTreeEnsemble
+        from models.random_forest import ONNX_FILE
         from train.export import random_forest_onnx
 
         blob = random_forest_onnx(self.model, x.shape[1])
-        return Export("onnx", ONNX_FILE, blob, OnnxForest(blob, self.pass_column).predict_proba(x))
+        return Export(
+            "onnx", ONNX_FILE, blob, OnnxTreeEnsemble(blob, self.pass_column).predict_proba(x)
+        )
 
 
 class XGBoostTrainer:
@@ -123,12 +126,12 @@ class XGBoostTrainer:
         self.model.save_model(directory / BOOSTER_FILE)
 
     def export(self, x: np.ndarray) -> Export | None:
-        from models.random_forest import OnnxForest
+        from models.onnx_trees import OnnxTreeEnsemble
         from models.xgb import ONNX_FILE
         from train.export import xgboost_onnx
 
         blob = xgboost_onnx(self.model, x.shape[1])
-        return Export("onnx", ONNX_FILE, blob, OnnxForest(blob, 1).predict_proba(x))
+        return Export("onnx", ONNX_FILE, blob, OnnxTreeEnsemble(blob, 1).predict_proba(x))
 
 
 class KerasTrainer:

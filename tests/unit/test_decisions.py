@@ -9,24 +9,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ensemble.combiners import (
-    COMBINERS,
-    Calibration,
-    MajorityVote,
-    Objective,
-    Single,
-    Stacked,
-    WeightedSoftVote,
-    expit,
-    fit_logistic,
-    logit,
-)
+from ensemble.calibration import Calibration, expit, logit
+from ensemble.combiners import COMBINERS, MajorityVote, Objective, Single
 from ensemble.decision import Decision, DecisionMismatch
 from ledger.stats import decision_metrics
+from train.calibration import fit_calibration, fit_logistic
 from train.data import synthetic
 from train.decide import cross_fitted, fit_decision, fold_calibrations, fold_ids, pick_auto
 from train.families import RandomForestTrainer, XGBoostTrainer
 from train.fit import TrainConfig, fit, out_of_fold
+from train.fit_combiners import FITTING, at_best_threshold, costs, fit_combiner, simplest_first
 
 
 def _members(n: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -45,7 +37,7 @@ def test_calibrations_fit_apply_and_keep_missing_answers_missing() -> None:
     p, y = _members(4000)
     raw = p["overconfident"]
     for kind in ("sigmoid", "isotonic"):
-        cal = Calibration.fit(kind, raw, y)
+        cal = fit_calibration(kind, raw, y)
         again = Calibration.from_dict(cal.to_dict())
         q = again.apply(np.append(raw, np.nan))
         assert np.isnan(q[-1]) and np.all((q[:-1] >= 0) & (q[:-1] <= 1))
@@ -72,11 +64,11 @@ def test_fit_logistic_agrees_with_scikit_learn() -> None:
 
 def test_the_threshold_moves_with_the_cost_of_an_escape() -> None:
     p, y = _members(6000, seed=2)
-    cal = {m: Calibration.fit("sigmoid", v, y) for m, v in p.items()}
+    cal = {m: fit_calibration("sigmoid", v, y) for m, v in p.items()}
     rows = []
     for escape_cost in (0.2, 1.0, 5.0, 25.0):
         objective = Objective(escape_cost=escape_cost, overkill_cost=1.0)
-        stacked = COMBINERS["stacked"].fit(p, y, cal, objective)
+        stacked = fit_combiner("stacked", p, y, cal, objective)
         passed, _ = stacked.combine(p)
         m = decision_metrics(passed, y == 1)
         rows.append((stacked.threshold, m["fail_recall"]["value"], m["overkill"]["value"]))
@@ -92,7 +84,7 @@ def test_a_fail_recall_target_is_met_on_the_rows_it_was_fitted_on() -> None:
     p, y = _members(5000, seed=3)
     cal = {m: Calibration() for m in p}
     for target in (0.9, 0.99):
-        stacked = Stacked.fit(p, y, cal, Objective(target_fail_recall=target))
+        stacked = fit_combiner("stacked", p, y, cal, Objective(target_fail_recall=target))
         m = decision_metrics(stacked.combine(p)[0], y == 1)
         assert m["fail_recall"]["value"] >= target
     with pytest.raises(ValueError, match="recall"):
@@ -103,18 +95,18 @@ def test_a_fail_recall_target_is_met_on_the_rows_it_was_fitted_on() -> None:
 
 def test_every_combiner_decides_rows_with_a_missing_member() -> None:
     p, y = _members(3000, seed=4)
-    cal = {m: Calibration.fit("isotonic", v, y) for m, v in p.items()}
+    cal = {m: fit_calibration("isotonic", v, y) for m, v in p.items()}
     holes = {m: v.copy() for m, v in p.items()}
     holes["good"][:10] = np.nan
     holes["fair"][10:20] = np.nan
-    for name, kind in COMBINERS.items():
-        fitted = kind.fit(p, y, cal, Objective())
+    for name in COMBINERS:
+        fitted = fit_combiner(name, p, y, cal, Objective())
         passed, probability = fitted.combine(holes)
         assert not np.isnan(probability).any(), name
         # With every member present nothing changes where no member is missing.
         full_passed, _ = fitted.combine(p)
         assert np.array_equal(passed[20:], full_passed[20:]), name
-    stacked = Stacked.fit(p, y, cal, Objective())
+    stacked = fit_combiner("stacked", p, y, cal, Objective())
     assert {m for m, _, _ in stacked.models} == {
         ("good", "fair", "overconfident"),
         ("good", "fair"),
@@ -125,10 +117,18 @@ def test_every_combiner_decides_rows_with_a_missing_member() -> None:
 
 def test_weights_follow_the_members_skill() -> None:
     p, y = _members(6000, seed=5)
-    cal = {m: Calibration.fit("sigmoid", v, y) for m, v in p.items()}
-    weighted = WeightedSoftVote.fit(p, y, cal, Objective())
+    cal = {m: fit_calibration("sigmoid", v, y) for m, v in p.items()}
+    weighted = fit_combiner("weighted", p, y, cal, Objective())
     assert weighted.weights["good"] > weighted.weights["fair"]
     assert sum(weighted.weights.values()) == pytest.approx(1.0)
+
+
+def test_every_combiner_has_one_fitting_line_simplest_first() -> None:
+    # COMBINERS is listed simplest first; FITTING ranks the same combiners in that order.
+    assert list(FITTING) == list(COMBINERS)
+    assert simplest_first(list(reversed(COMBINERS))) == list(COMBINERS)
+    with pytest.raises(KeyError):
+        fit_combiner("median", *_members(10), {}, Objective())
 
 
 def test_a_decision_saves_loads_and_decides_alike() -> None:
@@ -191,10 +191,10 @@ def test_auto_does_not_pick_the_majority_vote_when_a_useless_member_makes_it_los
     p_oof, _ = out_of_fold(x, y, fold, makers, progress=lambda _: None)
     tags = {m: f"{m}:t" for m in makers}
     fitted = fit_decision(p_oof, y, fold, Objective(), "auto", "t", tags)
-    costs = {n: float(Objective().costs(v, y == 1).mean()) for n, v in fitted.oof_passed.items()}
-    assert costs["majority"] > costs["xgboost"]  # the vote loses to a member alone
-    assert fitted.decision.chosen != "majority", (fitted.reason, costs)
-    assert costs[fitted.decision.chosen] < costs["majority"]
+    mean = {n: float(costs(Objective(), v, y == 1).mean()) for n, v in fitted.oof_passed.items()}
+    assert mean["majority"] > mean["xgboost"]  # the vote loses to a member alone
+    assert fitted.decision.chosen != "majority", (fitted.reason, mean)
+    assert mean[fitted.decision.chosen] < mean["majority"]
     weighted = fitted.decision.combiners["weighted"]
     assert weighted.weights["useless"] < 0.1  # type: ignore[attr-defined]
 
@@ -240,8 +240,8 @@ def test_cross_fitting_never_decides_a_row_with_a_model_fitted_on_it() -> None:
 
 def test_single_uses_only_its_member() -> None:
     p, y = _members(2000, seed=8)
-    single = Single(member="good", calibration={"good": Calibration.fit("sigmoid", p["good"], y)})
-    fitted = single.at_best_threshold(p, y, Objective(4.0, 1.0))
+    single = Single(member="good", calibration={"good": fit_calibration("sigmoid", p["good"], y)})
+    fitted = at_best_threshold(single, p, y, Objective(4.0, 1.0))
     assert fitted.threshold > 0.5
     changed = {**p, "fair": np.zeros(2000)}
     assert np.array_equal(fitted.combine(p)[0], fitted.combine(changed)[0])

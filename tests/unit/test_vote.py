@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ensemble.combiners import majority_vote
+from ensemble.voting import majority_vote
 
 
 def test_two_of_three_pass_votes_pass() -> None:

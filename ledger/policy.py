@@ -1,0 +1,78 @@
+"""What the prediction log keeps, and where: its retention and its durability settings.
+
+``Retention``: how long predictions stay (``prune`` applies it). ``Durability``: where
+rows wait when the database does not take them, and how long a stall may last.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from ledger.tables import outcomes, predictions
+
+logger = logging.getLogger("ledger.predlog")
+
+
+@dataclass
+class Retention:
+    """Keep predictions younger than ``max_age_s`` and at most ``max_rows`` (None: no limit)."""
+
+    max_age_s: float | None = None
+    max_rows: int | None = None
+    every_s: float = 3600.0
+
+    @property
+    def limited(self) -> bool:
+        """Whether there is anything to prune at all."""
+        return self.max_age_s is not None or self.max_rows is not None
+
+
+@dataclass
+class Durability:
+    """Where rows wait when the database does not take them, and how long is too long.
+
+    ``spill_dir`` holds rows while the database is down (at most ``spill_max_bytes``)
+    and its ``dead-letter`` folder the rows the database refused; ``max_pending_rows``
+    bounds the rows held in memory; a writer that moves no row for ``stall_s``
+    seconds is stalled (``/livez`` then fails).
+    """
+
+    spill_dir: Path | None = None
+    spill_max_bytes: int | None = 1 << 30
+    max_pending_rows: int = 200_000
+    stall_s: float = 60.0
+
+
+def prune(engine: sa.Engine, retention: Retention, now: float | None = None) -> int:
+    """Apply ``retention`` now; returns the predictions deleted (outcomes follow them).
+
+    ``now``: Unix seconds (default: the clock). Raises SQLAlchemy's errors.
+    """
+    r, deleted = retention, 0
+    with engine.begin() as conn:
+        if r.max_age_s is not None:
+            cutoff = (now or time.time()) - r.max_age_s
+            old = sa.delete(predictions).where(predictions.c.ts < cutoff)
+            deleted += conn.execute(old).rowcount
+        if r.max_rows is not None:
+            keep_from = conn.execute(
+                sa.select(predictions.c.ts)
+                .order_by(predictions.c.ts.desc())
+                .offset(r.max_rows - 1)
+                .limit(1)
+            ).scalar()
+            if keep_from is not None:
+                deleted += conn.execute(
+                    sa.delete(predictions).where(predictions.c.ts < keep_from)
+                ).rowcount
+        # Outcomes whose prediction is gone, including any that raced with this prune.
+        known = sa.select(predictions.c.request_id)
+        conn.execute(sa.delete(outcomes).where(outcomes.c.request_id.not_in(known)))
+    if deleted:
+        logger.info("prediction log retention deleted %d predictions", deleted)
+    return deleted
