@@ -63,7 +63,8 @@ class ServiceMetrics:
             p + "errors",
             "Failed requests by kind: bad_input, unauthenticated, forbidden, too_large, "
             "unsupported_media_type, not_found, conflict, members_unavailable, log_backed_up, "
-            "ledger_unavailable, unavailable, internal.",
+            "ledger_unavailable, unavailable, internal; and client_disconnected (a client "
+            "that left before sending its whole body, not answered).",
             ["kind"],
             **kw,
         )
