@@ -53,6 +53,8 @@ from stdf.format import STDF
 # Every area's settings are read and validated here, once: a bad one stops start-up.
 SETTINGS, OPS = get_settings(), get_ops_settings()
 get_ledger_settings()
+# Before BentoML's worker builds its uvicorn config, which it does after loading this module.
+bentoml_quirks.serve_connections(OPS.keepalive_s, OPS.header_timeout_s)
 JSON = "application/json"
 STDF_MEDIA = "application/octet-stream"
 
@@ -98,9 +100,10 @@ class _Entry:
     async def predict(
         self,
         features: Annotated[Any, Field(description=FEATURES_DOC)],
-        device_id: Annotated[str | int | None, Field(description=ID_DOC)] = None,
-        wafer_id: Annotated[str | int | None, Field(description=ID_DOC)] = None,
-        lot_id: Annotated[str | int | None, Field(description=ID_DOC)] = None,
+        # Any, not str | int: pydantic would turn true into 1 before our checks see it.
+        device_id: Annotated[Any, Field(description=ID_DOC)] = None,
+        wafer_id: Annotated[Any, Field(description=ID_DOC)] = None,
+        lot_id: Annotated[Any, Field(description=ID_DOC)] = None,
     ) -> dict[str, Any]:
         """Pass/fail for one device. ``features``: a list in schema order, or name -> value."""
         body = {"features": features, "device_id": device_id, "wafer_id": wafer_id,
@@ -225,4 +228,5 @@ for _app, _path in (
 ):
     YieldEnsemble = bentoml.asgi_app(_app, path=_path)(YieldEnsemble)
 YieldEnsemble.add_asgi_middleware(EdgeMiddleware, config=EDGE)
+bentoml_quirks.refuse_unknown_fields(YieldEnsemble)
 bentoml_quirks.add_openapi_paths("yield_ensemble", OPENAPI_PATHS)

@@ -21,6 +21,9 @@ def shown(value: Any, limit: int = ECHO_CHARS, *, quote: bool = True) -> str:
         value = value[: 4 * limit]  # never repr a 10 MB string just to cut it
     elif isinstance(value, (list, dict)) and len(value) > limit:
         return f"a {type(value).__name__} of {len(value)} items"
+    elif isinstance(value, int) and value.bit_length() > 4 * limit:
+        # repr raises ValueError past 4,300 digits (sys.set_int_max_str_digits).
+        return f"an integer of {value.bit_length()} bits"
     text = repr(value) if quote else str(value)
     if len(text) <= limit:
         return text

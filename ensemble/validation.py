@@ -19,6 +19,10 @@ from ensemble.schema import FeatureSchema
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Earliest and latest report window bounds accepted (unix seconds): 1970 to the year 9999.
 TIME_RANGE = (0.0, 253_402_300_799.0)
+#: A query's count (limit, offset, history): ASCII digits, at most 10.
+COUNT = re.compile("[0-9]{1,10}")
+#: A report bound in unix seconds: ASCII digits, an optional fraction.
+SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 
 
 def number(value: Any, field: str) -> float:
@@ -124,20 +128,68 @@ def printable(text: str, field: str, allowed: str = "") -> str:
     return text
 
 
-def parse_identifier(raw: Any, field: str) -> str | None:
-    """An optional identifier (device, wafer, lot): 1 to 256 printable characters."""
+#: Characters an identifier may not hold: the dashboard reads a wafer at
+#: ``/dashboard/wafers/{wafer_id}``, and a server decodes ``%2F`` before routing, so no
+#: encoding lets a client address an id holding one of these (nor one that is . or ..,
+#: which clients resolve as path segments).
+UNADDRESSABLE = re.compile(r"[/\\?#%]")
+#: The identifier rule, as the errors and the API docs state it.
+ID_RULE = "1 to 256 printable characters, none of / \\ ? # %, and not . or .."
+
+
+def parse_identifier(raw: Any, field: str, *, addressable: bool = True) -> str | None:
+    """An optional identifier (device, wafer, lot) of ``ID_RULE``, or InvalidInput naming
+    ``field``. A string, or an integer (kept as its decimal text); never a boolean, a
+    float (``1.0`` would become ``"1"``) or a container. ``addressable=False`` (looking
+    up ids stored before the rule) drops the check of ``UNADDRESSABLE``."""
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        raise InvalidInput(field, f"must be a string, got {shown(raw)}")
-    text = str(raw)
+        raise InvalidInput(field, f"must be a string (or an integer), got {shown(raw)}")
+    if isinstance(raw, int) and raw.bit_length() > 851:  # over 256 digits; str() fails past 4300
+        raise InvalidInput(field, f"must be {ID_RULE}, got {shown(raw)}")
+    text = str(raw) if isinstance(raw, str) else format(raw)
     if not text or len(text) > 256:
-        raise InvalidInput(field, "must be 1 to 256 characters long")
-    return printable(text, field)
+        raise InvalidInput(field, f"must be {ID_RULE}, got {len(text)} characters")
+    printable(text, field)
+    if addressable and (UNADDRESSABLE.search(text) or text in (".", "..")):
+        raise InvalidInput(field, f"must be {ID_RULE} (the dashboard's paths), got {shown(text)}")
+    return text
+
+
+def repeated(values: Sequence[Any], field: str, what: str) -> None:
+    """InvalidInput naming both indexes if a value other than None occurs twice in
+    ``values``; ``field`` names entry ``i`` (``"devices[{i}].device_id"``), ``what`` the
+    value in the message."""
+    present = [v for v in values if v is not None]
+    if len(set(present)) == len(present):  # the usual case, at C speed
+        return
+    first: dict[Any, int] = {}
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        j = first.setdefault(value, i)
+        if j != i:
+            raise InvalidInput(
+                field.format(i=i),
+                f"{what} {shown(value)} is also at index {j}; each must be unique",
+            )
 
 
 #: Identifier fields of a device, in the order they are tried as the sticky A/B split key.
 ID_FIELDS: tuple[str, ...] = ("device_id", "wafer_id", "lot_id")
+#: The body fields of each JSON route that predicts or labels; any other is refused.
+REQUEST_FIELDS: dict[str, tuple[str, ...]] = {
+    "/predict": ("features", *ID_FIELDS),
+    "/predict_batch": ("devices",),
+    "/predict_wafer": ("features", *ID_FIELDS, "die_x", "die_y", "answer"),
+    "/feedback": ("outcomes",),
+}
+
+
+def unknown_field(field: str, allowed: Sequence[str]) -> InvalidInput:
+    """The error for a field nobody reads: it names the field and the fields there are."""
+    return InvalidInput(field, f"unknown field; the fields are {', '.join(allowed)}")
 
 
 def split_key(ids: dict[str, str | None]) -> str | None:
@@ -166,9 +218,10 @@ def parse_batch(
             raise InvalidInput(f"devices[{i}].features", "missing")
         extra = set(device) - {"features", *ID_FIELDS}
         if extra:
-            raise InvalidInput(f"devices[{i}].{sorted(extra)[0]}", "unknown field")
+            raise unknown_field(f"devices[{i}].{sorted(extra)[0]}", ("features", *ID_FIELDS))
         feature_rows.append(device["features"])
         ids.append({f: parse_identifier(device.get(f), f"devices[{i}].{f}") for f in ID_FIELDS})
+    repeated([d["device_id"] for d in ids], "devices[{i}].device_id", "device_id")
     return parse_rows(feature_rows, schema, "devices"), ids
 
 
@@ -191,11 +244,13 @@ def parse_outcomes(raw: Any, max_items: int) -> list[tuple[str, str, str]]:
             raise InvalidInput(field, "must be an object with request_id or device_id, and actual")
         extra = set(item) - {"request_id", "device_id", "actual"}
         if extra:
-            raise InvalidInput(f"{field}.{sorted(extra)[0]}", "unknown field")
+            raise unknown_field(
+                f"{field}.{sorted(extra)[0]}", ("request_id", "device_id", "actual")
+            )
         keys = [k for k in ("request_id", "device_id") if item.get(k) is not None]
         if len(keys) != 1:
             raise InvalidInput(field, "give exactly one of request_id and device_id")
-        ident = parse_identifier(item[keys[0]], f"{field}.{keys[0]}")
+        ident = parse_identifier(item[keys[0]], f"{field}.{keys[0]}", addressable=False)
         actual = item.get("actual")
         if actual not in OUTCOME_VALUES:
             raise InvalidInput(f"{field}.actual", f"must be 'pass' or 'fail', got {shown(actual)}")
@@ -208,11 +263,13 @@ def parse_time(raw: str | None, field: str) -> float | None:
     if raw is None or raw == "":
         return None
     hint = f"must be unix seconds or ISO 8601 like 2026-11-26T08:00:00Z, got {shown(raw)}"
-    if len(raw) > ECHO_CHARS:
+    if len(raw) > ECHO_CHARS or not raw.isascii():  # int() and float() read '١' as 1
         raise InvalidInput(field, hint)
-    try:
+    if SECONDS.fullmatch(raw):
         moment = float(raw)
-    except ValueError:
+    elif not raw[:1].isdigit():  # float() also reads '+1', ' 1', '1_0', 'inf', '1e3'
+        raise InvalidInput(field, hint)
+    else:
         try:
             parsed = datetime.fromisoformat(raw)
         except ValueError:
@@ -238,10 +295,10 @@ def parse_count(raw: str | None, field: str, default: int, low: int, high: int) 
     """An integer query parameter (``limit``, ``offset``) within [low, high]."""
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(field, f"must be an integer, got {shown(raw)}") from None
+    # Not int() alone: it takes '+5', ' 5', '1_0' and '١', and raises past 4,300 digits.
+    if not COUNT.fullmatch(raw):
+        raise InvalidInput(field, f"must be a whole number {low} to {high}, got {shown(raw)}")
+    value = int(raw)
     if not low <= value <= high:
         raise InvalidInput(field, f"must be {low} to {high}, got {value}")
     return value

@@ -26,11 +26,13 @@ from ensemble.schema import FeatureSchema
 from ensemble.validation import (
     FLOAT32_MAX,
     ID_FIELDS,
+    UNADDRESSABLE,
     UNPRINTABLE,
     InvalidInput,
     number,
     parse_identifier,
     parse_rows,
+    repeated,
     shown,
 )
 
@@ -111,10 +113,11 @@ def _ids(body: Mapping[str, Any], n: int) -> dict[str, list[str | None]]:
 def _id_column(value: list[Any], field: str) -> list[str | None]:
     """One id per die: strings checked at once when all are plain (a 10,000-die wafer in
     under a millisecond), else one by one, naming the first bad entry."""
-    if all(type(v) is str and 0 < len(v) <= 256 for v in value) and not UNPRINTABLE.search(
-        "".join(value)
-    ):
-        return list(value)
+    if all(type(v) is str and 0 < len(v) <= 256 for v in value):
+        joined = "".join(value)
+        plain = not UNPRINTABLE.search(joined) and not UNADDRESSABLE.search(joined)
+        if plain and ("." not in joined or not {".", ".."} & set(value)):
+            return list(value)
     return [parse_identifier(v, f"{field}[{i}]") for i, v in enumerate(value)]
 
 
@@ -126,6 +129,24 @@ def _coordinates(value: Any, field: str, n: int) -> list[int]:
                 f"{field}[{i}]", f"must be an integer within +-{DIE_LIMIT}, got {shown(v)}"
             )
     return list(value)
+
+
+def _one_die_per_position(
+    dies: list[tuple[int, int]], columns: dict[str, list[str | None]]
+) -> None:
+    """InvalidInput naming both indexes if two dies of one wafer (and lot) share (x, y)."""
+    keys = list(zip(columns["lot_id"], columns["wafer_id"], dies, strict=True))
+    if len(set(keys)) == len(keys):
+        return
+    first: dict[tuple[str | None, str | None, tuple[int, int]], int] = {}
+    for i, key in enumerate(keys):
+        j = first.setdefault(key, i)
+        if j != i:
+            raise InvalidInput(
+                f"die_x[{i}], die_y[{i}]",
+                f"die position {key[2]} of wafer {shown(key[1])} is also at index {j}; "
+                "each die of a wafer must have its own position",
+            )
 
 
 def parse_wafer(body: Mapping[str, Any], schema: FeatureSchema, max_devices: int) -> Wafer:
@@ -150,9 +171,13 @@ def parse_wafer(body: Mapping[str, Any], schema: FeatureSchema, max_devices: int
     x, y = body.get("die_x"), body.get("die_y")
     if (x is None) != (y is None):
         raise InvalidInput("die_x" if x is None else "die_y", "give die_x and die_y together")
+    # A device or a die twice would be answered twice and logged as two dies at one place:
+    # the die map would keep one of them, and feedback by device id would label either.
+    repeated(columns["device_id"], "device_id[{i}]", "device_id")
     dies = None
     if x is not None:
         dies = list(zip(_coordinates(x, "die_x", n), _coordinates(y, "die_y", n), strict=True))
+        _one_die_per_position(dies, columns)
     answer = body.get("answer", "columns")
     if answer not in ANSWERS:
         raise InvalidInput("answer", f"must be one of {list(ANSWERS)}, got {shown(answer)}")

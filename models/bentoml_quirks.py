@@ -11,6 +11,16 @@ stops behaving this way, so an upgrade says which workaround to delete.
 - The listening socket belongs to the serve process and outlives the entry worker's
   SIGTERM: connections queued in its backlog hung 5.1 s and were reset. The worker
   shuts the shared socket down at SIGTERM (``refuse_new_connections_on_sigterm``).
+- A client that leaves mid-body made a 500 with a traceback (starlette's
+  ClientDisconnect, caught as an unexpected error): the traceback is dropped too, the
+  edge counts it as ``client_disconnected``.
+- An API's input model ignores body fields it has no parameter for (pydantic's default
+  ``extra="ignore"``): ``deviceId`` for ``device_id`` was dropped silently. They are
+  refused (``refuse_unknown_fields``); the edge answers 422 naming the field.
+- BentoML builds uvicorn's config itself and passes it no more than the command line's
+  ``--timeout-keep-alive`` (5 s, under the 60 s of the proxies in front: requests raced
+  the close and were lost); uvicorn has no header-read timeout (a client that sent half
+  a request line was held for as long as it liked). ``serve_connections`` sets both.
 - The OpenAPI spec lists a mounted app's routes only for FastAPI apps: ``/ab/report``
   is added (``add_openapi_paths``).
 - The entry's client session to a dependency is recycled under calls in flight
@@ -52,7 +62,8 @@ class _ClientErrorFilter(logging.Filter):
         module = type(exc).__module__
         return not (
             (name == "ValidationError" and module.startswith("pydantic"))
-            or name == "_BodyTooLarge"
+            or name == "BodyRefused"  # the edge cut the body off (413, 400, 415)
+            or name == "ClientDisconnect"  # the client left mid-body
             or name == "JSONDecodeError"
         )
 
@@ -222,3 +233,85 @@ def bentoml_home() -> str:
     from bentoml._internal.configuration.containers import BentoMLContainer
 
     return str(BentoMLContainer.bentoml_home.get())
+
+
+def refuse_unknown_fields(service: Any) -> None:
+    """Make every JSON-object API of ``service`` refuse a body field it has no parameter
+    for: a pydantic ``extra_forbidden`` error, which BentoML answers 400 with its detail
+    and ``ops.edge`` turns into a 422 naming the field and the fields there are."""
+    for api in service.apis.values():
+        spec = api.input_spec
+        if getattr(spec, "__root_input__", False):
+            continue  # one positional argument: the whole body is its value
+        spec.model_config["extra"] = "forbid"
+        spec.model_rebuild(force=True)
+
+
+def serve_connections(keepalive_s: float, header_timeout_s: float) -> None:
+    """Every uvicorn server this process starts afterwards keeps idle connections
+    ``keepalive_s`` (a new one too, which uvicorn leaves open until the client sends)
+    and closes one whose request headers take over ``header_timeout_s`` to arrive.
+
+    Call it when the service module is imported: BentoML's worker builds
+    ``uvicorn.Config`` after loading the service. Without httptools (uvicorn's h11
+    parser) only the keep-alive is set.
+    """
+    import uvicorn
+
+    init = getattr(uvicorn.Config.__init__, "original", uvicorn.Config.__init__)
+    protocol = _header_timeout_protocol(header_timeout_s)
+
+    def config_init(self: Any, app: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["timeout_keep_alive"] = keepalive_s
+        if protocol is not None and kwargs.get("http", "auto") == "auto":
+            kwargs["http"] = protocol
+        init(self, app, *args, **kwargs)
+
+    config_init.original = init  # type: ignore[attr-defined]
+    uvicorn.Config.__init__ = config_init  # type: ignore[method-assign]
+
+
+def _header_timeout_protocol(timeout_s: float) -> type[Any] | None:
+    """uvicorn's httptools protocol with a timer from a request's first byte to the end
+    of its headers, and the keep-alive timer armed on a new connection too."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # no httptools: uvicorn parses with h11
+        return None
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _header_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._stop_header_timer()
+            self._header_timer = self.loop.call_later(timeout_s, self._headers_too_slow)
+
+        def on_headers_complete(self) -> None:
+            self._stop_header_timer()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_header_timer()
+            super().connection_lost(exc)
+
+        def _stop_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            logging.getLogger(__name__).info(
+                "closed a connection whose request headers took over %g s", timeout_s
+            )
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol

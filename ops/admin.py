@@ -22,7 +22,7 @@ from starlette.routing import Route
 from ensemble.errors import InvalidInput, Malformed, ServiceError
 from ensemble.serving import ServingState, check_version
 from ensemble.switchboard import Switchboard
-from ensemble.validation import number, printable, shown
+from ensemble.validation import number, parse_count, printable, shown
 from ops.access import ROUTES, Access
 from ops.edge import current, json_answer, render
 
@@ -148,10 +148,8 @@ async def _status(admin: Admin, request: Request) -> JSONResponse:
     extra = sorted(set(q) - {"history"})
     if extra:
         raise InvalidInput(extra[0], "unknown query parameter (history)")
-    text = q.get("history", "20")
-    # isdecimal, not isdigit: '²' is a digit that int() refuses (it answered 500).
-    if not text.isdecimal() or not 0 <= int(text) <= HISTORY_MAX:
-        raise InvalidInput("history", f"a whole number 0..{HISTORY_MAX}, got {shown(text)}")
-    status = await asyncio.to_thread(admin.switch.status, int(text))
+    # Not isdecimal and int(): '١' passes both, and int() raises past 4,300 digits.
+    history = parse_count(q.get("history"), "history", 20, 0, HISTORY_MAX)
+    status = await asyncio.to_thread(admin.switch.status, history)
     status["here"]["members"] = await admin.members_loaded()
     return _answer(status)

@@ -1,16 +1,19 @@
 """The HTTP edge, as plain ASGI middleware around every route of the entry service.
 
-One place decides, before a handler or BentoML reads the body: who may call the
-route (API keys and roles), how large a body may be (413 unread), which media
-type is accepted (415). It gives every request an id, and after the handler it
-makes sure every error answer is JSON with that id, counted once by kind and
-logged once at WARNING (client errors) or ERROR (server errors), without a
-traceback for a client's mistake.
+One place decides, before a handler or BentoML reads the body: whether the route exists
+(every route is declared with its access, ``ops.access``; an undeclared one is 404), who
+may call it (API keys and roles), how large a body may be (413 unread; a Content-Length
+that is not plain ASCII digits is 400), which media type and content coding are accepted
+(415; gzip and deflate bodies are expanded on the way in, the limit counting the expanded
+bytes, see ``ops.body``). It gives every request an id, and it is the one place every
+error answer is rendered (``render``), counted once by kind and logged once: WARNING for
+a client's mistake (no traceback), ERROR for ours. A field the route does not read is 422
+naming it. A client that leaves before sending its whole body is not answered: it is
+counted as ``client_disconnected`` and logged once at INFO.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import json
 import logging
@@ -18,11 +21,13 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
 from ensemble.errors import (
     BY_STATUS,
     Internal,
+    InvalidInput,
     Malformed,
     NotFound,
     ServiceError,
@@ -30,8 +35,10 @@ from ensemble.errors import (
     UnsupportedMedia,
     shown,
 )
+from ensemble.validation import REQUEST_FIELDS, unknown_field
 from ops.access import ROUTES, RouteTable
 from ops.auth import KeyRing
+from ops.body import Body, BodyRefused, Inflater, coding, declared_length
 
 logger = logging.getLogger("yield_ensemble.requests")
 
@@ -70,10 +77,6 @@ class EdgeConfig:
     count_error: Callable[[str], None] = lambda kind: None
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class EdgeMiddleware:
     """See the module docstring. ``config`` is shared with the service that fills it."""
 
@@ -98,7 +101,10 @@ class EdgeMiddleware:
         self, scope: Scope, receive: Receive, send: Send, state: RequestState
     ) -> None:
         config, path = self.config, scope["path"]
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        values: dict[str, list[str]] = {}
+        for k, v in scope["headers"]:
+            values.setdefault(k.decode("latin-1").lower(), []).append(v.decode("latin-1"))
+        headers = {k: v[-1] for k, v in values.items()}
         declared = self.routes.find(path)
         if declared is None:
             await self._refuse(send, state, path, NotFound(f"no route {shown(path)}"))
@@ -110,42 +116,38 @@ class EdgeMiddleware:
             except ServiceError as exc:
                 await self._refuse(send, state, path, exc)
                 return
+        inflater: Inflater | None = None
         if scope["method"] == "POST" and declared.body is not None:
             media = headers.get("content-type", declared.body).split(";")[0].strip().lower()
-            if media != declared.body:
-                message = f"send Content-Type: {declared.body}, not {shown(media)}"
-                await self._refuse(send, state, path, UnsupportedMedia(message))
+            try:
+                if media != declared.body:
+                    raise BodyRefused(
+                        415, f"send Content-Type: {declared.body}, not {shown(media)}"
+                    )
+                declared_length(values.get("content-length", []), config.max_body_bytes)
+                encoding = coding(values.get("content-encoding", []))
+            except BodyRefused as exc:
+                await self._refuse(send, state, path, self._typed(exc))
                 return
-            length = headers.get("content-length")
-            if length is not None and not length.isdigit():
-                await self._refuse(send, state, path, Malformed("Content-Length", "not a number"))
-                return
-            if length is not None and int(length) > config.max_body_bytes:
-                await self._refuse(send, state, path, TooLarge(self._too_large()))
-                return
-        over = False
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen, over
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > config.max_body_bytes:  # a chunked body that never said its size
-                    over = True
-                    raise _BodyTooLarge
-            return message
-
+            if encoding is not None:
+                inflater = Inflater(encoding, config.max_body_bytes)
+                # The handler reads the expanded body: its length is not the one declared.
+                framing = (b"content-length", b"content-encoding")
+                scope = {
+                    **scope,
+                    "headers": [h for h in scope["headers"] if h[0].lower() not in framing],
+                }
+        body = Body(receive, config.max_body_bytes, inflater)
         started = False
         error_start: Message | None = None
         error_body = b""
 
         async def guarded_send(message: Message) -> None:
             nonlocal started, error_start, error_body
+            if body.refused is not None or body.disconnected:
+                return  # answered below, or nobody to answer
             if message["type"] == "http.response.start":
                 started = True
-                if over:
-                    return  # replaced by the 413 below
                 message.setdefault("headers", [])
                 if not any(k.lower() == b"x-bentoml-request-id" for k, _ in message["headers"]):
                     message["headers"].append(
@@ -159,15 +161,41 @@ class EdgeMiddleware:
                 error_body += message.get("body", b"")
                 if not message.get("more_body", False):
                     await self._finish_error(send, state, path, error_start, error_body)
-            elif not over:
+            else:
                 await send(message)
 
-        with contextlib.suppress(_BodyTooLarge):
-            await self.app(scope, limited_receive, guarded_send)
-        if over:
-            await self._refuse(send, state, path, TooLarge(self._too_large()))
+        try:
+            await self.app(scope, body.receive, guarded_send)
+        except (BodyRefused, ClientDisconnect):
+            if body.refused is None and not body.disconnected:
+                raise
+        if body.refused is not None:
+            await self._refuse(send, state, path, self._typed(body.refused))
+        elif body.disconnected:
+            self._disconnected(state, path, body.seen)
         elif not started:
             await self._refuse(send, state, path, Internal())
+
+    def _typed(self, refused: BodyRefused) -> ServiceError:
+        """``ops.body``'s refusal as the error it is."""
+        if refused.status == 413:
+            return TooLarge(refused.message or self._too_large())
+        if refused.status == 415:
+            return UnsupportedMedia(refused.message)
+        field = "Content-Length" if refused.message.startswith("Content-Length") else "body"
+        return Malformed(field, refused.message)
+
+    def _disconnected(self, state: RequestState, path: str, received: int) -> None:
+        """The client left before sending its whole body: not our error, no answer."""
+        self.config.count_error("client_disconnected")
+        fields = {
+            "request_id": state.request_id,
+            "endpoint": path,
+            "kind": "client_disconnected",
+            "received_bytes": received,
+            **({"key_id": state.key_id} if state.key_id else {}),
+        }
+        logger.info("client disconnected before sending its body", extra={"fields": fields})
 
     def _too_large(self) -> str:
         mb = self.config.max_body_bytes / (1 << 20)
@@ -189,6 +217,12 @@ class EdgeMiddleware:
             parsed = {"error": str(text), "request_id": state.request_id}
             if "detail" in theirs:
                 parsed["detail"] = theirs["detail"]
+            unknown = _unknown_field(path, theirs.get("detail"))
+            if unknown is not None:  # a field nobody reads: 422 naming it, as ours do
+                status = start["status"] = 422
+                state.error = unknown
+                parsed = {"error": str(unknown), "request_id": state.request_id}
+                parsed["field"] = unknown.field
             body = json.dumps(parsed).encode()
             kept = [
                 (k, v)
@@ -243,6 +277,19 @@ class EdgeMiddleware:
             logger.error("internal error", exc_info=exc_info, extra={"fields": fields})
         else:
             logger.error(kind.replace("_", " "), extra={"fields": fields})
+
+
+def _unknown_field(path: str, detail: Any) -> InvalidInput | None:
+    """The error naming a body field that BentoML's input model forbids (its pydantic
+    ``extra_forbidden`` detail), with the fields the route reads; None for other details."""
+    if not isinstance(detail, list):
+        return None
+    for error in detail:
+        if isinstance(error, dict) and error.get("type") == "extra_forbidden":
+            loc = error.get("loc") or ["?"]
+            field = ".".join(str(part) for part in loc)
+            return unknown_field(field, REQUEST_FIELDS.get(path, ()))
+    return None
 
 
 def render(exc: ServiceError, cause: BaseException | None = None) -> JSONResponse:

@@ -35,7 +35,22 @@ class OpsSettings(BaseSettings):
         False, description="Require a key with the predict role on /predict and /predict_batch."
     )
     max_body_mb: float = Field(
-        32, gt=0, description="Largest request body; a larger one is answered 413 unread."
+        32,
+        gt=0,
+        description="Largest request body, expanded if compressed; a larger one is answered 413.",
+    )
+    keepalive_s: float = Field(
+        75,
+        gt=0,
+        le=3600,
+        description="How long an idle keep-alive connection stays open: above the proxy in "
+        "front's (nginx, cloud load balancers: 60 s), so no request races the close.",
+    )
+    header_timeout_s: float = Field(
+        10,
+        gt=0,
+        le=300,
+        description="How long a client may take to send a request's headers once it started.",
     )
     tracing: bool = Field(
         False,

@@ -6,6 +6,7 @@ import logging
 import sys
 
 import pydantic
+import pytest
 
 from models.bentoml_quirks import _ClientErrorFilter, listening_fd
 
@@ -113,3 +114,93 @@ def test_the_private_names_the_workarounds_use_still_exist() -> None:
     from models.bentoml_quirks import bentoml_home, new_request_id
 
     assert len(new_request_id()) == 16 and bentoml_home()
+
+
+def test_bentoml_still_ignores_body_fields_an_api_has_no_parameter_for() -> None:
+    import bentoml
+
+    @bentoml.service
+    class Probe:
+        @bentoml.api
+        def predict(self, features: list[float]) -> float:
+            return 0.0
+
+    spec = Probe.apis["predict"].input_spec
+    assert spec.model_validate_json(b'{"features": [1], "deviceId": "x"}').features == [1]
+
+
+def test_unknown_fields_are_refused_once_the_quirk_is_applied() -> None:
+    import bentoml
+
+    from models.bentoml_quirks import refuse_unknown_fields
+
+    @bentoml.service
+    class Probe:
+        @bentoml.api
+        def predict(self, features: list[float], device_id: str | None = None) -> float:
+            return 0.0
+
+    refuse_unknown_fields(Probe)
+    spec = Probe.apis["predict"].input_spec
+    with pytest.raises(pydantic.ValidationError) as caught:
+        spec.model_validate_json(b'{"features": [1], "deviceId": "x"}')
+    (error,) = caught.value.errors()
+    assert error["type"] == "extra_forbidden" and error["loc"] == ("deviceId",)
+    assert spec.model_validate_json(b'{"features": [1], "device_id": "x"}').device_id == "x"
+
+
+def test_the_edge_knows_the_fields_of_every_json_route() -> None:
+    """ops.edge names the fields there are from REQUEST_FIELDS: it must match the APIs."""
+    import service
+    from ensemble.validation import REQUEST_FIELDS
+
+    routes = {
+        api.route: tuple(api.input_spec.model_fields) for api in service.YieldEnsemble.apis.values()
+    }
+    assert routes == REQUEST_FIELDS
+
+
+def test_bentoml_still_gives_uvicorn_only_the_command_line_keep_alive() -> None:
+    import inspect
+
+    from _bentoml_impl.worker.service import main
+
+    keep_alive = next(p for p in main.params if p.name == "timeout_keep_alive")
+    assert keep_alive.default == 5
+    source = inspect.getsource(main.callback)  # type: ignore[arg-type]
+    assert "uvicorn.Config(" in source and "http=" not in source
+
+
+def test_uvicorn_still_has_no_header_read_timeout() -> None:
+    import inspect
+
+    import uvicorn
+
+    names = inspect.signature(uvicorn.Config).parameters
+    assert not [n for n in names if "header" in n and "timeout" in n]
+
+
+def test_serve_connections_sets_keep_alive_and_the_header_timer() -> None:
+    import uvicorn
+
+    from models.bentoml_quirks import serve_connections
+
+    before = uvicorn.Config.__init__
+    try:
+        serve_connections(75.0, 3.0)
+        serve_connections(76.0, 3.0)  # twice: wraps uvicorn's own, not itself
+        config = uvicorn.Config(lambda *a: None, timeout_keep_alive=5)
+        assert config.timeout_keep_alive == 76.0
+        assert getattr(config.http, "__name__", "") == "HeaderTimeoutProtocol"
+    finally:
+        uvicorn.Config.__init__ = getattr(before, "original", before)  # type: ignore[method-assign]
+
+
+def test_a_client_that_left_mid_body_leaves_no_traceback() -> None:
+    from starlette.requests import ClientDisconnect
+
+    from ops.body import BodyRefused
+
+    keep = _ClientErrorFilter()
+    assert not keep.filter(_record(ClientDisconnect()))
+    assert not keep.filter(_record(BodyRefused(413, "")))

@@ -7,6 +7,7 @@ from ensemble.schema import DEFAULT_FEATURES, FeatureSchema
 from ensemble.validation import (
     InvalidInput,
     parse_batch,
+    parse_count,
     parse_features,
     parse_identifier,
     parse_outcomes,
@@ -120,9 +121,71 @@ def test_identifiers_refuse_control_characters_and_lone_surrogates(bad: str) -> 
     assert caught.value.field == "wafer_id"
 
 
-def test_identifiers_keep_any_printable_text() -> None:
-    for good in ("W-07 #3", "Lot 4/B", "晶圆-1", "naïve", "a" * 256):
+def test_identifiers_keep_any_printable_text_the_dashboard_can_address() -> None:
+    for good in ("W-07 3", "Lot 4.B", "晶圆-1", "naïve", "a" * 256, "...", ".a"):
         assert parse_identifier(good, "lot_id") == good
+    assert parse_identifier(7, "device_id") == "7"
+
+
+@pytest.mark.parametrize("bad", ["Lot 4/B", "W\\1", "W?1", "W#3", "100%", ".", ".."])
+def test_identifiers_the_dashboard_paths_cannot_address_are_422(bad: str) -> None:
+    """/dashboard/wafers/W%2F1 is routed as /dashboard/wafers/W/1: such a wafer was
+    accepted, then 404 on its reads. Feedback still looks such ids up (stored before)."""
+    with pytest.raises(InvalidInput, match=r"the dashboard.s paths") as caught:
+        parse_identifier(bad, "wafer_id")
+    assert caught.value.field == "wafer_id"
+    assert parse_identifier(bad, "device_id", addressable=False) == bad
+
+
+@pytest.mark.parametrize(
+    "bad", [True, False, 1.5, 1.0, [1], {"a": 1}, pytest.param(10**5000, id="huge")]
+)
+def test_identifiers_are_strings_or_integers_only(bad: object) -> None:
+    """``true`` was stored as "1" (and 1.0 would be): the die could never be named back."""
+    with pytest.raises(InvalidInput) as caught:
+        parse_identifier(bad, "device_id")
+    assert caught.value.field == "device_id" and len(str(caught.value)) < 300
+
+
+def test_a_batch_with_a_device_twice_names_both_indexes() -> None:
+    row = [1.2, 100, 2000, 25, 50, 0.95]
+    devices = [{"features": row, "device_id": d} for d in ("a", "b", "a")]
+    with pytest.raises(InvalidInput, match="at index 0") as caught:
+        parse_batch(devices, SCHEMA, 10)
+    assert caught.value.field == "devices[2].device_id"
+    unknown = [{"features": row, "deviceId": "a"}]
+    with pytest.raises(InvalidInput, match="the fields are features, device_id") as caught:
+        parse_batch(unknown, SCHEMA, 10)
+    assert caught.value.field == "devices[0].deviceId"
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ("+5", "limit"),
+        (" 5", "limit"),
+        ("1_0", "limit"),
+        ("\u0661", "limit"),
+        pytest.param("5" * 5000, "limit", id="5000-digits"),
+        ("-1", "limit"),
+        ("", "limit"),
+    ],
+)
+def test_counts_are_ascii_digits_only(raw: str, field: str) -> None:
+    """int() reads '+5', ' 5', '1_0' and Arabic-Indic digits, and raises ValueError past
+    4,300 digits (history=9...9 answered 500)."""
+    with pytest.raises(InvalidInput) as caught:
+        parse_count(raw, field, 10, 0, 1000)
+    assert caught.value.field == field and len(str(caught.value)) < 300
+    assert parse_count("010", field, 10, 0, 1000) == 10
+
+
+@pytest.mark.parametrize("raw", ["1_000", "+1000", " 1000", "\u0661\u0661", "1e3", "infinity"])
+def test_report_bounds_refuse_what_float_reads_loosely(raw: str) -> None:
+    with pytest.raises(InvalidInput, match="unix seconds or ISO 8601"):
+        parse_time(raw, "since")
+    assert parse_time("1000.5", "since") == 1000.5
+    assert parse_time("2026-11-26T08:00:00Z", "since") == 1795680000.0
 
 
 @pytest.mark.parametrize(

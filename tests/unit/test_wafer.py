@@ -97,3 +97,32 @@ def test_a_bad_die_id_is_named_though_the_column_is_checked_at_once(
     with pytest.raises(InvalidInput) as caught:
         parse_wafer({"features": ROWS, "device_id": ids}, SCHEMA, 100)
     assert caught.value.field == field
+
+
+def test_a_device_twice_is_422_naming_both_indexes() -> None:
+    """Accepted before: the die map showed one of the two and feedback labelled either."""
+    ids = ["d0", "d1", "d2", "d1", "d4"]
+    with pytest.raises(InvalidInput, match="also at index 1") as caught:
+        parse_wafer({"features": ROWS, "device_id": ids}, SCHEMA, 100)
+    assert caught.value.field == "device_id[3]"
+
+
+def test_two_dies_at_one_position_of_a_wafer_are_422_naming_both_indexes() -> None:
+    body = {"features": ROWS, "wafer_id": "W1", "die_x": [0, 1, 2, 1, 4], "die_y": [0] * 5}
+    with pytest.raises(InvalidInput, match=r"\(1, 0\) of wafer 'W1' is also at index 1") as c:
+        parse_wafer(body, SCHEMA, 100)
+    assert c.value.field == "die_x[3], die_y[3]"
+    # The same position on two different wafers is two dies.
+    two = {**body, "wafer_id": ["W1", "W1", "W1", "W2", "W1"]}
+    assert parse_wafer(two, SCHEMA, 100).dies is not None
+
+
+@pytest.mark.parametrize("bad", ["W/1", "..", "W%2F1", True, 1.5])
+def test_ids_the_dashboard_cannot_address_are_422_in_a_column_too(bad: Any) -> None:
+    ids = ["d0", "d1", bad, "d3", "d4"]
+    with pytest.raises(InvalidInput) as caught:
+        parse_wafer({"features": ROWS, "device_id": ids}, SCHEMA, 100)
+    assert caught.value.field == "device_id[2]"
+    with pytest.raises(InvalidInput) as caught:
+        parse_wafer({"features": ROWS, "wafer_id": bad}, SCHEMA, 100)
+    assert caught.value.field == "wafer_id"
