@@ -24,6 +24,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -150,6 +151,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--pg-cluster", default="15 main")
     args = parser.parse_args()
+    # The default models, as `make serve` trains them when the store has none.
+    subprocess.run([sys.executable, "-m", "train.cli", "train", "--if-missing"], cwd=ROOT,
+                   check=True)  # fmt: skip
     engine = sa.create_engine(args.database_url)
     from ledger.migrate import drop_all
 
