@@ -172,8 +172,9 @@ class RuntimeAdapter:
 
     ``runtime``: one runtime for every batch (the ``YIELD_ENSEMBLE_RUNTIMES`` override);
     None: the model's choice table, or the default runtime for a model saved without one.
-    A runtime that cannot load (its export or its library missing) falls back to the next
-    runtime in ``LOADERS`` order, with a warning, rather than failing to serve.
+    A runtime that cannot load (its export or its library missing: the image has neither
+    scikit-learn nor xgboost) falls back to the others in ``LOADERS`` order, with a
+    warning, rather than failing to serve.
     """
 
     LOADERS: Mapping[str, Loader] = {}
@@ -199,8 +200,7 @@ class RuntimeAdapter:
     def _load(self, wanted: str, directory: Path, metadata: Mapping[str, Any], tag: str) -> str:
         if wanted not in self.LOADERS:
             raise ValueError(f"model {tag}: no runtime {wanted!r}; known: {list(self.LOADERS)}")
-        names = list(self.LOADERS)
-        for runtime in names[names.index(wanted) :]:
+        for runtime in [wanted, *(r for r in self.LOADERS if r != wanted)]:
             if runtime in self._impls:
                 return runtime
             try:

@@ -114,9 +114,15 @@ def test_the_runtimes_setting_overrides_the_table_for_every_size() -> None:
 
 def test_a_chosen_runtime_that_cannot_load_falls_back_and_merges_rungs() -> None:
     adapter, calls, loaded = _adapter(TABLE, missing="compiled")
-    assert loaded == ["fast", "native"]
+    assert loaded == ["fast"]  # the runtime already held, not a third library
     adapter.predict_proba(np.zeros((10_000, 6), dtype=np.float32))
-    assert calls == [("native", 10_000)]
+    assert calls == [("fast", 10_000)] and adapter.runtime == "fast"
+
+
+def test_a_native_runtime_the_image_lacks_falls_back_to_the_exports() -> None:
+    table = {CHOICE_KEY: {"rungs": [{"min_rows": 1, "runtime": "native"}]}}
+    adapter, _, loaded = _adapter(table, missing="native")
+    assert loaded == ["fast"] and adapter.runtime == "fast"
 
 
 def test_an_unknown_runtime_in_the_table_is_refused_by_name() -> None:
