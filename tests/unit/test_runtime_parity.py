@@ -10,12 +10,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from models.families import Family, families
-from models.runtimes import CHOICE_PARITY
+from models.runtimes import CHOICE_KEY, CHOICE_PARITY
 from train.data import synthetic
 from train.fit import TrainConfig
 from train.runtimes import measure
@@ -44,3 +45,12 @@ def test_every_runtime_gives_the_same_answers(family: Family, tmp_path: Path) ->
     choice = measure(adapter, tmp_path, metadata, rows, answers[family.runtimes[-1]], print)
     assert choice is not None and not choice.rejected
     assert set(choice.parity or {}) == set(family.runtimes)
+    # Served from those files: with the table, as chosen; without (a store trained before
+    # tables), with the family's default runtime, answering the same.
+    for meta, expected in (({**metadata, CHOICE_KEY: choice.to_metadata()}, choice.describe()),
+                           (metadata, family.default_runtime)):  # fmt: skip
+        model = SimpleNamespace(path=str(tmp_path), tag="t:1", info=SimpleNamespace(metadata=meta))
+        served = adapter(model)
+        assert served.runtime == expected
+        p = np.asarray(served.predict_proba(rows), dtype=np.float64)
+        assert np.max(np.abs(p - answers[family.runtimes[-1]])) <= CHOICE_PARITY
