@@ -294,8 +294,40 @@ def _ratios(results: list[dict[str, Any]]) -> str:
                     f"10k {label}: yield-ensemble {mine:.0f} ms / {BASELINE} {fair:.0f} ms = "
                     f"{mine / fair:.2f}x (target <= {target}x: {verdict})"
                 )
+        lines += _target_lines(us, base)
         lines += _member_lines(us)
     return "\n".join(lines)
+
+
+def _target_lines(us: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """The single-row, cache and memory targets, in this run."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "missed"
+
+    lines = []
+    ours64 = next(run for run in us["load"] if run["concurrency"] == 64)
+    fair64 = next(run for run in base["load"] if run["concurrency"] == 64)
+    if fair64["requests_per_s"]:
+        x = ours64["requests_per_s"] / fair64["requests_per_s"]
+        lines.append(
+            f"64 clients: {ours64['requests_per_s']:.0f} req/s = {x:.1f}x {BASELINE} "
+            f"(target >= 10x: {verdict(x >= 10)}), p99 {ours64['p99_ms']:.0f} ms "
+            f"(target <= 100 ms: {verdict(ours64['p99_ms'] <= 100)})"
+        )
+    hit, miss = us["cache_hit"]["median_ms"], us["sequential"]["median_ms"]
+    if hit:
+        lines.append(
+            f"cache miss median {miss:.2f} ms = {miss / hit:.1f}x a hit's {hit:.2f} ms "
+            f"(target <= 3x: {verdict(miss / hit <= 3)})"
+        )
+    memory = us["memory"]
+    lines.append(
+        f"RSS after the bench, all processes: {memory['rss_mb']:.0f} MB (target <= 600 MB: "
+        f"{verdict(memory['rss_mb'] <= 600)}): "
+        + ", ".join(f"{p['process']} {p['rss_mb']:.0f}" for p in memory["processes"])
+    )
+    return lines
 
 
 def _member_lines(us: dict[str, Any]) -> list[str]:
