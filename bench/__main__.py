@@ -1,9 +1,13 @@
 """yield-ensemble against two baselines, side by side in one run on one machine.
 
-    python -m bench [--requests 1000] [--duration 30] [--systems naive,plain,yield-ensemble]
+    python -m bench [--requests 1000] [--duration 30] [--systems naive,fair,yield-ensemble]
+
+Every ratio is against ``fair``, the plain composition a competent user writes
+(``bench/baselines/fair.py``); ``naive`` (one service, the libraries' default calls)
+is an extra row.
 
 Trains the default models into the BentoML store if it has none (or they lack
-the fast-runtime exports), then for each system: starts `bentoml serve` on a
+the runtime choice tables), then for each system: starts `bentoml serve` on a
 free port (cold start to /readyz), sends sequential single-row requests from
 this process, runs `bench.load` in its own process at 16 and 64 concurrent
 clients, times a 10,000-device batch, and reads the RSS/PSS of every serving
@@ -34,7 +38,7 @@ from train.synthetic import feature_rows
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = {
     "naive": "bench.baselines.naive:Naive",
-    "plain": "bench.baselines.plain:Entry",
+    "fair": "bench.baselines.fair:Entry",
     "yield-ensemble": "service:YieldEnsemble",
 }
 CONCURRENCY = (16, 64)
@@ -159,7 +163,9 @@ def measure(
 
 
 #: The columnar endpoint of each system, and its body for a wafer of ``rows``.
-COLUMNAR = {"yield-ensemble": "/predict_wafer", "plain": "/predict_columns"}
+COLUMNAR = {"yield-ensemble": "/predict_wafer", "fair": "/predict_columns"}
+#: The system every ratio is against.
+BASELINE = "fair"
 
 
 def _member_seconds(http: httpx.Client) -> dict[str, tuple[float, float]]:
@@ -243,32 +249,130 @@ def _table(results: list[dict[str, Any]]) -> str:
 
 
 def _ratios(results: list[dict[str, Any]]) -> str:
-    """The wafer targets: our 10k times over the plain composition's, in this run."""
+    """Each system's figures over the fair baseline's, in this run (lower is better but for
+    throughput), with the targets of the wafer path."""
     by = {r["system"]: r for r in results}
-    if "yield-ensemble" not in by or "plain" not in by:
+    if BASELINE not in by:
         return ""
-    us, plain = by["yield-ensemble"], by["plain"]
-    lines = []
-    for label, key, base_key, target in (
-        ("records", "batch_10000", "batch_10000", 1.0),
-        ("columns", "wafer_10000_columns", "wafer_10000_columns", 0.5),
-    ):
-        ours, theirs = us[key]["median_ms"], plain[base_key]["median_ms"]
-        if ours and theirs:
-            lines.append(
-                f"10k {label}: yield-ensemble {ours:.0f} ms / plain {theirs:.0f} ms = "
-                f"{ours / theirs:.2f}x (target <= {target}x)"
-            )
-    members = us["wafer_10000_columns"].get("members_mean_call_ms")
-    if members:
-        slowest = max(members.values())
-        ours = us["wafer_10000_columns"]["median_ms"]
-        lines.append(
-            "members' mean call during the columnar wafers: "
-            + ", ".join(f"{m} {v:.0f} ms" for m, v in members.items())
-            + f"; the slowest is {100 * slowest / ours:.0f}% of the request"
-        )
+    base = by[BASELINE]
+
+    def figures(r: dict[str, Any]) -> dict[str, float | None]:
+        load = {run["concurrency"]: run for run in r["load"]}
+        return {
+            "sequential median": r["sequential"]["median_ms"],
+            **{f"{c} clients req/s": load[c]["requests_per_s"] for c in CONCURRENCY},
+            **{f"{c} clients p99": load[c]["p99_ms"] for c in CONCURRENCY},
+            "10k records": r["batch_10000"]["median_ms"],
+            "10k columns": r["wafer_10000_columns"]["median_ms"],
+            "RSS": r["memory"]["rss_mb"],
+        }
+
+    theirs = figures(base)
+    head = ["system", *theirs]
+    lines = [f"ratios against {BASELINE} (same run)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+    for r in results:
+        if r["system"] == BASELINE:
+            continue
+        ours = figures(r)
+        cells = [
+            f"{ours[k] / theirs[k]:.2f}x" if ours[k] and theirs[k] else "-"  # type: ignore[operator]
+            for k in theirs
+        ]
+        lines.append("| " + " | ".join([r["system"], *cells]) + " |")
+    if "yield-ensemble" in by:
+        us = by["yield-ensemble"]
+        lines.append("")
+        for label, key, target in (
+            ("records", "batch_10000", 1.0),
+            ("columns", "wafer_10000_columns", 0.5),
+        ):
+            mine, fair = us[key]["median_ms"], base[key]["median_ms"]
+            if mine and fair:
+                verdict = "met" if mine / fair <= target else "missed"
+                lines.append(
+                    f"10k {label}: yield-ensemble {mine:.0f} ms / {BASELINE} {fair:.0f} ms = "
+                    f"{mine / fair:.2f}x (target <= {target}x: {verdict})"
+                )
+        lines += _target_lines(us, base)
+        lines += _member_lines(us)
     return "\n".join(lines)
+
+
+def _target_lines(us: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """The single-row, cache and memory targets, in this run."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "missed"
+
+    lines = []
+    ours64 = next(run for run in us["load"] if run["concurrency"] == 64)
+    fair64 = next(run for run in base["load"] if run["concurrency"] == 64)
+    if fair64["requests_per_s"]:
+        x = ours64["requests_per_s"] / fair64["requests_per_s"]
+        lines.append(
+            f"64 clients: {ours64['requests_per_s']:.0f} req/s = {x:.1f}x {BASELINE} "
+            f"(target >= 10x: {verdict(x >= 10)}), p99 {ours64['p99_ms']:.0f} ms "
+            f"(target <= 100 ms: {verdict(ours64['p99_ms'] <= 100)})"
+        )
+    hit, miss = us["cache_hit"]["median_ms"], us["sequential"]["median_ms"]
+    if hit:
+        lines.append(
+            f"cache miss median {miss:.2f} ms = {miss / hit:.1f}x a hit's {hit:.2f} ms "
+            f"(target <= 3x: {verdict(miss / hit <= 3)})"
+        )
+    memory = us["memory"]
+    lines.append(
+        f"RSS after the bench, all processes: {memory['rss_mb']:.0f} MB (target <= 600 MB: "
+        f"{verdict(memory['rss_mb'] <= 600)}): "
+        + ", ".join(f"{p['process']} {p['rss_mb']:.0f}" for p in memory["processes"])
+    )
+    return lines
+
+
+def _member_lines(us: dict[str, Any]) -> list[str]:
+    """Each member's mean call during the columnar wafers against its fastest runtime's own
+    time on the same 10,000 rows, timed in this process after the servers stopped."""
+    members = us["wafer_10000_columns"].get("members_mean_call_ms")
+    own = us.get("runtimes_10000_ms")
+    if not members or not own:
+        return []
+    lines = []
+    for member, call in members.items():
+        timings = own.get(member) or {}
+        if not timings:
+            continue
+        runtime, fastest = min(timings.items(), key=lambda kv: kv[1])
+        ratio = call / fastest
+        each = ", ".join(f"{r} {t:.1f}" for r, t in timings.items())
+        lines.append(
+            f"{member}: mean call {call:.1f} ms during the wafers; fastest runtime {runtime} "
+            f"{fastest:.1f} ms on 10,000 rows ({each}) = {ratio:.2f}x "
+            f"(target <= 1.5x: {'met' if ratio <= 1.5 else 'missed'})"
+        )
+    return lines
+
+
+def _runtimes_own_ms(fresh: list[list[float]]) -> dict[str, dict[str, float]]:
+    """Per member, each runtime's own ms per call on one 10,000-row wafer, in this process
+    (one thread, the stored model the members serve)."""
+    from models.base import stored_model
+    from models.families import families
+    from train.runtimes import time_runtimes
+
+    rows = np.asarray(fresh[:10_000], dtype=np.float32)
+    out: dict[str, dict[str, float]] = {}
+    for f in families():
+        adapter, model = f.load_adapter(), stored_model(f.name, "latest")
+        impls = {}
+        for runtime, loader in getattr(adapter, "LOADERS", {}).items():
+            try:
+                impls[runtime] = loader(Path(model.path), model.info.metadata)
+            except (FileNotFoundError, ImportError, OSError):
+                continue
+        timed = time_runtimes(impls, rows, (10_000,))
+        out[f.name] = {runtime: t[0] for runtime, t in timed.items()}
+    return out
 
 
 def _models_ready() -> bool:
@@ -280,11 +384,23 @@ def _models_ready() -> bool:
 
     try:
         return all(
-            "runtimes" in bentoml.models.get(f"{f.store_name}:latest").info.metadata
+            "runtime_choice" in bentoml.models.get(f"{f.store_name}:latest").info.metadata
             for f in families()
         )
     except NotFound:
         return False
+
+
+def _choices() -> dict[str, Any]:
+    """The choice table each member serves with, from the store's metadata."""
+    import bentoml
+
+    from models.families import families
+
+    return {
+        f.name: bentoml.models.get(f"{f.store_name}:latest").info.metadata.get("runtime_choice")
+        for f in families()
+    }
 
 
 def main() -> int:
@@ -311,6 +427,13 @@ def main() -> int:
                     Path(data_dir),
                 )
             )
+    if any(r["system"] == "yield-ensemble" for r in results):
+        print("timing each runtime on a 10,000-row wafer in this process ...", flush=True)
+        own = _runtimes_own_ms(feature_rows(110_000, seed=77)[100_000:])
+        for r in results:
+            if r["system"] == "yield-ensemble":
+                r["runtimes_10000_ms"] = own
+                r["runtime_choice"] = _choices()
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {

@@ -75,21 +75,6 @@ def stored_model(member: str, version: str | None = None) -> bentoml.Model:
         ) from None
 
 
-def exported_model(model: bentoml.Model, wanted: str, fast: str, file: str) -> bytes | None:
-    """The ``fast`` runtime's export from the model's directory if ``wanted`` is it, else None.
-
-    A model trained before its export existed falls back to the native runtime, with
-    a warning, rather than failing to serve.
-    """
-    if wanted != fast:
-        return None
-    path = Path(model.path) / file
-    if path.exists():
-        return path.read_bytes()
-    logger.warning("model %s has no %s; serving it with its native library", model.tag, file)
-    return None
-
-
 def decision_reference(version: str | None = None) -> bentoml.models.BentoModel | None:
     """A reference to the decision of ``version`` (default: the settings'), if stored."""
     tag = decision_tag(version)

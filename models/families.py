@@ -1,7 +1,8 @@
 """The model families, declared once; everything else iterates over ``families()``.
 
 A family is one kind of model: its member name (the vote's key), its model-store
-name, its runtimes (the first is the default, the last the native library), the
+name, its runtimes (the first is the default for a model trained without a choice
+table, see ``models.runtimes``; the last the native library), the
 adapter that serves it (``models/``) and the trainer that fits, saves and exports it
 (``train/``). Adapters and trainers are import paths, loaded only where they are
 used, so a member process imports one family's runtime and the entry none.
@@ -32,7 +33,9 @@ class Family:
     name: str
     store_name: str
     runtimes: tuple[str, ...]
-    adapter: str  # "module:Class", called (bentoml.Model, runtime) -> MemberAdapter
+    #: "module:Class", called (bentoml.Model, runtime) -> MemberAdapter; a
+    #: ``models.runtimes.RuntimeAdapter`` also takes runtime None (the measured choice).
+    adapter: str
     trainer: str  # "module:Class", called (TrainConfig) -> train.families.Trainer
 
     def __post_init__(self) -> None:
@@ -63,7 +66,7 @@ BUILTIN: tuple[Family, ...] = (
     Family(
         "xgboost",
         "yield-xgboost",
-        ("onnx", "xgboost"),
+        ("onnx", "tl2cgen", "xgboost"),
         adapter="models.xgb:XGBoostAdapter",
         trainer="train.families:XGBoostTrainer",
     ),

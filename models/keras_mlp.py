@@ -1,4 +1,4 @@
-"""Keras MLP member adapter: LiteRT by default; TensorFlow only as the native fallback.
+"""Keras MLP member adapter: LiteRT or TensorFlow, chosen per batch size by training.
 
 Only this module imports TensorFlow, and only when the "tensorflow" runtime is chosen.
 """
@@ -6,12 +6,12 @@ Only this module imports TensorFlow, and only when the "tensorflow" runtime is c
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
-import bentoml
 import numpy as np
 
-from models.base import exported_model
+from models.runtimes import Loader, RuntimeAdapter
 
 #: Files inside the member's model-store directory.
 KERAS_FILE = "model.keras"
@@ -40,7 +40,7 @@ class LiteRTNet:
         return np.array(self._interpreter.get_tensor(self._output), dtype=np.float32).reshape(-1)
 
 
-class _TensorFlowNet:
+class TensorFlowNet:
     """The Keras model through one traced ``tf.function`` (``model.predict`` costs ~50 ms)."""
 
     def __init__(self, path: Path) -> None:
@@ -48,8 +48,11 @@ class _TensorFlowNet:
         import keras
         import tensorflow as tf
 
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        tf.config.threading.set_intra_op_parallelism_threads(1)
+        try:
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+        except RuntimeError:  # TensorFlow already ran in this process (training): as it is
+            pass
         net = keras.saving.load_model(path, compile=False)
         width = int(net.input_shape[-1])
         self._tf = tf
@@ -64,15 +67,10 @@ class _TensorFlowNet:
         return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
-class KerasAdapter:
-    """P(pass) from the MLP; ``runtime`` "litert" (default) or "tensorflow"."""
+class KerasAdapter(RuntimeAdapter):
+    """P(pass) from the MLP; runtimes "litert" (default) and "tensorflow" (native)."""
 
-    def __init__(self, model: bentoml.Model, runtime: str = "litert") -> None:
-        flatbuffer = exported_model(model, runtime, "litert", TFLITE_FILE)
-        self.runtime = "litert" if flatbuffer else "tensorflow"
-        self._impl: LiteRTNet | _TensorFlowNet = (
-            LiteRTNet(flatbuffer) if flatbuffer else _TensorFlowNet(Path(model.path) / KERAS_FILE)
-        )
-
-    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        return self._impl.predict_proba(rows)
+    LOADERS: Mapping[str, Loader] = {
+        "litert": lambda d, m: LiteRTNet((d / TFLITE_FILE).read_bytes()),
+        "tensorflow": lambda d, m: TensorFlowNet(d / KERAS_FILE),
+    }

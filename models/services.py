@@ -19,6 +19,7 @@ from ensemble.settings import get_settings
 from models import bentoml_quirks
 from models.base import MemberAdapter, model_schema, model_tag, stored_model
 from models.families import Family, families, family
+from models.runtimes import RuntimeAdapter
 from ops import logs
 from ops.gc_tuning import return_freed_memory, tune_gc
 from ops.settings import get_ops_settings
@@ -41,7 +42,13 @@ _SERVICE_OPTIONS.update(bentoml_quirks.tracing_options(OPS.tracing, ["/predict_p
 
 
 def _load_adapter(member: str, model: bentoml.Model) -> MemberAdapter:
-    adapter: MemberAdapter = family(member).load_adapter()(model, SETTINGS.runtime(member))
+    """The member's adapter: the runtime ``YIELD_ENSEMBLE_RUNTIMES`` names, else the model's
+    measured choice per batch size (``models.runtimes``), else the family's default."""
+    cls = family(member).load_adapter()
+    runtime: str | None = SETTINGS.runtimes.get(member)
+    if runtime is None and not (isinstance(cls, type) and issubclass(cls, RuntimeAdapter)):
+        runtime = SETTINGS.runtime(member)  # a plugin adapter that knows no choice table
+    adapter: MemberAdapter = cls(model, runtime)
     return adapter
 
 
@@ -151,6 +158,10 @@ class _Member:
             "member": self.member,
             "tag": self.tag,
             "runtime": self.adapter.runtime,
+            # The choice table and its timings (ms per call at each size), when measured.
+            "runtime_choice": (
+                self.adapter.info() if isinstance(self.adapter, RuntimeAdapter) else None
+            ),
             "features": list(self.schema.names),
             "loaded": sorted(tag for tag, _ in self.loaded.values()),
         }

@@ -1,13 +1,17 @@
 """Fast serving runtimes for trained members, and their parity with the native model.
 
 RandomForest -> ONNX (skl2onnx), XGBoost -> ONNX (onnxmltools), both run by ONNX
-Runtime; Keras -> LiteRT (TFLite flatbuffer).
+Runtime; XGBoost -> a shared library compiled by tl2cgen (treelite); Keras -> LiteRT
+(TFLite flatbuffer).
 Each export is checked at training time: the largest absolute difference of
 P(pass) against the native model on the held-out rows goes into the metadata.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +39,24 @@ def xgboost_onnx(booster: Any, width: int) -> bytes:
         booster, initial_types=[("X", FloatTensorType([None, width]))], target_opset=15
     )
     return bytes(onx.SerializeToString())
+
+
+def xgboost_tl2cgen(booster: Any, library: Path) -> bool:
+    """Compile the booster to ``library`` (a shared object) with tl2cgen; False, and
+    nothing written, when tl2cgen or a C compiler is not installed."""
+    if shutil.which("gcc") is None:
+        return False
+    try:
+        import tl2cgen
+        import treelite
+    except ImportError:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = Path(tmp) / "model.ubj"
+        booster.save_model(saved)
+        trees = treelite.frontend.load_xgboost_model(str(saved))
+        tl2cgen.export_lib(trees, toolchain="gcc", libpath=str(library), nthread=1)
+    return True
 
 
 def keras_tflite(net: Any) -> bytes:

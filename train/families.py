@@ -4,7 +4,7 @@ A trainer is built from the ``TrainConfig`` and offers: ``fit(x, y)``, ``describ
 ``predict_proba(x)`` (the native model's P(pass)), ``metadata()`` (what the adapter needs
 besides the files), ``save(directory)`` (native files), and ``export(x)``: the fast
 runtime as ``Export`` (runtime, file, bytes, and that export's P(pass) on ``x`` for the
-parity check), or None.
+parity check), a list of them, or None.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Trainer(Protocol):
     def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
     def metadata(self) -> dict[str, Any]: ...
     def save(self, directory: Path) -> None: ...
-    def export(self, x: np.ndarray) -> Export | None: ...
+    def export(self, x: np.ndarray) -> Export | list[Export] | None: ...
 
 
 class RandomForestTrainer:
@@ -125,13 +125,21 @@ class XGBoostTrainer:
 
         self.model.save_model(directory / BOOSTER_FILE)
 
-    def export(self, x: np.ndarray) -> Export | None:
+    def export(self, x: np.ndarray) -> list[Export]:
+        import tempfile
+
         from models.onnx_trees import OnnxTreeEnsemble
-        from models.xgb import ONNX_FILE
-        from train.export import xgboost_onnx
+        from models.xgb import ONNX_FILE, TL2CGEN_FILE, CompiledTrees
+        from train.export import xgboost_onnx, xgboost_tl2cgen
 
         blob = xgboost_onnx(self.model, x.shape[1])
-        return Export("onnx", ONNX_FILE, blob, OnnxTreeEnsemble(blob, 1).predict_proba(x))
+        exports = [Export("onnx", ONNX_FILE, blob, OnnxTreeEnsemble(blob, 1).predict_proba(x))]
+        with tempfile.TemporaryDirectory() as tmp:
+            library = Path(tmp) / TL2CGEN_FILE
+            if xgboost_tl2cgen(self.model, library):
+                p_pass = CompiledTrees(library).predict_proba(x)
+                exports.append(Export("tl2cgen", TL2CGEN_FILE, library.read_bytes(), p_pass))
+        return exports
 
 
 class KerasTrainer:

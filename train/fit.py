@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import platform
 import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -23,10 +25,12 @@ from ensemble import decision as decision_store
 from ensemble.combiners import Objective
 from ensemble.decision import Decision
 from models.families import families
+from models.runtimes import CHOICE_KEY
 from train.data import Dataset
 from train.decide import Fitted, decide_all, fit_decision, fold_ids, table, verdict
 from train.evaluate import classification_metrics
 from train.export import PARITY_LIMIT
+from train.runtimes import measure
 
 Progress = Callable[[str], None]
 
@@ -180,7 +184,14 @@ def _versions() -> dict[str, str]:
         "onnxruntime": _version("onnxruntime"),
         "skl2onnx": _version("skl2onnx"),
         "ai-edge-litert": _version("ai-edge-litert"),
+        **{p: _version(p) for p in ("tl2cgen", "treelite") if _installed(p)},
     }
+
+
+def _installed(package: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(package) is not None
 
 
 def _version(package: str) -> str:
@@ -214,12 +225,12 @@ def save(trained: TrainedMembers, data: Dataset, config: TrainConfig) -> dict[st
         **data.metadata,
     }
     exports = _exports(trained)
+    x = np.ascontiguousarray(trained.x_test, dtype=np.float32)
     tags: dict[str, str] = {}
     for family in families():
         member = family.name
         trainer = trained.models[member]
         tag = f"{family.store_name}:{version}"
-        export, check = exports[member]
         metadata = {
             **common,
             "member": member,
@@ -227,15 +238,26 @@ def save(trained: TrainedMembers, data: Dataset, config: TrainConfig) -> dict[st
             "runtimes": {},
             **trainer.metadata(),
         }
-        if export is not None:
-            saved_export = check["max_abs_diff"] <= PARITY_LIMIT
-            metadata["runtimes"] = {
-                export.runtime: {"file": export.file, "parity": check, "saved": saved_export}
-            }
-        with bentoml.models.create(tag, metadata=metadata) as saved:
-            trainer.save(Path(saved.path))
-            if export is not None and metadata["runtimes"][export.runtime]["saved"]:
-                Path(saved.path_of(export.file)).write_bytes(export.blob)
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp)
+            trainer.save(directory)
+            for export, check in exports[member]:
+                saved_export = check["max_abs_diff"] <= PARITY_LIMIT
+                metadata["runtimes"][export.runtime] = {
+                    "file": export.file,
+                    "parity": check,
+                    "saved": saved_export,
+                }
+                if saved_export:
+                    (directory / export.file).write_bytes(export.blob)
+            print(f"{member}: runtimes timed on held-out rows")
+            choice = measure(
+                family.load_adapter(), directory, metadata, x, trained.p_pass_test[member]
+            )
+            if choice is not None:
+                metadata[CHOICE_KEY] = metadata_safe(choice.to_metadata())
+            with bentoml.models.create(tag, metadata=metadata) as saved:
+                shutil.copytree(directory, saved.path, dirs_exist_ok=True)
         tags[member] = str(saved.tag)
     tags["decision"] = _save_decision(trained, common, data.metadata)
     return tags
@@ -273,22 +295,22 @@ def _save_decision(trained: TrainedMembers, common: dict[str, Any], extra: dict[
     return str(saved.tag)
 
 
-def _exports(trained: TrainedMembers) -> dict[str, tuple[Any, dict[str, Any]]]:
-    """Each member's fast runtime and its parity with the native model on the held-out rows."""
+def _exports(trained: TrainedMembers) -> dict[str, list[tuple[Any, dict[str, Any]]]]:
+    """Each member's fast runtimes and their parity with the native model on the held-out
+    rows."""
     from train.export import parity
 
     x = np.ascontiguousarray(trained.x_test, dtype=np.float32)
-    out: dict[str, tuple[Any, dict[str, Any]]] = {}
+    out: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
     for member, trainer in trained.models.items():
-        export = trainer.export(x)
-        if export is None:
-            out[member] = (None, {})
-            continue
-        check = parity(trained.p_pass_test[member], export.p_pass)
-        ok = check["max_abs_diff"] <= PARITY_LIMIT
-        print(
-            f"{member}: {export.runtime} export, max |dP| {check['max_abs_diff']:.2e} on "
-            f"{check['rows']} held-out rows" + ("" if ok else " - too far, not saved")
-        )
-        out[member] = (export, check)
+        made = trainer.export(x)
+        out[member] = []
+        for export in made if isinstance(made, list) else [made] if made is not None else []:
+            check = parity(trained.p_pass_test[member], export.p_pass)
+            ok = check["max_abs_diff"] <= PARITY_LIMIT
+            print(
+                f"{member}: {export.runtime} export, max |dP| {check['max_abs_diff']:.2e} on "
+                f"{check['rows']} held-out rows" + ("" if ok else " - too far, not saved")
+            )
+            out[member].append((export, check))
     return out

@@ -13,7 +13,7 @@ import pytest
 
 from ensemble.combiners import COMBINERS
 from ensemble.schema import DEFAULT_FEATURES
-from models.families import Family, families, member_names
+from models.families import Family, families, family, member_names
 
 from .conftest import ROOT, base_env, trained_decision
 
@@ -60,17 +60,24 @@ def test_members_saved_with_metadata(model_home: Path) -> None:
         assert 0.5 < metrics["accuracy"] <= 1 and 0 <= metrics["brier"] < 0.25  # type: ignore[index]
         assert {"scikit-learn", "xgboost", "keras", "bentoml"} <= set(m["versions"])  # type: ignore[arg-type]
         assert m["train_config"]["seed"] == 7  # type: ignore[index]
-        (runtime,) = m["runtimes"].values()  # type: ignore[attr-defined]
-        assert runtime["saved"] is True
-        assert runtime["parity"]["rows"] == 600  # the held-out 20% of 3,000 dies
-        assert runtime["parity"]["max_abs_diff"] < 1e-5
-        assert runtime["parity"]["decisions_changed"] == 0
+        exports = family(member).runtimes[:-1]  # all but the native library
+        assert list(m["runtimes"]) == list(exports)  # type: ignore[call-overload]
+        for runtime in m["runtimes"].values():  # type: ignore[attr-defined]
+            assert runtime["saved"] is True
+            assert runtime["parity"]["rows"] == 600  # the held-out 20% of 3,000 dies
+            assert runtime["parity"]["max_abs_diff"] < 1e-5
+            assert runtime["parity"]["decisions_changed"] == 0
+        choice = m["runtime_choice"]
+        assert set(choice["timings_ms"]) == set(family(member).runtimes)  # type: ignore[index]
+        assert choice["rungs"][0]["min_rows"] == 1  # type: ignore[index]
+        assert max(choice["parity_max_abs_diff"].values()) <= 1e-6  # type: ignore[index]
 
 
 @pytest.mark.parametrize("family", families(), ids=lambda f: f.name)
 def test_fast_runtime_answers_like_the_native_model(model_home: Path, family: Family) -> None:
-    """Both runtimes load from the store in a fresh process; only the native one imports TF."""
-    member, (fast, native) = family.name, family.runtimes
+    """The measured choice and the native runtime load from the store in a fresh process;
+    only the native Keras one imports TF."""
+    member, native = family.name, family.runtimes[-1]
     code = (
         "import json, sys, numpy as np\n"
         "from train.synthetic import feature_rows\n"
@@ -89,8 +96,10 @@ def test_fast_runtime_answers_like_the_native_model(model_home: Path, family: Fa
         "  'flips': int(((p_fast >= 0.5) != (p_slow >= 0.5)).sum())}))\n"
     )
     result = json.loads(_python(code, model_home))
-    assert result["runtimes"] == [fast, native]
-    assert result["tf"] is False  # the default runtimes never import TensorFlow
+    chosen, pinned = result["runtimes"]
+    assert pinned == native
+    assert "tensorflow" not in chosen  # LiteRT is faster at every size ...
+    assert result["tf"] is False  # ... and the chosen runtimes never import TensorFlow
     assert result["n"] == 2000 and result["diff"] < 1e-5 and result["flips"] == 0
 
 
