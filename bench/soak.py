@@ -154,7 +154,7 @@ def main() -> None:
     # The default models, as `make serve` trains them when the store has none.
     subprocess.run([sys.executable, "-m", "train.cli", "train", "--if-missing"], cwd=ROOT,
                    check=True)  # fmt: skip
-    engine = sa.create_engine(args.database_url)
+    engine = sa.create_engine(args.database_url, pool_pre_ping=True)
     from ledger.migrate import drop_all
 
     drop_all(engine)

@@ -61,9 +61,10 @@ class Admission:
             self._wake(room)
 
     def _fits(self, n: int, room: Callable[[int], bool]) -> bool:
-        # One big request always fits an idle service, whatever its size.
+        # One big request always fits an idle service, whatever its size. The log must
+        # have room for the dies in flight too: they are recorded as soon as answered.
         within = self.in_flight == 0 or self.in_flight + n <= self.max_bulk_dies
-        return within and room(n)
+        return within and room(self.in_flight + n)
 
     async def _acquire(self, n: int, room: Callable[[int], bool]) -> None:
         if not self._queue and self._fits(n, room):

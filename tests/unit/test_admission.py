@@ -113,3 +113,23 @@ def test_a_client_that_leaves_while_waiting_gives_its_place_back() -> None:
         assert admission.in_flight == 0 and admission.queued == 0
 
     asyncio.run(run())
+
+
+def test_the_log_must_have_room_for_the_dies_in_flight_too() -> None:
+    """Four 2,000-die wafers at once with room for 2,700 rows: one runs at a time (the
+    rows in flight count, not only those already recorded)."""
+
+    async def run() -> int:
+        admission = Admission(max_bulk_dies=50_000, wait_s=5)
+        most = 0
+
+        async def wafer() -> None:
+            nonlocal most
+            async with admission.admit(2_000, lambda n: n <= 2_700):
+                most = max(most, admission.in_flight)
+                await asyncio.sleep(0.02)
+
+        await asyncio.gather(*(wafer() for _ in range(4)))
+        return most
+
+    assert asyncio.run(run()) == 2_000
