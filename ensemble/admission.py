@@ -3,7 +3,7 @@
 A request of at most ``small`` dies (a single die, a short batch) is admitted at once.
 A bigger one (a wafer) is admitted when the dies of big requests in flight plus its own
 stay within ``max_bulk_dies`` and the prediction log has room for its rows with a
-reserve left for small requests (``room(n)``); until then it waits its turn, first
+reserve left for small requests (``room(n, in_flight)``); until then it waits its turn, first
 come first served, at most ``wait_s``, and is then refused with 429 and Retry-After.
 A queue already holding ``max_queued_dies`` is refused at once. So three concurrent
 50,000-die wafers are answered one after another, whole, instead of filling the log's
@@ -21,6 +21,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 from ensemble.errors import Overloaded
+
+#: ``room(n, in_flight)``: whether the log has room for ``n`` more rows beside the
+#: ``in_flight`` dies already admitted (``ensemble.pipeline.Evidence.room``).
+Room = Callable[[int, int], bool]
 
 
 class Admission:
@@ -47,7 +51,7 @@ class Admission:
         return len(self._queue)
 
     @contextlib.asynccontextmanager
-    async def admit(self, n: int, room: Callable[[int], bool]) -> AsyncIterator[None]:
+    async def admit(self, n: int, room: Room) -> AsyncIterator[None]:
         """Hold a place for ``n`` dies while the body runs; ``Overloaded`` (429) when the
         turn does not come within ``wait_s`` or the queue is full."""
         if n <= self.small:
@@ -60,13 +64,13 @@ class Admission:
             self.in_flight -= n
             self._wake(room)
 
-    def _fits(self, n: int, room: Callable[[int], bool]) -> bool:
+    def _fits(self, n: int, room: Room) -> bool:
         # One big request always fits an idle service, whatever its size. The log must
         # have room for the dies in flight too: they are recorded as soon as answered.
         within = self.in_flight == 0 or self.in_flight + n <= self.max_bulk_dies
-        return within and room(self.in_flight + n)
+        return within and room(n, self.in_flight)
 
-    async def _acquire(self, n: int, room: Callable[[int], bool]) -> None:
+    async def _acquire(self, n: int, room: Room) -> None:
         if not self._queue and self._fits(n, room):
             self.in_flight += n
             return
@@ -98,7 +102,7 @@ class Admission:
                 self.in_flight -= n
                 self._wake(room)
 
-    def _wake(self, room: Callable[[int], bool]) -> None:
+    def _wake(self, room: Room) -> None:
         """Admit waiting requests in order while the first one fits."""
         while self._queue:
             n, waiter = self._queue[0]

@@ -129,8 +129,9 @@ class Evidence(Protocol):
     def record(self, served: Served) -> dict[str, Any]:
         """Log and count ``served``; return the tally (arms, fails, cached, degraded)."""
 
-    def room(self, n: int) -> bool:
-        """Whether ``n`` more rows fit, with a reserve left for small requests."""
+    def room(self, n: int, in_flight: int) -> bool:
+        """Whether ``n`` more rows fit beside ``in_flight`` admitted but not yet recorded,
+        with a reserve left for small requests (anything fits an empty, idle log)."""
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,13 @@ class LedgerEvidence:
         """``LogBackedUp`` (503) when the log may not take more rows."""
         self.log.check_room()
 
-    def room(self, n: int) -> bool:
-        """Whether ``n`` more rows fit in the log's memory with a tenth of it left for
-        small requests (any request fits an empty log)."""
+    def room(self, n: int, in_flight: int) -> bool:
+        """Whether ``n`` more rows fit in the log's memory beside ``in_flight`` admitted
+        ones, with a tenth of it left for small requests (any request fits an empty,
+        idle log, whatever its size)."""
         pending = self.log.pending_rows
         most = self.log.durability.max_pending_rows
-        return pending == 0 or pending + n <= most - most // 10
+        return pending + in_flight + n <= most - most // 10 or pending == in_flight == 0
 
     def record(self, served: Served) -> dict[str, Any]:
         from ledger.predlog import Served as Row

@@ -10,7 +10,7 @@ from ensemble.admission import Admission
 from ensemble.errors import Overloaded
 
 
-def _always(n: int) -> bool:
+def _always(n: int, in_flight: int) -> bool:
     return True
 
 
@@ -53,7 +53,7 @@ def test_a_wafer_waits_for_room_in_the_log_then_runs() -> None:
             room["free"] = True
 
         drainer = asyncio.create_task(drain())
-        async with admission.admit(10_000, lambda n: room["free"]):
+        async with admission.admit(10_000, lambda n, f: room["free"]):
             ran = room["free"]
         await drainer
         return ran
@@ -65,7 +65,7 @@ def test_no_turn_within_the_wait_is_a_429_with_retry_after() -> None:
     async def run() -> None:
         admission = Admission(max_bulk_dies=50_000, wait_s=0.1)
         with pytest.raises(Overloaded) as err:
-            async with admission.admit(10_000, lambda n: False):
+            async with admission.admit(10_000, lambda n, f: False):
                 pass
         assert err.value.status == 429 and "Retry-After" in err.value.headers()
         assert admission.in_flight == 0 and admission.queued == 0
@@ -125,7 +125,7 @@ def test_the_log_must_have_room_for_the_dies_in_flight_too() -> None:
 
         async def wafer() -> None:
             nonlocal most
-            async with admission.admit(2_000, lambda n: n <= 2_700):
+            async with admission.admit(2_000, lambda n, f: n + f <= 2_700):
                 most = max(most, admission.in_flight)
                 await asyncio.sleep(0.02)
 

@@ -39,7 +39,7 @@ class Ledger:
         if self.full:
             raise LogBackedUp("the prediction log holds 3 unwritten predictions")
 
-    def room(self, n: int) -> bool:
+    def room(self, n: int, in_flight: int) -> bool:
         return not self.full
 
     def record(self, served: Served) -> dict[str, Any]:
