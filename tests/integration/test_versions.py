@@ -379,3 +379,30 @@ def test_a_new_run_replaces_nothing_by_itself_and_answers_name_what_computed_the
         ]  # fmt: skip
         assert warnings, srv.log_text()[-3000:]
         assert "pin YIELD_ENSEMBLE_MODEL_VERSION=v2" in warnings[0]
+
+
+@pytest.mark.timeout(900)  # the module's model store trains two runs first
+def test_every_row_names_the_versions_that_answered_it(versions_home: Path, tmp_path: Path) -> None:
+    """A candidate at share 0.5: in /predict_batch and /predict_wafer (records) each row
+    names its own arm's versions; columns say per arm which versions answered."""
+    settings = {"model_version": "v1", "candidate_version": "v2", "candidate_share": "0.5",
+                "challenger_fraction": "0"}  # fmt: skip
+    rows = feature_rows(200, seed=3)
+    devices = [{"features": r, "device_id": f"m{i}"} for i, r in enumerate(rows)]
+    wanted = {"ensemble": V1, "candidate": V2}
+    with running(versions_home, tmp_path, **settings) as srv:
+        batch = httpx.post(f"{srv.url}/predict_batch", json={"devices": devices}, timeout=60)
+        assert batch.status_code == 200, batch.text
+        body = batch.json()
+        arms = [r["arm"] for r in body["results"]]
+        assert 40 < arms.count("candidate") < 160, arms
+        assert [r["model_versions"] for r in body["results"]] == [wanted[a] for a in arms]
+        assert body["model_versions"] == V1  # the champion's, as documented
+        assert body["arm_versions"] == wanted
+        wafer = {"features": rows, "device_id": [d["device_id"] for d in devices]}
+        records = httpx.post(f"{srv.url}/predict_wafer", json={**wafer, "answer": "records"},
+                             timeout=60).json()  # fmt: skip
+        assert [r["model_versions"] for r in records["results"]] == [wanted[a] for a in arms]
+        columns = httpx.post(f"{srv.url}/predict_wafer", json=wafer, timeout=60).json()
+        assert columns["columns"]["arm"] == arms
+        assert columns["arm_versions"] == wanted and columns["model_versions"] == V1
