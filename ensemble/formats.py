@@ -52,6 +52,7 @@ def _encode_records(served: Served, options: Mapping[str, Any]) -> dict[str, Any
         served.batch.records(),
         served.serving.model_versions,
         served.degraded,
+        served.serving.tags_of,
     )
     return {**answer, "arm_versions": served.arm_versions()}
 
@@ -64,6 +65,7 @@ def _log_batch(endpoint: str, message: str) -> Any:
             served.tally,
             served.latency_ms,
             served.serving.model_versions,
+            served.arm_versions(),
         )
         return message, {**fields, "endpoint": endpoint}
 
@@ -76,7 +78,10 @@ def _decode_wafer(body: Mapping[str, Any], limits: Limits) -> Decoded:
 
 
 def encode_columns(served: Served, options: Mapping[str, Any]) -> dict[str, Any]:
-    """A wafer's answer in columns (``options["answer"] == "records"``: as records)."""
+    """A wafer's answer in columns (``options["answer"] == "records"``: as records).
+
+    ``model_versions``: the champion's tags; ``arm_versions``: per arm that answered a
+    die, the tags that answered it (``columns.arm`` says which arm answered each die)."""
     if options.get("answer") == "records":
         return _encode_records(served, options)
     answer = columns_answer(

@@ -9,7 +9,7 @@ plain dicts of floats, which the garbage collector does not track.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
 #: A device's identifiers: device_id, wafer_id, lot_id (None when not given).
@@ -51,13 +51,22 @@ def batch_answer(
     results: Sequence[Prediction],
     versions: Mapping[str, str],
     degraded: bool,
+    tags_of: Callable[[str], Mapping[str, str]],
 ) -> dict[str, Any]:
-    """The body of a ``/predict_batch`` answer: results in request order, each with its ids."""
+    """The body of a ``/predict_batch`` answer: results in request order, each with its ids
+    and the model tags that answered it (``tags_of(arm)``: a candidate row names the
+    candidate's); ``versions`` at top level: the champion's."""
+    by_arm = {arm: dict(tags_of(arm)) for arm in {r["arm"] for r in results}}
     return {
         "request_id": request_id,
         "count": len(results),
         "results": [
-            {**r, "request_id": rid, "device_id": device["device_id"]}
+            {
+                **r,
+                "request_id": rid,
+                "device_id": device["device_id"],
+                "model_versions": by_arm[r["arm"]],
+            }
             for r, rid, device in zip(results, request_ids, ids, strict=True)
         ],
         "model_versions": versions,
@@ -85,8 +94,10 @@ def batch_log(
     tally: Mapping[str, Any],
     latency_ms: float,
     versions: Mapping[str, str],
+    arm_versions: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The request log line of a ``/predict_batch``: counts, not devices."""
+    """The request log line of a ``/predict_batch``: counts, not devices; ``versions`` the
+    champion's tags, ``arm_versions`` the tags of each arm that answered."""
     return {
         "request_id": request_id,
         "endpoint": "/predict_batch",
@@ -94,4 +105,5 @@ def batch_log(
         **tally,
         "latency_ms": round(latency_ms, 3),
         "model_versions": versions,
+        "arm_versions": dict(arm_versions or {}),
     }

@@ -24,8 +24,9 @@ from ensemble.serving import InvalidChange, ServingState
 
 logger = logging.getLogger(__name__)
 #: How often the members are told again what serves: they unload versions no longer
-#: used (``models.services``), and a member restarted since reloads what it lost.
-REMIND_S = 60.0
+#: used (``models.services``), and a member restarted since reloads what it lost (cheap
+#: when they hold it already: one small call per member).
+REMIND_S = 5.0
 
 
 class Store(Protocol):
@@ -87,6 +88,8 @@ class Switchboard:
         self.serving: Snapshot = fleet.snapshot(state)
         #: The members hold the serving versions (readiness waits for it).
         self.prepared = False
+        #: When the members are next told what serves (``remind`` brings it forward).
+        self.remind_at = 0.0
         self._lock = asyncio.Lock()
         observer.serving(self.serving)
 
@@ -100,13 +103,13 @@ class Switchboard:
                 logger.info("members not prepared yet: %s", exc)
                 await asyncio.sleep(1.0)
         guard_at = time.monotonic() + self.guardrail_interval_s
-        remind_at = time.monotonic() + REMIND_S
+        self.remind_at = time.monotonic() + REMIND_S
         while True:
             await asyncio.sleep(self.poll_s)
             try:
                 await self.follow()
-                if time.monotonic() >= remind_at:
-                    remind_at = time.monotonic() + REMIND_S
+                if time.monotonic() >= self.remind_at:
+                    self.remind_at = time.monotonic() + REMIND_S
                     await self.fleet.prepare(self.serving.state.versions)
                 if self.report is not None and time.monotonic() >= guard_at:
                     guard_at = time.monotonic() + self.guardrail_interval_s
@@ -117,6 +120,10 @@ class Switchboard:
                 # Keep serving the last state this replica could build; say so loudly.
                 self.observer.serving_sync_failure()
                 logger.error("cannot follow the serving state: %s", exc)
+
+    def remind(self) -> None:
+        """Tell the members what serves at the next poll (a member was seen without it)."""
+        self.remind_at = 0.0
 
     async def follow(self) -> None:
         """Switch to the ledger's state if its revision moved."""

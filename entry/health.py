@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from ensemble.fleet import Snapshot
 from entry.runtime import Runtime
 from ledger.settings import get_ledger_settings
 
@@ -29,7 +32,8 @@ def alive(runtime: Runtime) -> bool:
 
 
 async def ready(runtime: Runtime) -> bool:
-    """Ready when every member answers with the reported version and the log takes rows."""
+    """Ready when every member holds the serving versions (checked on every probe) and the
+    log takes rows."""
     try:
         problem = await asyncio.wait_for(runtime.probe(runtime.log.accepting), CHECK_S)
     except TimeoutError:
@@ -37,8 +41,9 @@ async def ready(runtime: Runtime) -> bool:
     if problem is not None:
         logger.warning("not ready: %s", problem)
         return False
-    if runtime.members_verified:
-        return True
+    if not runtime.switch.prepared:
+        logger.info("not ready: members still loading %s", runtime.serving.state.versions)
+        return False
     try:
         infos = await asyncio.wait_for(
             asyncio.gather(*(p.to_async.info() for p in runtime.proxies.values())), CHECK_S
@@ -46,18 +51,28 @@ async def ready(runtime: Runtime) -> bool:
     except Exception as exc:  # a member still starting up, or stopped
         logger.info("not ready: members: %s", str(exc) or type(exc).__name__)
         return False
-    if not runtime.switch.prepared:
-        logger.info("not ready: members still loading %s", runtime.serving.state.versions)
+    problem = members_problem(runtime.serving, infos)
+    if problem is not None:
+        logger.error("not ready: %s; telling the members again what serves", problem)
+        runtime.switch.remind()
         return False
-    for info in infos:
-        expected = runtime.startup_tags[info["member"]]
-        if info["tag"] != expected:
-            logger.error(
-                "member %s serves %s but the entry reports %s; restart the service",
-                info["member"],
-                info["tag"],
-                expected,
-            )
-            return False
-    runtime.members_verified = True
     return True
+
+
+def members_problem(serving: Snapshot, infos: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why the members (``info()`` each) cannot answer for ``serving`` now, or None.
+
+    Checked on every probe, not once: a member process restarted since holds only its
+    own start-up model, maybe another run, until it is told what serves again.
+    """
+    versions = [v for v in (serving.champion, serving.candidate) if v is not None]
+    for info in infos:
+        member = info["member"]
+        wanted = {v.tags[member] for v in versions if member in v.tags}
+        missing = sorted(wanted - set(info.get("loaded", ())))
+        if missing:
+            return (
+                f"member {member} holds {sorted(info.get('loaded', ()))}, not the serving "
+                f"{missing} (restarted, or it unloaded them)"
+            )
+    return None

@@ -41,19 +41,19 @@ PREPARE_TIMEOUT_S = 120.0
 READ_THREADS = 2
 
 
-def member_call(proxy: Any, version: str | None) -> Callable[[np.ndarray], Any]:
-    """A member's P(pass) from ``version`` (None: its start-up model, batched by the member).
+def member_call(proxy: Any, version: str) -> Callable[[np.ndarray], Any]:
+    """A member's P(pass) from the model of ``version``, a concrete run.
 
-    ``proxy.to_async`` is looked up per call: BentoML binds it after __init__.
+    Always named: a member restarted since loads its own start-up model, which may be
+    another run than the one serving; it answers each call from the version named, so
+    an answer's ``model_versions`` is what computed it. ``proxy.to_async`` is looked up
+    per call: BentoML binds it after __init__.
     """
 
     async def call(rows: np.ndarray) -> np.ndarray:
-        return np.asarray(await proxy.to_async.predict_proba(rows))
-
-    async def call_version(rows: np.ndarray) -> np.ndarray:
         return np.asarray(await proxy.to_async.predict_version(rows, version))
 
-    return call if version is None else call_version
+    return call
 
 
 class Runtime:
@@ -65,7 +65,7 @@ class Runtime:
 
         core, ledger = get_settings(), get_ledger_settings()
         self.proxies = dict(proxies)
-        self.schema, self.startup_tags, self.startup = started.schema, started.tags, started.version
+        self.schema = started.schema
         self.metrics = ServiceMetrics()
         days = ledger.prediction_log_retention_days
         self.log = PredictionLog(
@@ -109,7 +109,6 @@ class Runtime:
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="yield-read")
         self._probes = ThreadPoolExecutor(1, thread_name_prefix="yield-probe")
         self.following: asyncio.Task[None] | None = None
-        self.members_verified = False
         self.metrics.log_spool_rows(*self.spool_rows())
         self.metrics.accuracy(self.log.accuracy_by_arm())
         tune_gc()
@@ -149,9 +148,8 @@ class Runtime:
     def _predictor(self, version: str, decision: Decision) -> EnsemblePredictor:
         """The ensemble of ``version``'s members, deciding with its trained combiner."""
         core = get_settings()
-        own = None if version == self.startup else version
         return EnsemblePredictor(
-            {m: member_call(proxy, own) for m, proxy in self.proxies.items()},
+            {m: member_call(proxy, version) for m, proxy in self.proxies.items()},
             timeout_s=core.member_timeout_s,
             timeout_per_1000_rows_s=core.member_timeout_per_1000_rows_s,
             max_rows_per_call=core.coalesce_max_rows,

@@ -23,21 +23,56 @@ logger = logging.getLogger("yield_ensemble")
 
 
 def load_version(version: str | None = None) -> Loaded:
-    """``models.base.load_version`` with the served combiner."""
+    """``models.base.load_version`` with the served combiner; None: the champion of the
+    ledger's serving state (the settings' version before any start wrote one), so every
+    process of a replica starts from the one resolved version, never its own ``latest``."""
+    if version is None:
+        version = serving_champion()
     return base_load_version(version, get_settings().combiner)
 
 
-def reconcile(engine: Any) -> ServingState:
-    """The ledger's serving state, with the start-up settings applied if they changed
-    (``ledger.serving.reconcile``)."""
+def serving_champion() -> str | None:
+    """The champion of the ledger's serving state, or None if none is written yet."""
+    from ledger.engine import make_engine
     from ledger.serving import ServingStore
+    from ledger.settings import get_ledger_settings
+
+    engine = make_engine(get_ledger_settings().log_url)
+    try:
+        state = ServingStore(engine).read()
+    except Exception as exc:  # no tables yet: the start-up check makes them
+        logger.info("no serving state to start from (%s): the settings' version",
+                    type(exc).__name__)  # fmt: skip
+        return None
+    finally:
+        engine.dispose()
+    return None if state is None else state.champion
+
+
+def reconcile(engine: Any) -> ServingState:
+    """The ledger's serving state, with the start-up settings applied where they changed
+    (``ledger.serving.reconcile``); a WARNING when a setting written ``latest`` now names
+    another run than the one serving (the ledger's state wins: a new run is not a decision)."""
+    from ledger.serving import LATEST, ServingStore
     from ledger.serving import reconcile as apply_settings
 
     by = f"start-up:{socket.gethostname()}"[:64]
-    state, changed = apply_settings(ServingStore(engine), configured_state(get_settings()), by)
+    settings = get_settings()
+    wanted = configured_state(settings)
+    state, changed = apply_settings(ServingStore(engine), wanted, by)
     if changed:
         logger.info("serving state %d from the start-up settings: %s", state.revision,
                     state.as_dict())  # fmt: skip
+    if settings.model_version == LATEST and wanted.champion != state.champion:
+        logger.warning(
+            "YIELD_ENSEMBLE_MODEL_VERSION=latest now names run %s, but the serving state "
+            "(revision %d, %s by %s) serves champion %s, which keeps serving: a newly trained "
+            "run is not served until an operator decides. To serve %s, try it as a candidate "
+            "(`yield-ensemble candidate %s --share 0.1`, then `yield-ensemble promote`), or "
+            "pin YIELD_ENSEMBLE_MODEL_VERSION=%s and restart",
+            wanted.champion, state.revision, state.action, state.changed_by, state.champion,
+            wanted.champion, wanted.champion, wanted.champion,
+        )  # fmt: skip
     return state
 
 
@@ -47,10 +82,11 @@ def check_keys() -> KeyRing:
     return KeyRing(load_keys(ops.api_keys, ops.api_keys_file))
 
 
-def check_log(started: Loaded) -> None:
+def check_log(started: Loaded | None = None) -> Loaded:
     """Create the prediction log's tables and agree the serving state; raises, naming the
     location (without its password), if it cannot be written, or naming the version this
-    store cannot serve (``started``: the start-up version, as loaded)."""
+    store cannot serve. ``started``: a version loaded already, reused if it serves.
+    Returns the champion of the serving state, as loaded (its schema is the service's)."""
     from ledger.errors import cause_line, safe_url
     from ledger.predlog import PredictionLog
     from ledger.settings import get_ledger_settings
@@ -67,24 +103,26 @@ def check_log(started: Loaded) -> None:
         if problem is not None:
             raise RuntimeError(problem)
         state = reconcile(log.engine)
+        loaded: list[Loaded] = []
         for version in state.versions:
             try:
-                loaded = started if version == started.version else load_version(version)
+                same = started is not None and version == started.version
+                loaded.append(started if same and started else load_version(version))
             except Exception as exc:
                 raise RuntimeError(
                     f"the serving state in {log.safe_url} (revision {state.revision}, by "
                     f"{state.changed_by}) serves version {version}, which this service cannot "
                     f"serve: {exc}"
                 ) from exc
-            wrong = loaded.other_features(started.schema)
+            wrong = loaded[-1].other_features(loaded[0].schema)
             if wrong:
                 raise RuntimeError(wrong)
+        return loaded[0]
     finally:
         log.close()
 
 
 def check_deployment() -> None:
     """Every start-up check, once, before the workers start."""
-    started = load_version()
     check_keys()
-    check_log(started)
+    check_log()

@@ -86,15 +86,18 @@ def comparisons(stats: Mapping[str, Any]) -> dict[str, Any]:
         c = arm["accuracy"]
         if name in (ENSEMBLE, CANDIDATE) or not e["n"] or not c["n"]:
             continue
-        lo, hi = newcombe_interval(e["k"], e["n"], c["k"], c["n"])
+        lo, hi = newcombe_interval(c["k"], c["n"], e["k"], e["n"])
         raw[name] = {
-            "ensemble_minus_arm": e["value"] - c["value"],
+            # Every difference in the report is the challenger minus its baseline.
+            "arm_minus_ensemble": c["value"] - e["value"],
             "ci95": [lo, hi],
             "p_value": two_proportion_pvalue(e["k"], e["n"], c["k"], c["n"]),
             "test": "two-proportion z-test (pooled); Newcombe hybrid score interval",
             # Valid however often the report is read: the arm as candidate, the ensemble
             # as baseline (``ledger.sequential``).
-            "sequential": sequential.compare(e["k"], e["n"], c["k"], c["n"]).as_dict(),
+            "sequential": sequential.compare(e["k"], e["n"], c["k"], c["n"]).as_dict(
+                "arm_minus_ensemble"
+            ),
         }
     adjusted = holm({name: r["p_value"] for name, r in raw.items()})
     correction = "Holm" if len(raw) > 1 else "none (one comparison)"
@@ -167,21 +170,21 @@ def conclusion(report: Mapping[str, Any]) -> str:
     if compared and not comparisons:
         lines.append("Too few labels to compare the arms: each arm needs labelled devices.")
     for name, diff in comparisons.items():
-        d, (lo, hi), p = diff["ensemble_minus_arm"], diff["ci95"], diff["p_adjusted"]
+        d, (lo, hi), p = diff["arm_minus_ensemble"], diff["ci95"], diff["p_adjusted"]
         model = report["arms"][name]["model"]
         span = f"{100 * d:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}), p = {p:.3g}"
         if diff["correction"].startswith("Holm"):
             span += " (Holm-corrected)"
         if diff["significant"]:
-            better = "ensemble" if d > 0 else f"{name} arm ({model})"
-            lines.append(f"The {better} is more accurate: ensemble minus {name} {span}.")
+            better = f"{name} arm ({model})" if d > 0 else "ensemble"
+            lines.append(f"The {better} is more accurate: {name} minus ensemble {span}.")
         else:
             lines.append(f"No significant difference between ensemble and {name}: {span}.")
     for name, diff in comparisons.items():
         seq = diff["sequential"]
         lo, hi = seq["ci"]
-        d = -seq["difference"]  # the ensemble minus the arm, as in the lines above
-        span = f"{100 * d:+.1f} points (always-valid 95% CI {100 * -hi:+.1f} to {100 * -lo:+.1f})"
+        d = seq["arm_minus_ensemble"]
+        span = f"{100 * d:+.1f} points (always-valid 95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
         if seq["decision"] == "keep collecting":
             more = (
                 f"about {seq['more_labels']} more labelled devices"
@@ -189,12 +192,12 @@ def conclusion(report: Mapping[str, Any]) -> str:
                 else "many more labels"
             )
             lines.append(
-                f"Read continuously, ensemble minus {name} is {span}: keep collecting, {more}."
+                f"Read continuously, {name} minus ensemble is {span}: keep collecting, {more}."
             )
         else:
             who = name if seq["decision"] == "candidate better" else "ensemble"
             lines.append(
-                f"Read continuously, ensemble minus {name} is {span}: the {who} is better."
+                f"Read continuously, {name} minus ensemble is {span}: the {who} is better."
             )
     more = report["sample_size"].get("more_needed")
     decided = comparisons and all(c["significant"] for c in comparisons.values())
@@ -206,12 +209,13 @@ def conclusion(report: Mapping[str, Any]) -> str:
         )
     for v in report["versions"]:
         seq = v.get("newest_against_this")
+        where = "ensemble arm" if v.get("arm", ENSEMBLE) == ENSEMBLE else f"{v['arm']} arm"
         if seq and seq["decision"] != "keep collecting":
             how = "better" if seq["decision"] == "candidate better" else "worse"
             lines.append(
                 f"The newest models are {how} than those served from {_day(v['first_ts'])} "
-                f"({100 * seq['difference']:+.1f} points, always-valid 95% CI "
-                f"{100 * seq['ci'][0]:+.1f} to {100 * seq['ci'][1]:+.1f}, ensemble arm)."
+                f"({100 * seq['newest_minus_this']:+.1f} points, always-valid 95% CI "
+                f"{100 * seq['ci'][0]:+.1f} to {100 * seq['ci'][1]:+.1f}, {where})."
             )
     for name, s in report["shadow_combiners"].items():
         if s["paired"] and not s["served"] and s["p_value"] < ALPHA:

@@ -214,12 +214,14 @@ def render(
         for n, s in report["shadow_combiners"].items()
     )
     version_rows = "".join(
-        f"<tr><th>{html.escape(', '.join(sorted(set((v['model_versions'] or {}).values()))))}"
+        f"<tr><th>{html.escape(v.get('arm', 'ensemble'))}: "
+        f"{html.escape(', '.join(sorted(set((v['model_versions'] or {}).values()))))}"
         f"{' (newest)' if v['newest'] else ''}</th><td>{_when(v['first_ts'])}</td>"
         f"<td>{_when(v['last_ts'])}</td><td>{_pct(v['accuracy'])}</td><td>"
         + (
             html.escape(v["newest_against_this"]["decision"])
-            + f" ({100 * v['newest_against_this']['difference']:+.2f} points)"
+            + " (newest minus this "
+            + f"{100 * v['newest_against_this']['newest_minus_this']:+.2f} points)"
             if "newest_against_this" in v
             else "-"
         )
@@ -249,7 +251,7 @@ def render(
     )
     diff_line = (
         " ".join(
-            f"Ensemble minus {html.escape(arm)}: {100 * d['ensemble_minus_arm']:+.2f} points, "
+            f"{html.escape(arm)} minus ensemble: {100 * d['arm_minus_ensemble']:+.2f} points, "
             f"95% CI [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}], "
             f"p = {d['p_value']:.3g}, adjusted {d['p_adjusted']:.3g} "
             f"({html.escape(d['test'])}; correction {html.escape(d['correction'])}). "

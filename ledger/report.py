@@ -154,7 +154,7 @@ def build_report(
         "shadow": shadow_members(current, members, decision),
         "shadow_combiners": shadow_combiners(current, members, decision, served_key),
         "agreement": agreement(current, members, decision),
-        "versions": by_version(ens),
+        "versions": by_version(data),
         "candidate": None if candidate is None else candidate_section(data, candidate),
     }
     report["conclusion"] = conclusion(report)

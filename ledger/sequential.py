@@ -62,9 +62,11 @@ class Verdict:
     more_labels: int | None  # about how many more labelled devices, in total, to decide
     alpha: float = ALPHA
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, difference: str = "candidate_minus_baseline") -> dict[str, Any]:
+        """The verdict; ``difference`` names the difference's key by its orientation (always
+        the candidate minus the baseline, e.g. ``arm_minus_ensemble``)."""
         return {
-            "difference": self.difference,
+            difference: self.difference,
             "ci": list(self.ci),
             "p_value": self.p_value,
             "decision": self.decision,

@@ -8,6 +8,7 @@ on top of it, or finds nothing left to do.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -154,17 +155,59 @@ def _read(conn: sa.Connection) -> ServingState | None:
     )
 
 
+#: What a version setting written as ``latest`` means: the newest run when it is read.
+LATEST = "latest"
+
+
+def written_settings(configured: str | None, current: ServingState) -> dict[str, Any]:
+    """The start-up settings as written that ``current`` last applied (``configured``).
+
+    States recorded before the settings were kept as written hold the concrete versions
+    they resolved to; those read as the settings that would resolve to them now.
+    """
+    try:
+        value = json.loads(configured or "null")
+    except ValueError:
+        value = None
+    if isinstance(value, dict) and "model_version" in value:
+        return value
+    old = value if isinstance(value, dict) else {}
+    return {"model_version": old.get("champion", current.champion),
+            "candidate_version": old.get("candidate"), "candidate_share": old.get("share", 0.0),
+            "resolved": True}  # fmt: skip
+
+
+def _unchanged(setting: str | None, before: str | None, resolved: bool) -> bool:
+    """Whether a version setting is the one applied before (``resolved``: ``before`` is the
+    run a setting resolved to then, and ``latest`` counts as the same setting)."""
+    return setting == before or (resolved and setting == LATEST)
+
+
 def reconcile(store: ServingStore, wanted: ServingState, by: str) -> tuple[ServingState, bool]:
     """The state after applying the start-up settings ``wanted`` if they differ from what
-    the last start applied (``configured``): a replica restarted with the same settings
+    the last start applied (``configured``: the settings as written, so ``latest`` naming
+    a newly trained run is the same setting): a replica restarted with the same settings
     keeps what was promoted or rolled back at run time. A replaced champion is kept as
-    ``previous``, for a rollback."""
+    ``previous``, for a rollback.
+    """
+    new = json.loads(wanted.configured or "{}")
 
     def make(current: ServingState | None) -> ServingState | None:
-        if current is not None and current.configured == wanted.configured:
-            return None
-        previous = None if current is None else current.previous
-        if current is not None and current.champion != wanted.champion:
+        if current is None:
+            return wanted
+        old = written_settings(current.configured, current)
+        resolved = bool(old.get("resolved"))
+        same = (
+            _unchanged(new["model_version"], old["model_version"], resolved)
+            and _unchanged(new["candidate_version"], old["candidate_version"], resolved)
+            and float(new["candidate_share"]) == float(old["candidate_share"] or 0.0)
+        )
+        if same:
+            # Recorded as written from now on (a state written with resolved versions).
+            return None if current.configured == wanted.configured else (
+                replace(current, configured=wanted.configured))  # fmt: skip
+        previous = current.previous
+        if current.champion != wanted.champion:
             previous = current.champion
         return replace(wanted, previous=previous)
 

@@ -18,8 +18,16 @@ from ledger.stats import Proportion
 
 
 def by_version(data: Labelled) -> list[dict[str, Any]]:
-    """The ensemble arm's accuracy per logged model-version trio; the newest against each
-    older one with the always-valid comparison (``ledger.sequential``)."""
+    """Accuracy per arm (the ensemble's and the candidate's) and logged model-version trio,
+    never two trios pooled in one line; per arm the newest trio against each older one
+    with the always-valid comparison (``ledger.sequential``), by first served."""
+    lines: list[dict[str, Any]] = []
+    for arm in (ENSEMBLE, CANDIDATE):
+        lines += [{"arm": arm, **v} for v in _by_version(data.where(data.arm == arm))]
+    return sorted(lines, key=lambda v: (v["arm"] != ENSEMBLE, v["first_ts"]))
+
+
+def _by_version(data: Labelled) -> list[dict[str, Any]]:
     if data.versions is None or not len(data):
         return []
     out: dict[str, Any] = {}
@@ -38,7 +46,9 @@ def by_version(data: Labelled) -> list[dict[str, Any]]:
         v["newest"] = text == newest
         if text != newest:
             a = v["accuracy"]
-            v["newest_against_this"] = sequential.compare(a["k"], a["n"], n["k"], n["n"]).as_dict()
+            v["newest_against_this"] = sequential.compare(a["k"], a["n"], n["k"], n["n"]).as_dict(
+                "newest_minus_this"
+            )
     return sorted(out.values(), key=lambda v: v["first_ts"])
 
 
@@ -89,7 +99,7 @@ def candidate_section(data: Labelled, spec: Mapping[str, Any]) -> dict[str, Any]
         **dict(spec),
         "champion_accuracy": Proportion(right["champion"], n["champion"]).as_dict(),
         "candidate_accuracy": Proportion(right["candidate"], n["candidate"]).as_dict(),
-        "sequential": verdict.as_dict(),
+        "sequential": verdict.as_dict("candidate_minus_champion"),
         "decision": advice,
         "more_labels": verdict.more_labels if advice == "keep collecting" else 0,
         "summary": summary,

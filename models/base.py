@@ -152,12 +152,18 @@ def load_version(version: str | None, combiner: str) -> Loaded:
 
 
 def configured_state(settings: Settings) -> ServingState:
-    """The serving state the start-up settings ask for (``latest`` made concrete)."""
+    """The serving state the start-up settings ask for: the versions made concrete
+    (``latest``: the newest run now), ``configured`` the settings as written (JSON), so a
+    newly trained run is not a changed setting (``ledger.serving.reconcile``)."""
     champion = resolve_version(settings.model_version)
     candidate = None
     if settings.candidate_version is not None:
         candidate = resolve_version(settings.candidate_version)
     share = settings.candidate_share if candidate else 0.0
-    configured = {"champion": champion, "candidate": candidate, "share": share}
+    written = {
+        "model_version": settings.model_version,
+        "candidate_version": settings.candidate_version,
+        "candidate_share": share,
+    }
     return ServingState(0, champion, candidate, share,
-                        configured=json.dumps(configured, sort_keys=True))  # fmt: skip
+                        configured=json.dumps(written, sort_keys=True))  # fmt: skip

@@ -27,6 +27,8 @@ from ops.settings import get_ops_settings
 logger = logging.getLogger(__name__)
 SETTINGS = get_settings()
 OPS = get_ops_settings()
+#: Not a run but "the newest run now": refused where a version must be concrete.
+LATEST = "latest"
 #: A version served in the last this many seconds stays loaded (``_Member.prepare``).
 KEEP_USED_S = 60.0
 
@@ -55,9 +57,12 @@ def _load_adapter(member: str, model: bentoml.Model) -> MemberAdapter:
 class _Member:
     """Shared body of the member services: load one adapter, answer P(pass) in batches.
 
-    The model of the start-up version answers ``predict_proba`` (batched); the other
-    versions the entry serves (a candidate, or a champion changed at run time) are
-    loaded by ``prepare`` and answer ``predict_version``.
+    The entry calls ``predict_version`` with the concrete run it serves (the ledger's
+    serving state), never ``predict_proba``: the start-up model is the settings' version
+    (``latest``: the newest run when this process started), which a member restarted
+    after a new run was trained resolves differently from the rest of the replica.
+    ``predict_proba`` answers from the start-up model, for direct use only. The serving
+    versions are loaded by ``prepare`` (the entry repeats it every few seconds).
     """
 
     member: str
@@ -132,6 +137,9 @@ class _Member:
         return tags
 
     async def _load(self, version: str) -> tuple[str, MemberAdapter]:
+        if version == LATEST:
+            # Each process's own ``latest`` may name another run: only concrete ones here.
+            raise ValueError(f"member {self.member} serves concrete versions, not {LATEST!r}")
         if version in self.loaded:
             return self.loaded[version]
         async with self._loading:

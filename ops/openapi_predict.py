@@ -16,7 +16,15 @@ _FEATURES = {
     "neighbor_yield by default) or an object keyed by feature name.",
     "oneOf": [NUMBERS, {"type": "object", "additionalProperties": {"type": "number"}}],
 }
-_VERSIONS = {"type": "object", "additionalProperties": {"type": "string"}}
+_VERSIONS = {"type": "object", "additionalProperties": {"type": "string"},
+             "description": "member -> model tag: the versions that answered"}  # fmt: skip
+#: Top level of a many-die answer: the champion's, which may not be what answered a row.
+_CHAMPION = {**_VERSIONS, "description": "member -> model tag of the CHAMPION (the ensemble "
+             "and one-member arms); a row on the candidate arm was answered by other "
+             "versions: see the row's own model_versions, or arm_versions"}  # fmt: skip
+_ARM_VERSIONS = {"type": "object", "additionalProperties": _VERSIONS,
+                 "description": "per arm that answered dies of this request, member -> "
+                 "model tag of what answered them"}  # fmt: skip
 _PREDICTION = {
     "prediction": {"type": "string", "enum": ["pass", "fail"]},
     "probability": {"type": "number", "description": "combined, calibrated P(pass)"},
@@ -87,10 +95,12 @@ PATHS: dict[str, Any] = {
                             **_PREDICTION,
                             "request_id": {"type": "string"},
                             "device_id": ID,
+                            "model_versions": _VERSIONS,
                         },
                     },
                 },
-                "model_versions": _VERSIONS,
+                "model_versions": _CHAMPION,
+                "arm_versions": _ARM_VERSIONS,
                 "degraded": {"type": "boolean"},
             },
         ),
@@ -147,7 +157,8 @@ PATHS: dict[str, Any] = {
                     "additionalProperties": {"type": "array", "items": {"type": "integer"}},
                 },
                 "rules": {"type": "object"},
-                "model_versions": _VERSIONS,
+                "model_versions": _CHAMPION,
+                "arm_versions": _ARM_VERSIONS,
                 "degraded": {"type": "boolean"},
             },
         ),

@@ -106,7 +106,7 @@ def _encode(served: Served, options: Mapping[str, Any]) -> dict[str, Any]:
 
 def _log(served: Served) -> tuple[str, dict[str, Any]]:
     fields = batch_log(served.request_id, len(served.batch), served.tally, served.latency_ms,
-                       served.serving.model_versions)  # fmt: skip
+                       served.serving.model_versions, served.arm_versions())  # fmt: skip
     return "prediction stdf", {**fields, "endpoint": "/predict_stdf"}
 
 

@@ -80,9 +80,9 @@ def test_feedback_joins_and_report_gives_the_known_accuracies(
             a = report["arms"][arm]
             assert (a["served"], a["labelled"]) == (n, n)
             assert (a["accuracy"]["k"], a["accuracy"]["n"]) == (right, n)
-        assert report["comparisons"]["challenger"]["ensemble_minus_arm"] == pytest.approx(
-            report["arms"]["ensemble"]["accuracy"]["value"]
-            - report["arms"]["challenger"]["accuracy"]["value"]
+        assert report["comparisons"]["challenger"]["arm_minus_ensemble"] == pytest.approx(
+            report["arms"]["challenger"]["accuracy"]["value"]
+            - report["arms"]["ensemble"]["accuracy"]["value"]
         )
         # Shadow: each member alone (its fitted rule) and each combiner, against the same
         # truth, recomputed here from the votes in the responses.

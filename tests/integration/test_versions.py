@@ -295,3 +295,114 @@ def test_replicas_on_one_postgresql_follow_each_other_within_seconds(
         state = httpx.get(f"{d.url}/admin/serving", headers=AUTH, timeout=10).json()["state"]
         assert (state["champion"], state["candidate"], state["share"]) == ("v1", "v2", 0.2)
         assert state["previous"] == "v2" and state["changed_by"].startswith("start-up:")
+
+
+def _train(home: Path, version: str, seed: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "train.cli", "train", "--tiny", "--n-devices", "3000",
+         "--seed", seed, "--version", version],
+        cwd=ROOT, env=base_env(home), check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def _member_process(srv: Any, member: str) -> Any:
+    """The process of the member service ``yield_<member>`` among the server's children."""
+    import psutil
+
+    for proc in psutil.Process(srv.proc.pid).children(recursive=True):
+        try:
+            if any(f"yield_{member}" in part for part in proc.cmdline()):
+                return proc
+        except psutil.Error:
+            continue
+    raise AssertionError(f"no process of member {member} under {srv.proc.pid}")
+
+
+def _ready(srv: Any, within_s: float = 90) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{srv.url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"not ready within {within_s} s:\n{srv.log_text()[-3000:]}")
+
+
+@pytest.mark.timeout(900)  # two training runs and two servers
+def test_a_new_run_replaces_nothing_by_itself_and_answers_name_what_computed_them(
+    tmp_path: Path,
+) -> None:
+    """`latest` (the default) with v1, then a weak v2 trained: a member process restarted
+    answers with v1 still (every answer names what computed it), and a restarted server
+    keeps v1 as champion, saying at WARNING how to serve v2."""
+    import signal
+
+    home = tmp_path / "home"
+    home.mkdir()
+    _train(home, "v1", "7")
+    rows = feature_rows(60, seed=11)
+    devices = [{"features": r, "device_id": f"d{i}"} for i, r in enumerate(rows)]
+    data = tmp_path / "data"
+    settings = {"data_dir": str(data), "cache_maxsize": "0", "challenger_fraction": "0"}
+
+    def answers(srv: Any) -> list[dict[str, Any]]:
+        """The rows of a /predict_batch of ``devices``, all on the ensemble arm of v1."""
+        r = httpx.post(f"{srv.url}/predict_batch", json={"devices": devices}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json()["model_versions"] == V1
+        return list(r.json()["results"])
+
+    def same_votes(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
+        for old, new in zip(a, b, strict=True):
+            assert new["votes"] == pytest.approx(old["votes"], abs=1e-6)
+            assert new["prediction"] == old["prediction"]
+
+    with running(home, tmp_path, **settings) as srv:
+        before = answers(srv)
+        _train(home, "v2", "99")  # an untried, deliberately weak run
+        member = _member_process(srv, "random_forest")
+        member.send_signal(signal.SIGKILL)
+        member.wait(10)
+        time.sleep(1.0)
+        _ready(srv)
+        same_votes(before, answers(srv))
+
+    with running(home, tmp_path, **settings) as srv:
+        state = httpx.get(f"{srv.url}/admin/serving", headers=AUTH, timeout=10).json()["state"]
+        assert state["champion"] == "v1" and state["revision"] == 1
+        same_votes(before, answers(srv))
+        warnings = [
+            line for line in srv.log_text().splitlines()
+            if "WARNING" in line and "latest now names run v2" in line
+        ]  # fmt: skip
+        assert warnings, srv.log_text()[-3000:]
+        assert "pin YIELD_ENSEMBLE_MODEL_VERSION=v2" in warnings[0]
+
+
+@pytest.mark.timeout(900)  # the module's model store trains two runs first
+def test_every_row_names_the_versions_that_answered_it(versions_home: Path, tmp_path: Path) -> None:
+    """A candidate at share 0.5: in /predict_batch and /predict_wafer (records) each row
+    names its own arm's versions; columns say per arm which versions answered."""
+    settings = {"model_version": "v1", "candidate_version": "v2", "candidate_share": "0.5",
+                "challenger_fraction": "0"}  # fmt: skip
+    rows = feature_rows(200, seed=3)
+    devices = [{"features": r, "device_id": f"m{i}"} for i, r in enumerate(rows)]
+    wanted = {"ensemble": V1, "candidate": V2}
+    with running(versions_home, tmp_path, **settings) as srv:
+        batch = httpx.post(f"{srv.url}/predict_batch", json={"devices": devices}, timeout=60)
+        assert batch.status_code == 200, batch.text
+        body = batch.json()
+        arms = [r["arm"] for r in body["results"]]
+        assert 40 < arms.count("candidate") < 160, arms
+        assert [r["model_versions"] for r in body["results"]] == [wanted[a] for a in arms]
+        assert body["model_versions"] == V1  # the champion's, as documented
+        assert body["arm_versions"] == wanted
+        wafer = {"features": rows, "device_id": [d["device_id"] for d in devices]}
+        records = httpx.post(f"{srv.url}/predict_wafer", json={**wafer, "answer": "records"},
+                             timeout=60).json()  # fmt: skip
+        assert [r["model_versions"] for r in records["results"]] == [wanted[a] for a in arms]
+        columns = httpx.post(f"{srv.url}/predict_wafer", json=wafer, timeout=60).json()
+        assert columns["columns"]["arm"] == arms
+        assert columns["arm_versions"] == wanted and columns["model_versions"] == V1

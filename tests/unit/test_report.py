@@ -63,8 +63,8 @@ def test_arm_metrics_are_the_known_counts() -> None:
     )
     assert ens["timeline"] and sum(b["n"] for b in ens["timeline"]) == 900
     diff = report["comparisons"]["challenger"]
-    assert diff["ensemble_minus_arm"] == pytest.approx(846 / 900 - 0.88)
-    assert diff["ci95"][0] < diff["ensemble_minus_arm"] < diff["ci95"][1]
+    assert diff["arm_minus_ensemble"] == pytest.approx(0.88 - 846 / 900)
+    assert diff["ci95"][0] < diff["arm_minus_ensemble"] < diff["ci95"][1] < 0
     assert diff["p_adjusted"] == diff["p_value"] and diff["correction"].startswith("none")
     assert diff["significant"] == (diff["p_value"] < 0.05)
 
@@ -149,11 +149,15 @@ def test_each_comparison_carries_an_always_valid_verdict() -> None:
     clear = build_report(_scenario(9000, 8550, 1000, 850), {}, MEMBERS, ARMS)
     seq = clear["comparisons"]["challenger"]["sequential"]
     assert seq["decision"] == "candidate worse" and seq["ci"][1] < 0
-    assert seq["difference"] == pytest.approx(0.85 - 0.95)
+    # One orientation in one object: the arm minus the ensemble, fixed and always-valid.
+    assert seq["arm_minus_ensemble"] == pytest.approx(0.85 - 0.95)
+    assert clear["comparisons"]["challenger"]["arm_minus_ensemble"] == pytest.approx(-0.10)
+    assert "difference" not in seq
+    assert "ensemble_minus_arm" not in clear["comparisons"]["challenger"]
     # The always-valid interval is wider than the fixed-sample one it sits beside.
     fixed = clear["comparisons"]["challenger"]["ci95"]
     assert seq["ci"][1] - seq["ci"][0] > fixed[1] - fixed[0]
-    assert "Read continuously, ensemble minus challenger" in clear["conclusion"]
+    assert "Read continuously, challenger minus ensemble is -10.0 points" in clear["conclusion"]
     assert "the ensemble is better" in clear["conclusion"]
     early = build_report(_scenario(400, 370, 300, 280), {}, MEMBERS, ARMS)
     seq = early["comparisons"]["challenger"]["sequential"]
@@ -194,3 +198,29 @@ def test_rows_of_other_model_versions_stay_out_of_the_shadow_and_versions_are_co
     # Unfitted rules judge every row.
     everyone = build_report(data, {}, MEMBERS, NO_SECOND_ARM)
     assert everyone["shadow"]["random_forest"]["paired"] == 2000
+
+
+def test_two_candidate_versions_are_two_lines_never_one() -> None:
+    import json
+
+    champion = {m: f"{m}:v1" for m in MEMBERS}
+    first = {m: f"{m}:v2" for m in MEMBERS}
+    second = {m: f"{m}:v3" for m in MEMBERS}
+    n = 300
+    arm = np.asarray(["ensemble"] * n + ["candidate"] * (2 * n), dtype=object)
+    versions = np.asarray(
+        [json.dumps(v, sort_keys=True) for v in [champion] * n + [first] * n + [second] * n],
+        dtype=object,
+    )
+    actual = np.ones(3 * n, dtype=bool)
+    served = actual.copy()
+    served[n : n + n // 2] = False  # v2 wrong on half its devices, v3 always right
+    votes = {m: np.full(3 * n, 0.9) for m in MEMBERS}
+    data = Labelled(np.arange(3.0 * n), arm, served, actual, votes, versions)
+    report = build_report(data, {}, MEMBERS, NO_SECOND_ARM)
+    lines = [(v["arm"], v["model_versions"], v["accuracy"]["value"]) for v in report["versions"]]
+    assert lines == [("ensemble", champion, 1.0), ("candidate", first, 0.5),
+                     ("candidate", second, 1.0)]  # fmt: skip
+    newer = report["versions"][1]["newest_against_this"]
+    assert newer["newest_minus_this"] == pytest.approx(0.5) and newer["ci"][0] > 0
+    assert "candidate arm" in report["conclusion"]
