@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from models.families import families
+from models.families import PluginError, families
 from train.decide import CHOICES
 
 
@@ -128,15 +128,29 @@ def _folds(text: str) -> int:
     return value
 
 
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("yield-ensemble")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "(not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="yield-ensemble",
         description="Train the model families, render the A/B report, inspect the prediction "
         "log, and change which trained version serves (candidate, promote, rollback).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    text = "train every model family's member and the combiners, and save them to the store"
     train = sub.add_parser(
-        "train", help="train every model family's member and save them to the store"
+        "train",
+        help=text,
+        description=text[0].upper() + text[1:] + " as one run (a version); prints the "
+        "out-of-fold and held-out tables.",
     )
     train.add_argument("--data", help="training table, .csv or .parquet (default: synthetic data)")
     train.add_argument(
@@ -196,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     stdf_cli.add_commands(sub)
     serving_cli.add_commands(sub)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except PluginError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
