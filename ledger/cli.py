@@ -57,12 +57,12 @@ def _report(args: argparse.Namespace) -> int:
         report = log.report(arms, since, until, args.arm, decision, served, candidate)
         # The latest wafers of the window, as maps of predicted and actual fails.
         wafers = dashboard.groups(log.engine, "wafer_id", since, until, None, MAPS, 0)["wafers"]
-        maps = {
-            w["wafer_id"]: dashboard.die_map(
+        maps = {}
+        for w in wafers:
+            found = dashboard.die_map(
                 log.engine, w["wafer_id"], since, until, dashboard.MAX_LIMIT, 0
-            )["dies"]
-            for w in wafers
-        }
+            )
+            maps[w["wafer_id"]] = found["dies"] if found else []
     finally:
         log.close()
     page = render(report, wafer_maps=maps, wafer_yields=wafers)
