@@ -142,3 +142,27 @@ def test_status_offers_a_rollback_only_when_one_is_accepted(
     serving_cli._print_state({**state, "previous": "v1", "action": "promote"})
     out = capsys.readouterr().out
     assert "v1" in out and "yield-ensemble rollback" in out
+
+
+def _row(accuracy: float, overkill: float) -> dict[str, Any]:
+    return {"accuracy": {"value": accuracy}, "overkill": {"value": overkill}}
+
+
+def test_a_rule_far_worse_than_its_best_member_is_named() -> None:
+    from train.decide import FAR_WORSE_POINTS, far_worse
+
+    members = {"random_forest": _row(0.93, 0.03), "xgboost": _row(0.94, 0.02)}
+    # The case: stacked at a 0.95 fail-recall target, 35% accurate, 79% overkill.
+    best, why = far_worse(_row(0.35, 0.79), members)
+    assert best == "xgboost"
+    assert why == [
+        "held-out accuracy 35.0% against 94.0%",
+        "held-out overkill 79.0% against 2.0%",
+    ]
+    # Within the margin, or a cost that moves overkill a little: no warning.
+    assert far_worse(_row(0.94 - (FAR_WORSE_POINTS - 1) / 100, 0.05), members)[1] == []
+    assert far_worse(_row(0.93, 0.02 + (FAR_WORSE_POINTS + 1) / 100), members)[1] == [
+        "held-out overkill 13.0% against 2.0%"
+    ]
+    # Overkill 10+ points higher but not twice the member's: not "far".
+    assert far_worse(_row(0.80, 0.45), {"m": _row(0.85, 0.30)})[1] == []
