@@ -56,7 +56,8 @@ def _report(args: argparse.Namespace) -> int:
             )
         report = log.report(arms, since, until, args.arm, decision, served, candidate)
         # The latest wafers of the window, as maps of predicted and actual fails.
-        wafers = dashboard.groups(log.engine, "wafer_id", since, until, None, MAPS, 0)["wafers"]
+        groups = dashboard.groups(log.engine, "wafer_id", since, until, None, MAPS, 0)
+        wafers, wafers_total = groups["wafers"], groups["total"]
         maps = {}
         for w in wafers:
             found = dashboard.die_map(
@@ -65,7 +66,7 @@ def _report(args: argparse.Namespace) -> int:
             maps[w["wafer_id"]] = found["dies"] if found else []
     finally:
         log.close()
-    page = render(report, wafer_maps=maps, wafer_yields=wafers)
+    page = render(report, wafer_maps=maps, wafer_yields=wafers, wafers_total=wafers_total)
     Path(args.out).write_text(page, encoding="utf-8")
     print(report["conclusion"])
     print(f"wrote {Path(args.out).resolve()}")
