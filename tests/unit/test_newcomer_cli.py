@@ -166,3 +166,35 @@ def test_a_rule_far_worse_than_its_best_member_is_named() -> None:
     ]
     # Overkill 10+ points higher but not twice the member's: not "far".
     assert far_worse(_row(0.80, 0.45), {"m": _row(0.85, 0.30)})[1] == []
+
+
+def _readme_commands() -> list[str]:
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [line for line in lines if line.lstrip().startswith("yield-ensemble ")]
+
+
+def test_the_readme_activates_the_venv_before_its_first_command() -> None:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert ".venv/bin/yield-ensemble" not in text
+    assert text.index("source .venv/bin/activate") < text.index("yield-ensemble train")
+
+
+def test_every_readme_command_parses(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+    import shlex
+
+    parser = _parser(capsys)
+    commands = _readme_commands()
+    assert len(commands) >= 10
+    for line in commands:
+        line = re.sub(r"\s+#.*$", "", line).split("&&")[0]  # a comment, a chained make
+        line = re.sub(r"\[--.*?\](?=\s|$)", "", line)  # optional parts, as [--features ...]
+        args = shlex.split(line.replace("<admin key>", "k"))[1:]
+        try:
+            parser.parse_args(args)
+        except SystemExit:
+            pytest.fail(f"README: {line!r} does not parse: {capsys.readouterr().err}")
