@@ -27,13 +27,13 @@ from entry.answers import answer, request_id
 from entry.feedback import feedback as record_feedback
 from entry.feedback import feedback_file
 from entry.reads import dashboard_app, report_app
-from entry.runtime import Runtime, current, install
+from entry.runtime import Runtime, current, install, served_schema
 from entry.startup import check_deployment, check_keys, load_version
 from ledger.settings import get_ledger_settings
 from models import bentoml_quirks
 from models.base import decision_reference
 from models.services import MEMBER_SERVICES
-from ops import logs
+from ops import logs, openapi
 from ops.access import ROUTES, Access
 from ops.admin import admin_app
 from ops.api_docs import (
@@ -46,7 +46,6 @@ from ops.api_docs import (
     WAFER_IDS_DOC,
 )
 from ops.edge import EdgeConfig, EdgeMiddleware
-from ops.openapi import PATHS as OPENAPI_PATHS
 from ops.settings import get_ops_settings
 from stdf.format import STDF
 
@@ -229,4 +228,4 @@ for _app, _path in (
     YieldEnsemble = bentoml.asgi_app(_app, path=_path)(YieldEnsemble)
 YieldEnsemble.add_asgi_middleware(EdgeMiddleware, config=EDGE)
 bentoml_quirks.refuse_unknown_fields(YieldEnsemble)
-bentoml_quirks.add_openapi_paths("yield_ensemble", OPENAPI_PATHS)
+bentoml_quirks.add_openapi_paths("yield_ensemble", openapi.served(served_schema), openapi.finish)

@@ -23,6 +23,7 @@ from ensemble.errors import MemberLoadFailed
 from ensemble.fleet import Fleet, Loaded, Snapshot
 from ensemble.pipeline import Limits, Pipeline
 from ensemble.predictor import EnsemblePredictor
+from ensemble.schema import FeatureSchema
 from ensemble.settings import get_settings
 from ensemble.switchboard import Switchboard
 from entry.evidence import LedgerEvidence
@@ -228,6 +229,11 @@ def install(runtime: Runtime) -> Runtime:
     """Make ``runtime`` this worker's (one per process)."""
     _CURRENT[:] = [runtime]
     return runtime
+
+
+def served_schema() -> FeatureSchema | None:
+    """The feature schema this worker serves; None before its runtime is built."""
+    return _CURRENT[0].schema if _CURRENT else None
 
 
 def current() -> Runtime:

@@ -56,19 +56,20 @@ def _report(args: argparse.Namespace) -> int:
             )
         report = log.report(arms, since, until, args.arm, decision, served, candidate)
         # The latest wafers of the window, as maps of predicted and actual fails.
-        wafers = dashboard.groups(log.engine, "wafer_id", since, until, None, MAPS, 0)["wafers"]
-        maps = {
-            w["wafer_id"]: dashboard.die_map(
+        groups = dashboard.groups(log.engine, "wafer_id", since, until, None, MAPS, 0)
+        wafers, wafers_total = groups["wafers"], groups["total"]
+        maps = {}
+        for w in wafers:
+            found = dashboard.die_map(
                 log.engine, w["wafer_id"], since, until, dashboard.MAX_LIMIT, 0
-            )["dies"]
-            for w in wafers
-        }
+            )
+            maps[w["wafer_id"]] = found["dies"] if found else []
     finally:
         log.close()
-    page = render(report, wafer_maps=maps, wafer_yields=wafers)
+    page = render(report, wafer_maps=maps, wafer_yields=wafers, wafers_total=wafers_total)
     Path(args.out).write_text(page, encoding="utf-8")
     print(report["conclusion"])
-    print(f"wrote {args.out}")
+    print(f"wrote {Path(args.out).resolve()}")
     return 0
 
 
@@ -104,21 +105,31 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """Add ``report`` and ``log`` to an argparse subparsers object."""
-    report = sub.add_parser("report", help="render the A/B accuracy report as one HTML page")
-    report.add_argument("--out", default="report.html", help="HTML file to write")
+    """Add ``report`` and ``log status|replay`` to an argparse subparsers object."""
+    text = "render the A/B accuracy report, with its plots and wafer maps, as one HTML page"
+    report = sub.add_parser("report", help=text, description=text[0].upper() + text[1:] + ".")
+    report.add_argument(
+        "--out",
+        default="report.html",
+        help="the HTML file to write, relative to the current directory (default %(default)s)",
+    )
     report.add_argument("--database-url", help="prediction log (default: the service's setting)")
     report.add_argument("--since", help="window start: unix seconds or ISO 8601")
     report.add_argument("--until", help="window end: unix seconds or ISO 8601")
     report.add_argument("--arm", help="one arm only (with the ensemble), e.g. challenger")
     report.set_defaults(func=_report)
-    log = sub.add_parser(
-        "log", help="prediction log's spill and dead letter: status, or replay refused rows"
-    )
-    log.add_argument("action", choices=["status", "replay"])
-    log.add_argument("--database-url", help="prediction log (default: the service's setting)")
-    log.add_argument("--show", type=int, default=5, help="dead-letter rows to print (status)")
-    log.set_defaults(func=_log)
+    text = "the prediction log's spill and dead letter: status, or replay refused rows"
+    log = sub.add_parser("log", help=text, description=text[0].upper() + text[1:] + ".")
+    actions = log.add_subparsers(dest="action", required=True, metavar="{status,replay}")
+    for action, what in (
+        ("status", "count the rows waiting in the spill and refused in the dead letter, and "
+         "print the first dead-letter rows"),
+        ("replay", "write the dead letter's rows to the log again, then print the status"),
+    ):  # fmt: skip
+        p = actions.add_parser(action, help=what, description=what[0].upper() + what[1:] + ".")
+        p.add_argument("--database-url", help="prediction log (default: the service's setting)")
+        p.add_argument("--show", type=int, default=5, help="dead-letter rows to print (status)")
+        p.set_defaults(func=_log)
 
 
 def main(argv: list[str] | None = None) -> int:

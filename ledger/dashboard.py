@@ -271,9 +271,10 @@ def die_map(
     until: float | None,
     limit: int,
     offset: int,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """One wafer's dies by time, then row and column: each die's newest prediction
-    (position, decision, P(pass), arm), its truth and how often it was predicted."""
+    (position, decision, P(pass), arm), its truth and how often it was predicted; None
+    (404, as for its summary) if the wafer has no prediction in the window."""
     d = _newest_rows(wafer_id, since, until)
     q = sa.select(
         d.c.request_id, d.c.device_id, d.c.die_x, d.c.die_y, d.c.prediction, d.c.probability,
@@ -281,6 +282,8 @@ def die_map(
     )  # fmt: skip
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(d)).scalar_one()
+        if total == 0:
+            return None
         order = (d.c.ts, d.c.die_y, d.c.die_x, d.c.request_id)
         rows = conn.execute(q.order_by(*order).limit(limit).offset(offset)).all()
     columns = ("request_id", "device_id", "x", "y", "prediction", "probability", "arm", "ts",

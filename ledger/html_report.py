@@ -32,6 +32,12 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _window(since: float | None, until: float | None) -> str:
+    """The report's window in words (no "- to -" when a bound is open)."""
+    start = f"from {_when(since)}" if since is not None else "every logged prediction"
+    return f"Window: {start} " + (f"to {_when(until)}" if until is not None else "to now")
+
+
 def _pct(p: Mapping[str, Any]) -> str:
     if p["value"] is None:
         return "-"
@@ -180,6 +186,7 @@ def render(
     title: str = "yield-ensemble A/B report",
     wafer_maps: Mapping[str, list[Mapping[str, Any]]] | None = None,
     wafer_yields: Sequence[Mapping[str, Any]] | None = None,
+    wafers_total: int | None = None,
 ) -> str:
     """A complete HTML document for ``report`` (the dict of ``ledger.report.build_report``).
 
@@ -228,13 +235,15 @@ def render(
         + "</td></tr>"
         for v in report.get("versions", [])
     )
-    candidate_section = ""
-    c = report.get("candidate")
+    candidate_section, c = "", report.get("candidate")
     if c:
+        # Said once: the conclusion above carries it already (ledger.comparisons.conclusion).
+        advice = c["summary"] if c["summary"] not in report["conclusion"] else ""
         candidate_section = (
             f"<h2>Candidate {html.escape(c['candidate'])} against champion "
-            f'{html.escape(c["champion"])}</h2><p class="answer">{html.escape(c["summary"])}</p>'
-            "<table><tr><th>version</th><th>labelled devices since "
+            f"{html.escape(c['champion'])}</h2>"
+            + (f'<p class="answer">{html.escape(advice)}</p>' if advice else "")
+            + "<table><tr><th>version</th><th>labelled devices since "
             f"{_when(c['since'])}</th><th>accuracy</th></tr>"
             f"<tr><th>{html.escape(c['champion'])} (champion)</th>"
             f"<td>{c['champion_accuracy']['n']}</td><td>{_pct(c['champion_accuracy'])}</td></tr>"
@@ -297,7 +306,11 @@ def render(
         for wafer, dies in (wafer_maps or {}).items()
         if any(d["x"] is not None for d in dies)
     )
-    maps_section = f"<h2>Wafer maps: predicted and actual fails</h2>{maps}" if maps else ""
+    drawn = sum(1 for dies in (wafer_maps or {}).values() if any(d["x"] is not None for d in dies))
+    of = "" if wafers_total is None or wafers_total <= drawn else (
+        f"<p>The newest {drawn} of the window's {wafers_total} wafers with die positions; "
+        "every wafer's map: GET /dashboard/wafers/{wafer_id}/map.</p>")  # fmt: skip
+    maps_section = f"<h2>Wafer maps: predicted and actual fails</h2>{of}{maps}" if maps else ""
     maps_section = _yield_table(wafer_yields or []) + maps_section
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -310,7 +323,7 @@ td, th {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
 th {{ background: #f4f4f4; }} img {{ display: block; margin: 1em 0; max-width: 100%; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>Window: {_when(w.get("since"))} to {_when(w.get("until"))}{arm_note}.
+<p>{_window(w.get("since"), w.get("until"))}{arm_note}.
 {report["labelled"]} labelled predictions.</p>
 <p class="answer">{html.escape(report["conclusion"])}</p>
 <h2>Arms</h2>

@@ -34,6 +34,7 @@ stops behaving this way, so an upgrade says which workaround to delete.
 from __future__ import annotations
 
 import atexit
+import copy
 import logging
 import os
 import signal
@@ -41,6 +42,7 @@ import socket
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -142,25 +144,52 @@ def refuse_new_connections_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop_listening)
 
 
-def add_openapi_paths(service_name: str, paths: dict[str, Any]) -> None:
-    """Add ``paths`` (OpenAPI path items as dicts) to the spec of the service so named."""
-    import importlib
+#: Called with the spec as a dict, to change it in place (info, components, ...).
+Finish = Callable[[dict[str, Any]], None]
 
-    from bentoml._internal.service.openapi.specification import PathItem
-    from bentoml._internal.utils.cattr import bentoml_cattr
+
+class _Spec:
+    """BentoML's spec with our path items and ``finish`` applied to its dict: BentoML's
+    ``PathItem``/``Components`` (1.4.40) forbid ``security`` and ``securitySchemes``."""
+
+    def __init__(self, spec: Any, paths: dict[str, Any], finish: Finish | None) -> None:
+        self._spec, self._paths, self._finish = spec, paths, finish
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spec, name)
+
+    def asdict(self) -> dict[str, Any]:
+        out: dict[str, Any] = self._spec.asdict()
+        out.setdefault("paths", {}).update(copy.deepcopy(self._paths))
+        if self._finish is not None:
+            self._finish(out)
+        return out
+
+
+def add_openapi_paths(
+    service_name: str,
+    paths: dict[str, Any] | Callable[[], dict[str, Any]],
+    finish: Finish | None = None,
+) -> None:
+    """Add ``paths`` (OpenAPI path items as dicts, or a function giving them when the spec
+    is asked for, e.g. for the schema served then) to the spec of the service so named,
+    then ``finish(spec_dict)``. ``/docs.json`` asks BentoML for the spec on every request."""
+    import importlib
 
     openapi = importlib.import_module("_bentoml_sdk.service.openapi")
     generate = openapi.generate_spec
+    entry = (paths, finish)
     if getattr(generate, "yield_ensemble_paths", None) is not None:
-        generate.yield_ensemble_paths[service_name] = paths
+        generate.yield_ensemble_paths[service_name] = entry
         return
-    extra: dict[str, dict[str, Any]] = {service_name: paths}
+    extra: dict[str, tuple[Any, Finish | None]] = {service_name: entry}
 
     def generate_spec(svc: Any, **kwargs: Any) -> Any:
         spec = generate(svc, **kwargs)
-        for path, item in extra.get(svc.name, {}).items():
-            spec.paths[path] = bentoml_cattr.structure(item, PathItem)
-        return spec
+        if svc.name not in extra:
+            return spec
+        items, done = extra[svc.name]
+        return _Spec(spec, items() if callable(items) else items, done)
 
     generate_spec.yield_ensemble_paths = extra  # type: ignore[attr-defined]
     generate_spec.original = generate  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ import functools
 import importlib
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,17 +89,43 @@ def load(path: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
+class PluginError(ValueError):
+    """A family plugin named in ``YIELD_ENSEMBLE_FAMILY_PLUGINS`` cannot be used; the
+    message is one line naming the variable and the module."""
+
+
+def _load_plugin(path: str) -> Any:
+    """``module:ATTRIBUTE``, importable from the working directory too (as ``bentoml
+    serve`` imports ``service.py`` from it), whether run as ``yield-ensemble`` or not."""
+    module, _, attribute = path.partition(":")
+    if not module or not attribute:
+        raise PluginError(f"{PLUGINS_ENV}: {path!r} is not module:ATTRIBUTE")
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)  # after the installed packages, so it shadows none of them
+    try:
+        found = importlib.import_module(module)
+    except ImportError as exc:
+        raise PluginError(
+            f"{PLUGINS_ENV}: cannot import module {module!r} from {here} or the installed "
+            f"packages ({type(exc).__name__}: {exc})"
+        ) from None
+    if not hasattr(found, attribute):
+        raise PluginError(f"{PLUGINS_ENV}: module {module!r} has no {attribute!r}")
+    return getattr(found, attribute)
+
+
 @functools.cache
 def _families(plugins: str) -> tuple[Family, ...]:
     found = list(BUILTIN)
     for path in filter(None, (p.strip() for p in plugins.split(","))):
-        family = load(path)
+        family = _load_plugin(path)
         if not isinstance(family, Family):
-            raise TypeError(f"{PLUGINS_ENV}: {path} is a {type(family).__name__}, not a Family")
+            raise PluginError(f"{PLUGINS_ENV}: {path} is a {type(family).__name__}, not a Family")
         found.append(family)
     names = [f.name for f in found]
     if len(set(names)) != len(names):
-        raise ValueError(f"{PLUGINS_ENV}: a family name appears twice in {names}")
+        raise PluginError(f"{PLUGINS_ENV}: a family name appears twice in {names}")
     return tuple(found)
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 from ensemble.validation import ID_RULE
 
 FEATURES_DOC = (
-    "The device's parametric measurements: a list in schema order "
-    "(vdd_v, idd_ma, freq_mhz, temp_c, test_time_ms, neighbor_yield by default) "
-    "or an object keyed by feature name."
+    "The device's parametric measurements: a list in the served schema's order, or an "
+    "object keyed by feature name (the names and an example: the /predict path item)."
 )
 #: What every identifier must be (device, wafer, lot): the dashboard reads them in paths.
 ID_RULE_DOC = (

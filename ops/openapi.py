@@ -12,9 +12,42 @@ posts them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from ensemble.schema import FeatureSchema
 from ops import openapi_predict, openapi_reads, openapi_stdf
+from ops.openapi_parts import SECURITY_SCHEMES
 
-#: Every path item we write, by path, in the spec's order.
+#: Every path item we write, by path, in the spec's order (the synthetic data's schema).
 PATHS: dict[str, Any] = {**openapi_predict.PATHS, **openapi_stdf.PATHS, **openapi_reads.PATHS}
+
+
+def paths(schema: FeatureSchema | None) -> dict[str, Any]:
+    """Every path item, the predict routes' for ``schema`` (None: the synthetic data's)."""
+    return {**openapi_predict.paths(schema), **openapi_stdf.PATHS, **openapi_reads.PATHS}
+
+
+def served(schema: Callable[[], FeatureSchema | None]) -> Callable[[], dict[str, Any]]:
+    """The path items for the schema ``schema()`` gives when the spec is asked for."""
+    return lambda: paths(schema())
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("yield-ensemble")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def finish(spec: dict[str, Any]) -> None:
+    """Our title, the package's version, and the API keys' security scheme."""
+    spec["info"] = {
+        "title": "yield-ensemble",
+        "version": package_version(),
+        "description": "Pass/fail predictions of dies from their parametric tests. Routes "
+        "marked with a lock need an API key: Authorize, then paste the key's secret.",
+    }
+    spec.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES

@@ -58,6 +58,8 @@ def statuses(role: str | None, body: bool, unavailable: bool) -> dict[str, Any]:
         out["503"] = error_response(
             "Fewer than two members answered, or the prediction log can take no rows."
         )
+    elif role:  # every keyed route reads or writes the prediction log
+        out["503"] = error_response("The prediction log cannot be read or written now.")
     return out
 
 
@@ -70,8 +72,9 @@ def post(
     role: str | None = None,
     unavailable: bool = True,
 ) -> dict[str, Any]:
-    """A POST path item taking a JSON body (``request`` schema, ``example``)."""
-    return {
+    """A POST path item taking a JSON body (``request`` schema, ``example``); the predict
+    routes answer 429 too."""
+    item = {
         "post": {
             "tags": ["Service APIs"],
             "operationId": f"yield_ensemble__{operation}",
@@ -81,8 +84,31 @@ def post(
                 "content": {"application/json": {"schema": request, "example": example}},
             },
             "responses": {"200": ok, **statuses(role, True, unavailable)},
+            **security(role),
         }
     }
+    if operation.startswith("predict"):
+        answers = item["post"]["responses"]
+        answers["429"] = error_response(
+            "More work than the replica takes now (Retry-After); nothing was done."
+        )
+    return item
+
+
+#: The API keys, as the spec's security scheme (Swagger UI's "Authorize" button).
+SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key's secret (YIELD_ENSEMBLE_API_KEYS[_FILE], `make serve` "
+        "makes data/api-keys), sent as `Authorization: Bearer <secret>`.",
+    }
+}
+
+
+def security(role: str | None) -> dict[str, Any]:
+    """The operation's ``security``: the bearer key when it needs a ``role``."""
+    return {"security": [{"apiKey": []}]} if role else {}
 
 
 def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -127,5 +153,6 @@ def get(
             "description": description + " Needs a `report` key.",
             "parameters": parameters,
             "responses": responses,
+            **security("report"),
         }
     }

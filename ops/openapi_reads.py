@@ -76,7 +76,9 @@ REPORT_OPENAPI = {
                 "401": error_response("No API key, or an unknown one."),
                 "403": error_response("The key has no report role."),
                 "422": error_response("A query parameter is wrong; `field` names it."),
+                "503": error_response("The prediction log cannot be read now."),
             },
+            "security": [{"apiKey": []}],
         }
     }
 }
@@ -268,6 +270,7 @@ PATHS: dict[str, Any] = {
                 **PAGED,
             },
         ),
+        not_found=True,
     ),
     "/admin/serving": {
         "get": {
@@ -287,6 +290,7 @@ PATHS: dict[str, Any] = {
                 "200": ok_response("The serving state.", _SERVING_STATUS),
                 **statuses("admin", False, False),
             },
+            "security": [{"apiKey": []}],
         }
     },
     **{

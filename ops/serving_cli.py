@@ -49,7 +49,11 @@ def _print_state(state: dict[str, Any]) -> None:
                     f"{_when(state.get('candidate_since'))}"  # fmt: skip
     print(f"champion   {state['champion']}")
     print(f"candidate  {candidate}")
-    print(f"previous   {state.get('previous') or '-'} (what rollback restores)")
+    previous = state.get("previous")
+    if previous:
+        print(f"previous   {previous} (`yield-ensemble rollback` serves it again)")
+    else:  # the ledger refuses a rollback then (ServingState.rolled_back)
+        print("previous   - (no rollback: no promote since the last rollback)")
     why = f" ({state['reason']})" if state.get("reason") else ""
     print(f"revision   {state['revision']}: {state['action']} by {state['changed_by']} at "
           f"{_when(state['changed_at'])}{why}")  # fmt: skip

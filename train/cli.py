@@ -6,8 +6,8 @@ import argparse
 import sys
 from dataclasses import replace
 
-from models.families import families
-from train.decide import CHOICES
+from models.families import PluginError, families
+from train.decide import CHOICES, FAR_WORSE_POINTS, far_worse
 
 
 def _store_has_models() -> bool:
@@ -40,7 +40,7 @@ def _store_has_version(version: str) -> bool:
 def _train(args: argparse.Namespace) -> int:
     from ensemble.combiners import Objective
     from train.data import TrainingDataError, load_table, synthetic
-    from train.decide import format_table
+    from train.decide import format_table, table
     from train.fit import TrainConfig, fit, save
 
     if args.if_missing and _store_has_models():
@@ -79,7 +79,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig.tiny(args.seed) if args.tiny else TrainConfig(seed=args.seed)
     if args.folds is not None:
         config = replace(config, folds=args.folds)
-    trained, _ = fit(
+    trained, test_idx = fit(
         data, config, objective=objective, combiner=args.combiner, version=args.version
     )
     d = trained.decision
@@ -93,6 +93,19 @@ def _train(args: argparse.Namespace) -> int:
         print(f"\n{title}; costs {costs}; * = served; 95% intervals in brackets")
         print(format_table(rows, d.chosen))
     print(f"\n{trained.verdict['sentence']}\n")
+    alone = table(
+        {m: p >= 0.5 for m, p in trained.p_pass_test.items()}, data.labels[test_idx], objective
+    )
+    best, worse = far_worse(trained.held_out[d.chosen], alone)
+    if worse:
+        print(f"warning: the served {d.chosen} rule is far worse than {best} alone at "
+              f"P(pass) >= 0.5 (by more than {FAR_WORSE_POINTS:g} points): {'; '.join(worse)}",
+              file=sys.stderr)  # fmt: skip
+        if not args.force:
+            print("not saved, so what serves and `latest` stay as they were: choose another "
+                  "--combiner or costs, or save it anyway with --force",
+                  file=sys.stderr)  # fmt: skip
+            return 1
     for member, tag in save(trained, data, config).items():
         print(f"saved {member}: {tag}")
     return 0
@@ -128,15 +141,29 @@ def _folds(text: str) -> int:
     return value
 
 
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("yield-ensemble")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "(not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="yield-ensemble",
         description="Train the model families, render the A/B report, inspect the prediction "
         "log, and change which trained version serves (candidate, promote, rollback).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    text = "train every model family's member and the combiners, and save them to the store"
     train = sub.add_parser(
-        "train", help="train every model family's member and save them to the store"
+        "train",
+        help=text,
+        description=text[0].upper() + text[1:] + " as one run (a version); prints the "
+        "out-of-fold and held-out tables.",
     )
     train.add_argument("--data", help="training table, .csv or .parquet (default: synthetic data)")
     train.add_argument(
@@ -185,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do nothing when the store already has every family's model",
     )
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="save the run even if its rule is far worse than its best member alone on the "
+        f"held-out rows (accuracy lower, or overkill higher and over twice, by more than "
+        f"{FAR_WORSE_POINTS:g} points); it then becomes latest",
+    )
     from train import stdf_cli
 
     stdf_cli.add_train_options(train)
@@ -196,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     stdf_cli.add_commands(sub)
     serving_cli.add_commands(sub)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except PluginError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

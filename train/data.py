@@ -85,16 +85,25 @@ def from_frame(
     names = features if features is not None else [c for c in frame.columns if c != label]
     missing = [c for c in names if c not in frame.columns]
     if missing:
-        raise TrainingDataError(f"feature column '{missing[0]}' not found in {source}")
+        which = ", ".join(f"'{c}'" for c in missing)
+        raise TrainingDataError(
+            f"feature column{'s' * (len(missing) > 1)} {which} not found in {source}"
+        )
     if not names:
         raise TrainingDataError(f"{source} has no feature columns besides the label '{label}'")
+    text = [
+        f"'{n}' ({frame[n].dtype})"
+        for n in names
+        if pd.api.types.is_bool_dtype(frame[n]) or not pd.api.types.is_numeric_dtype(frame[n])
+    ]
+    if text:
+        raise TrainingDataError(
+            f"feature column{'s' * (len(text) > 1)} {', '.join(text)} "
+            f"{'are' if len(text) > 1 else 'is'} not numeric; drop "
+            f"{'them' if len(text) > 1 else 'it'} or choose the feature columns with --features"
+        )
     for name in names:
         column = frame[name]
-        if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
-            raise TrainingDataError(
-                f"feature column '{name}' is not numeric (dtype {column.dtype}); drop it or "
-                "choose the feature columns with --features"
-            )
         values = column.to_numpy(dtype=np.float64)
         bad = int((~np.isfinite(values)).sum())
         if bad:

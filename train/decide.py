@@ -34,6 +34,14 @@ CALIBRATION_GAIN = 0.002
 #: difference) of the cheapest counts as a tie, and ties go to the simplest.
 TIE_STANDARD_ERRORS = 1.0
 
+#: A trained rule is "far worse" than its best member (``yield-ensemble train`` warns and
+#: saves it only with ``--force``) when, on the held-out rows, its accuracy is lower than
+#: that member's alone at P(pass) >= 0.5 by more than ``FAR_WORSE_POINTS`` percentage
+#: points, or its overkill higher by more than that and more than twice the member's.
+#: The best member is the one most accurate there. A cost or recall target moves the rule's
+#: threshold on purpose; this catches the target that scraps most good dies.
+FAR_WORSE_POINTS = 10.0
+
 #: fit(p_pass, actual_pass, calibrations) -> a fitted combiner.
 Fitter = Callable[[Mapping[str, np.ndarray], np.ndarray, Mapping[str, Calibration]], Combiner]
 
@@ -258,6 +266,30 @@ def verdict(passed: Mapping[str, np.ndarray], y: np.ndarray, decision: Decision)
         "cost_difference_ci95": [d - half, d + half],
         "sentence": sentence,
     }
+
+
+def far_worse(
+    rule: Mapping[str, Any], members: Mapping[str, Mapping[str, Any]]
+) -> tuple[str, list[str]]:
+    """The best member (most accurate) of ``members`` and why ``rule`` is far worse than it
+    (``FAR_WORSE_POINTS``): one sentence per metric, none if it is not.
+
+    ``rule``, ``members``: ``ledger.stats.decision_metrics`` rows on the same held-out dies,
+    the members deciding alone at P(pass) >= 0.5."""
+    best = max(members, key=lambda m: members[m]["accuracy"]["value"] or 0.0)
+    member, reasons = members[best], []
+    acc, acc_best = rule["accuracy"]["value"], member["accuracy"]["value"]
+    if acc is not None and acc_best is not None and 100 * (acc_best - acc) > FAR_WORSE_POINTS:
+        reasons.append(f"held-out accuracy {100 * acc:.1f}% against {100 * acc_best:.1f}%")
+    over, over_best = rule["overkill"]["value"], member["overkill"]["value"]
+    if (
+        over is not None
+        and over_best is not None
+        and 100 * (over - over_best) > FAR_WORSE_POINTS
+        and over > 2 * over_best
+    ):
+        reasons.append(f"held-out overkill {100 * over:.1f}% against {100 * over_best:.1f}%")
+    return best, reasons
 
 
 def _cell(m: Mapping[str, Any], scale: float = 100.0, digits: int = 2) -> str:

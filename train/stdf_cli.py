@@ -117,11 +117,11 @@ def _report(parts: Any, y: Any, test_map: Any, patterns: Any, args: argparse.Nam
 
 def add_commands(sub: Any) -> None:
     """``stdf inspect FILE``."""
-    stdf = sub.add_parser("stdf", help="look at a tester's STDF V4 file")
+    what = "look at a tester's STDF V4 file"
+    stdf = sub.add_parser("stdf", help=what, description=what[0].upper() + what[1:] + ".")
     commands = stdf.add_subparsers(dest="stdf_command", required=True)
-    inspect = commands.add_parser(
-        "inspect", help="tester, lot, wafers, parts, sites, tests (units, empty share), bins, yield"
-    )
+    what = "tester, lot, wafers, parts, sites, tests (units, empty share), bins, yield"
+    inspect = commands.add_parser("inspect", help=what, description=f"Print a file's {what}.")
     inspect.add_argument("file", help="an STDF V4 file, gzip accepted")
     inspect.set_defaults(func=_inspect)
 

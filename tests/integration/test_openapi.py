@@ -75,3 +75,19 @@ def test_every_route_is_typed_with_statuses_and_an_example_the_server_accepts(
     # BentoML's Swagger page, and /docs pointing to it.
     docs = httpx.get(f"{server.url}/docs", follow_redirects=True)
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_the_served_spec_has_our_version_the_key_scheme_and_the_served_features(
+    server: Server,
+) -> None:
+    from ops.openapi import package_version
+
+    spec = httpx.get(f"{server.url}/docs.json").json()
+    assert spec["info"]["version"] == package_version() and spec["info"]["version"] != "None"
+    assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert spec["paths"]["/feedback"]["post"]["security"] == [{"apiKey": []}]
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    named = body["example"]["features"]
+    assert isinstance(named, dict) and list(named)[:2] == ["vdd_v", "idd_ma"], named
+    answer = httpx.post(f"{server.url}/predict", json=body["example"], timeout=60)
+    assert answer.status_code == 200, answer.text

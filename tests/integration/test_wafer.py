@@ -142,6 +142,7 @@ def test_dashboard_reads_per_wafer_per_lot_and_the_die_map(
         first = get("/wafers/W-1/map", limit=50).json()
         rest = get("/wafers/W-1/map", limit=50, offset=50).json()
         missing = get("/wafers/W-9")
+        missing_map = get("/wafers/W-9/map")
         bad = get("/wafers", limit="many")
         unknown = get("/lots", colour="red")
         anonymous = httpx.get(f"{srv.url}/dashboard/wafers")
@@ -185,6 +186,8 @@ def test_dashboard_reads_per_wafer_per_lot_and_the_die_map(
     assert first["next_offset"] == 50 and rest["next_offset"] is None
     assert first["dies"] + rest["dies"] == dies
     assert missing.status_code == 404 and missing.json()["request_id"]
+    assert missing_map.status_code == 404, missing_map.text
+    assert "W-9" in missing_map.json()["error"]
     # The refusal is logged at the edge, with its kind (it was counted but never logged).
     refusals = [json.loads(line) for line in srv.log_text().splitlines()
                 if line.startswith("{") and "request refused" in line]  # fmt: skip

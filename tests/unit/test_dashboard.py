@@ -61,8 +61,11 @@ def test_each_die_counts_once_with_its_newest_prediction_and_truth(engine: sa.En
         "ensemble": {"dies": 3, "predicted": {"fail": 1, "pass": 2},
                      "actual": {"pass": 1, "unlabelled": 2}},
     }  # fmt: skip
+    # An unknown wafer is 404 on its map as on its summary (None).
+    assert dashboard.die_map(engine, "W-none", None, None, 100, 0) is None
+    assert dashboard.die_map(engine, "W1", 1e12, None, 100, 0) is None
     page = dashboard.die_map(engine, "W1", None, None, 100, 0)
-    assert page["total"] == 4
+    assert page is not None and page["total"] == 4
     dies = {(d["request_id"], d["x"], d["y"], d["actual"], d["predictions"]) for d in page["dies"]}
     assert dies == {
         ("a3", 0, 0, "pass", 3), ("b2", 1, 0, "pass", 2), ("e1", None, None, None, 1),

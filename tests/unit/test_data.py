@@ -72,7 +72,7 @@ def test_parquet(tmp_path: Path) -> None:
     ("change", "message"),
     [
         (lambda f: f.drop(columns="result"), "label column 'result' not found"),
-        (lambda f: f.assign(lot=["L1"] * len(f)), "feature column 'lot' is not numeric"),
+        (lambda f: f.assign(lot=["L1"] * len(f)), "feature column 'lot' ("),
         (lambda f: f.head(50), "at least 200 are needed"),
         (lambda f: f.assign(result="pass"), "every row"),
         (lambda f: f.assign(result="maybe"), "must say pass or fail"),
@@ -84,6 +84,17 @@ def test_parquet(tmp_path: Path) -> None:
 def test_bad_tables_say_why(change, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TrainingDataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         from_frame(change(_frame()), "result", source="lot.csv")
+
+
+def test_every_text_column_is_named_at_once() -> None:
+    frame = _frame().assign(lot=["L1"] * 300, wafer=["W1"] * 300, ok=True)
+    with pytest.raises(TrainingDataError) as error:
+        from_frame(frame, "result", source="lot.csv")
+    text = str(error.value)
+    assert text.startswith("feature columns 'lot' (") and "), 'wafer' (" in text
+    assert "'ok' (bool) are not numeric; drop them" in text
+    with pytest.raises(TrainingDataError, match="feature columns 'a', 'b' not found"):
+        from_frame(_frame(), "result", features=["a", "vdd", "b"], source="lot.csv")
 
 
 def test_unreadable_files(tmp_path: Path) -> None:

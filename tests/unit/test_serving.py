@@ -448,3 +448,25 @@ def test_two_replicas_promoting_at_once_promote_once(tmp_path: Path) -> None:
     assert len(won) == 1 and len(lost) == 1, results
     assert [h["action"] for h in store.history()] == ["promote", "candidate", "configure"]
     assert store.read().champion == "v2" and store.read().previous == "v1"  # type: ignore[union-attr]
+
+
+def test_the_html_report_says_the_candidate_advice_once_and_the_window_in_words() -> None:
+    from ledger.html_report import render
+
+    report = _candidate_report(_labelled(2850, 3000, 2550, 3000))
+    page = render({**report, "ground_truth": []})
+    assert page.count(html_escape(report["candidate"]["summary"])) == 1
+    assert "- to -" not in page and "Window: every logged prediction to now" in page
+    dies = [{"x": 0, "y": 0, "prediction": "pass", "actual": None}]
+    maps = {f"W{i}": dies for i in range(6)}
+    page = render({**report, "ground_truth": []}, wafer_maps=maps, wafers_total=10)
+    assert "The newest 6 of the window's 10 wafers" in page
+    assert "of the window's" not in render(
+        {**report, "ground_truth": []}, wafer_maps=maps, wafers_total=6
+    )
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text)

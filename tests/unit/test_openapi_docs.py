@@ -1,0 +1,61 @@
+"""The OpenAPI spec as /docs.json serves it: the served schema, statuses, the key scheme."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ensemble.schema import FeatureSchema
+from ops import openapi
+
+
+def _spec(schema: FeatureSchema | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"info": {"title": "x", "version": "None"}, "paths": {}}
+    spec["paths"].update(openapi.served(lambda: schema)())
+    openapi.finish(spec)
+    return spec
+
+
+def test_the_docs_show_the_served_schema_and_an_example_of_it() -> None:
+    schema = FeatureSchema(
+        names=("vdd_core", "leak_na", "ring_osc"),
+        minimums=(0.9, 0.0, 400.0),
+        maximums=(1.1, 80.0, 600.0),
+    )
+    paths = _spec(schema)["paths"]
+    body = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    features = body["schema"]["properties"]["features"]
+    assert "(vdd_core, leak_na, ring_osc)" in features["description"]
+    assert "vdd_v" not in str(paths["/predict"]) + str(paths["/predict_batch"])
+    assert body["example"]["features"] == {"vdd_core": 1.0, "leak_na": 40.0, "ring_osc": 500.0}
+    batch = paths["/predict_batch"]["post"]["requestBody"]["content"]["application/json"]
+    rows = [d["features"] for d in batch["example"]["devices"]]
+    assert rows == [[1.0, 40.0, 500.0], [0.95, 20.0, 450.0]]
+    wafer = paths["/predict_wafer"]["post"]["requestBody"]["content"]["application/json"]
+    assert all(len(r) == 3 for r in wafer["example"]["features"])
+    # Without a served schema yet: the synthetic data's six, as before.
+    default = _spec(None)["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert next(iter(default["application/json"]["example"]["features"])) == "vdd_v"
+
+
+def test_version_and_the_key_scheme() -> None:
+    spec = _spec(None)
+    assert spec["info"]["title"] == "yield-ensemble"
+    assert spec["info"]["version"] == openapi.package_version() != "None"
+    scheme = spec["components"]["securitySchemes"]["apiKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    keyed = [
+        ("/feedback", "post"), ("/ab/report", "get"), ("/dashboard/wafers", "get"),
+        ("/dashboard/wafers/{wafer_id}/map", "get"), ("/admin/serving/promote", "post"),
+    ]  # fmt: skip
+    for path, method in keyed:
+        operation = spec["paths"][path][method]
+        assert operation["security"] == [{"apiKey": []}], path
+        assert {"401", "403", "503"} <= set(operation["responses"]), path
+    assert "security" not in spec["paths"]["/predict"]["post"]
+
+
+def test_every_real_status_is_listed() -> None:
+    paths = _spec(None)["paths"]
+    for route in ("/predict", "/predict_batch", "/predict_wafer"):
+        assert {"400", "413", "415", "422", "429", "503"} <= set(paths[route]["post"]["responses"])
+    assert "404" in paths["/dashboard/wafers/{wafer_id}/map"]["get"]["responses"]
