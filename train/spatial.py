@@ -63,7 +63,7 @@ def _positions(frame: pd.DataFrame, source: str) -> np.ndarray:
             f"{int(frame['wafer_id'].isna().sum())} no wafer_id; spatial features need every "
             "die's wafer and position (drop those rows)"
         )
-    return where.astype(np.int64)
+    return np.asarray(where, dtype=np.int64)
 
 
 def spatial_dataset(

@@ -84,7 +84,7 @@ class WaferDies:
     def around(self, values: np.ndarray) -> np.ndarray:
         """(n, m) per-die values -> (n, 8, m) of each die's neighbours, NaN where none."""
         padded = np.vstack([values, np.full((1, values.shape[1]), np.nan)])
-        return padded[self.neighbours]  # index -1 is the NaN row
+        return np.asarray(padded[self.neighbours])  # index -1 is the NaN row
 
     def wafers(self) -> list[np.ndarray]:
         """The row indexes of each wafer."""
@@ -117,7 +117,7 @@ def _wafer_index(keys: Sequence[Any]) -> tuple[np.ndarray, int]:
 
 
 def _key(wafer: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return (wafer * _STRIDE + (x + _STRIDE // 2)) * _STRIDE + (y + _STRIDE // 2)
+    return np.asarray((wafer * _STRIDE + (x + _STRIDE // 2)) * _STRIDE + (y + _STRIDE // 2))
 
 
 def _neighbours(x: np.ndarray, y: np.ndarray, wafer: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ def _columns(spec: Any) -> list[str]:
 def _compute(dies: WaferDies, spec: Any) -> np.ndarray:
     values = dies.columns(spec.tests)
     residual = values - nan_median(dies.around(values))
-    return np.nan_to_num(residual, nan=0.0)
+    return np.asarray(np.nan_to_num(residual, nan=0.0))
 
 
 FEATURE = Feature("nnr", "each test's deviation from its neighbours' median", _columns, _compute)

@@ -24,7 +24,7 @@ def _compute(dies: WaferDies, spec: Any) -> np.ndarray:
     around = dies.around(failed)[:, :, 0]
     present = (~np.isnan(around)).sum(axis=1)
     share = np.nansum(around, axis=1) / np.maximum(present, 1)
-    return share[:, None]
+    return np.asarray(share[:, None])
 
 
 FEATURE = Feature("prior", "the fail share of the neighbours at a previous insertion",
