@@ -1,6 +1,7 @@
 """The prediction pipeline: every predict route is a decoder and an encoder around it.
 
 decode (a ``Format``'s, from the request body) -> validate (the decoder's own checks)
+-> derive (a spatial model's features from the wafer, ``ensemble.spatial``)
 -> route (the serving snapshot's router: arms, cache, members, combiner) -> a ``Batch``
 -> record (``Evidence``: the ledger and the metrics) -> encode (the ``Format`` again).
 
@@ -12,6 +13,7 @@ and encoder) and its route declaration; nothing here changes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +27,8 @@ from ensemble.batch import Batch
 from ensemble.fleet import Snapshot
 from ensemble.responses import Ids
 from ensemble.schema import FeatureSchema
+from ensemble.spatial import METADATA_KEY as SPATIAL_KEY
+from ensemble.spatial import Spec, derive
 
 #: One line per request.
 request_log = logging.getLogger("yield_ensemble.requests")
@@ -75,8 +79,9 @@ class Dies:
 
 
 #: Keys of a saved model's metadata that say how raw inputs map to its features (a
-#: tester file's PTR tests, ``stdf.testmap``); decoders read them from ``Limits.inputs``.
-INPUT_KEYS = ("stdf_tests",)
+#: tester file's PTR tests, ``stdf.testmap``; the derived spatial features,
+#: ``ensemble.spatial``); decoders read them from ``Limits.inputs``.
+INPUT_KEYS = ("stdf_tests", SPATIAL_KEY)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,28 @@ class Limits:
     max_dies: int
     max_bytes: int = 32 << 20
     inputs: Mapping[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def spatial(self) -> Spec | None:
+        """The derived spatial features the served model needs, if any."""
+        spec = self.inputs.get(SPATIAL_KEY)
+        return None if spec is None else Spec.from_dict(spec)
+
+    @functools.cached_property
+    def raw(self) -> Limits:
+        """The limits a decoder checks against: a spatial model's requests send only the
+        raw features (the first of the served schema); the derived ones are computed."""
+        if self.spatial is None:
+            return self
+        return replace(self, schema=self.spatial.raw_schema(self.schema))
+
+    def derive(self, dies: Dies) -> Dies:
+        """``dies`` with the served model's derived features appended (``ensemble.spatial``);
+        InvalidInput (422) when it needs die positions the request lacks."""
+        if self.spatial is None:
+            return dies
+        keys = list(zip(dies.ids["lot_id"], dies.ids["wafer_id"], strict=True))
+        return replace(dies, rows=derive(self.spatial, dies.rows, dies.positions, keys))
 
 
 @dataclass(frozen=True)
@@ -187,11 +214,13 @@ class Pipeline:
         """
         started = time.perf_counter()
         self.evidence.check_room()
-        decoded = fmt.decode(body, self.limits())
-        async with self.admission.admit(len(decoded.dies), self.evidence.room):
+        limits = self.limits()
+        decoded = fmt.decode(body, limits.raw)
+        dies = limits.derive(decoded.dies)
+        async with self.admission.admit(len(dies), self.evidence.room):
             self.evidence.check_room()
             serving = self.serving()
-            served = await self.predict(request_id, decoded.dies, serving, started, fmt.per_die_ids)
+            served = await self.predict(request_id, dies, serving, started, fmt.per_die_ids)
         message, fields = fmt.log(served)
         request_log.info(message, extra={"fields": fields})
         return fmt.encode(served, decoded.options)

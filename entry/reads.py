@@ -78,7 +78,9 @@ report_app = Starlette(routes=[Route(_REPORT_PATH.removeprefix("/ab"), ab_report
 _PAGE = {"limit", "offset"}
 
 
-def _dashboard_route(path: str, params: set[str], reader: str, **fixed: Any) -> Route:
+def _dashboard_route(
+    path: str, params: set[str], reader: str, module: str = "dashboard", **fixed: Any
+) -> Route:
     """A GET route under /dashboard: checked query, log flushed, a ``ledger.dashboard`` read.
 
     ``reader(engine, since=, until=, **fixed, **path and query params)`` runs in a read
@@ -89,8 +91,11 @@ def _dashboard_route(path: str, params: set[str], reader: str, **fixed: Any) -> 
     allowed = {"since", "until", *params}
 
     async def read(request: Request) -> dict[str, Any]:
+        import importlib
+
         from ledger import dashboard
 
+        reads = importlib.import_module(f"ledger.{module}")
         q = _query(request, allowed)
         since, until = parse_window(q.get("since"), q.get("until"))
         kwargs: dict[str, Any] = {}
@@ -106,7 +111,7 @@ def _dashboard_route(path: str, params: set[str], reader: str, **fixed: Any) -> 
         runtime = current()
         await runtime.read(runtime.log.flush, 10.0)
         body = await runtime.read(
-            getattr(dashboard, reader), runtime.log.engine, since=since, until=until,
+            getattr(reads, reader), runtime.log.engine, since=since, until=until,
             **fixed, **kwargs,
         )  # fmt: skip
         request_log.info(
@@ -130,5 +135,6 @@ dashboard_app = Starlette(
         _dashboard_route("/lots", _PAGE, "groups", by="lot_id", lot_id=None),
         _dashboard_route("/wafers/{wafer_id}", set(), "wafer"),
         _dashboard_route("/wafers/{wafer_id}/map", _PAGE, "die_map"),
+        _dashboard_route("/wafers/{wafer_id}/spatial", set(), "spatial", "spatial_read"),
     ]
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from typing import Any
 
 from models.families import PluginError, families
 from train.decide import CHOICES, FAR_WORSE_POINTS, far_worse
@@ -56,8 +57,16 @@ def _train(args: argparse.Namespace) -> int:
     if args.stdf and args.data:
         print("error: choose --data or --stdf", file=sys.stderr)
         return 2
+    if args.spatial and args.stdf:
+        print("error: --spatial takes --data or synthetic data (not yet --stdf)", file=sys.stderr)
+        return 2
+    if args.compare and not args.spatial:
+        print("error: --compare needs --spatial (it compares with and without)", file=sys.stderr)
+        return 2
     try:
-        if args.stdf:
+        if args.spatial:
+            data = _spatial_data(args)
+        elif args.stdf:
             from train.stdf_cli import dataset
 
             data = dataset(args)
@@ -82,6 +91,12 @@ def _train(args: argparse.Namespace) -> int:
     trained, test_idx = fit(
         data, config, objective=objective, combiner=args.combiner, version=args.version
     )
+    comparison = None
+    if args.compare:
+        from train.spatial import compare, format_comparison
+
+        result = compare(data, trained, test_idx, config, objective, args.combiner)
+        comparison = format_comparison(result)
     d = trained.decision
     costs = f"escape {objective.escape_cost:g}, overkill {objective.overkill_cost:g}"
     if objective.target_fail_recall is not None:
@@ -93,6 +108,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"\n{title}; costs {costs}; * = served; 95% intervals in brackets")
         print(format_table(rows, d.chosen))
     print(f"\n{trained.verdict['sentence']}\n")
+    if comparison is not None:
+        print(f"spatial features against none, the served combiner of each:\n{comparison}\n")
     alone = table(
         {m: p >= 0.5 for m, p in trained.p_pass_test.items()}, data.labels[test_idx], objective
     )
@@ -109,6 +126,32 @@ def _train(args: argparse.Namespace) -> int:
     for member, tag in save(trained, data, config).items():
         print(f"saved {member}: {tag}")
     return 0
+
+
+def _spatial_data(args: argparse.Namespace) -> Any:
+    """The training data with the derived spatial features ``--spatial`` names."""
+    from ensemble.schema import DEFAULT_FEATURES
+    from train.data import TrainingDataError, read_table
+    from train.spatial import parse_features, spatial_dataset
+    from train.synthetic import SPATIAL, SPATIAL_FEATURES, generate
+
+    names = parse_features(args.spatial)
+    tests = args.spatial_tests.split(",") if args.spatial_tests else None
+    if args.data:
+        if not args.label:
+            raise TrainingDataError("--data needs --label COLUMN")
+        frame = read_table(args.data)
+        raw = args.features.split(",") if args.features else None
+        if raw is None:
+            skip = {args.label, "die_x", "die_y", "wafer_id", "lot_id", "device_id"}
+            raw = [c for c in frame.columns if c not in skip]
+        return spatial_dataset(frame, args.label, raw, names, tests, args.prior_fail, args.data)
+    truth = SPATIAL if args.synthetic_spatial else None
+    frame = generate(n_devices=args.n_devices, seed=args.seed, truth=truth)
+    raw = list(SPATIAL_FEATURES if truth else DEFAULT_FEATURES)
+    prior = args.prior_fail or ("sort_fail" if truth and "prior" in names else None)
+    source = f"synthetic(n={args.n_devices}, seed={args.seed}{', spatial' if truth else ''})"
+    return spatial_dataset(frame, "passed", raw, names, tests, prior, source)
 
 
 def _version(text: str) -> str:
@@ -218,6 +261,28 @@ def main(argv: list[str] | None = None) -> int:
         help="save the run even if its rule is far worse than its best member alone on the "
         f"held-out rows (accuracy lower, or overkill higher and over twice, by more than "
         f"{FAR_WORSE_POINTS:g} points); it then becomes latest",
+    )
+    train.add_argument(
+        "--spatial",
+        help="derived spatial features, comma-separated: radial (distance from the wafer "
+        "centre, edge ring), nnr (each test less its neighbours' median), zscore (each "
+        "test's robust z within its wafer), prior (the neighbours' fail share at a previous "
+        "insertion, --prior-fail); needs die_x, die_y, wafer_id; whole wafers held out",
+    )
+    train.add_argument("--spatial-tests", help="features nnr and zscore use (default: all)")
+    train.add_argument(
+        "--prior-fail", help="column: 1 if the die failed a previous insertion (for prior)"
+    )
+    train.add_argument(
+        "--synthetic-spatial",
+        action="store_true",
+        help="synthetic data with spatial patterns (edge rings, centre spots, gradients)",
+    )
+    train.add_argument(
+        "--compare",
+        action="store_true",
+        help="with --spatial: fit the same ensemble without the derived features on the same "
+        "wafers and print both on the held-out wafers, with 95%% intervals",
     )
     from train import stdf_cli
 

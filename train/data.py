@@ -35,6 +35,9 @@ class Dataset:
     #: Saved beside the feature schema in every member's and the decision's metadata
     #: (``stdf_tests``: the test-to-feature map of a model trained from tester files).
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The wafer of each row when known (spatial training): the held-out split then
+    #: holds out whole wafers, as a new wafer will come.
+    groups: np.ndarray | None = None
 
     @property
     def sha256(self) -> str:
@@ -135,6 +138,11 @@ def from_frame(
 
 def load_table(path: str | Path, label: str, features: list[str] | None = None) -> Dataset:
     """Read a .csv or .parquet file and check it with :func:`from_frame`."""
+    return from_frame(read_table(path), label, features, source=str(path))
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A .csv or .parquet file as a DataFrame; TrainingDataError when it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise TrainingDataError(f"no such file: {path}")
@@ -150,7 +158,7 @@ def load_table(path: str | Path, label: str, features: list[str] | None = None) 
         raise
     except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
         raise TrainingDataError(f"cannot read {path}: {exc}") from exc
-    return from_frame(frame, label, features, source=str(path))
+    return frame
 
 
 def synthetic(n_devices: int, seed: int) -> Dataset:

@@ -81,11 +81,17 @@ class TrainedMembers:
         return self.fitted.decision
 
 
-def _split(n: int, fraction: float, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified train/test indices."""
-    from sklearn.model_selection import train_test_split
+def _split(
+    n: int, fraction: float, labels: np.ndarray, seed: int, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified train/test indices; with ``groups`` (wafers), whole groups held out."""
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
     idx = np.arange(n)
+    if groups is not None:
+        splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+        train_idx, test_idx = next(splitter.split(idx, labels, groups))
+        return np.sort(train_idx), np.sort(test_idx)
     train_idx, test_idx = train_test_split(
         idx, test_size=fraction, random_state=seed, stratify=labels
     )
@@ -135,11 +141,14 @@ def fit(
     """Train all members on a stratified split; returns them and the held-out indices."""
     objective = objective or Objective()
     version = version or new_version()
-    train_idx, test_idx = _split(len(data.labels), config.test_fraction, data.labels, config.seed)
+    train_idx, test_idx = _split(
+        len(data.labels), config.test_fraction, data.labels, config.seed, data.groups
+    )
     x_train, y_train = data.features[train_idx], data.labels[train_idx]
     x_test, y_test = data.features[test_idx], data.labels[test_idx]
+    held = "" if data.groups is None else f" ({len(np.unique(data.groups[test_idx]))} whole wafers)"
     progress(
-        f"data: {data.source}: {len(train_idx)} train / {len(test_idx)} held-out rows, "
+        f"data: {data.source}: {len(train_idx)} train / {len(test_idx)} held-out rows{held}, "
         f"{len(data.schema)} features, {1 - data.labels.mean():.1%} fail"
     )
     fold = fold_ids(y_train, config.folds, config.seed)

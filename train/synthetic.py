@@ -17,6 +17,15 @@ A die fails final test (``passed`` = 0) when it sits in a defect (spatial), leak
 too much for its temperature, misses the speed bin when hot, or runs outside the
 Vdd window at low speed; then 3% of labels are flipped as noise. With the
 defaults about 18% of dies fail.
+
+``truth=SPATIAL`` (``SpatialTruth``) adds what the derived spatial features
+(``ensemble.spatial``) are judged on: edge rings and centre spots that fail (on some
+wafers), a supply-current gradient across each wafer and a per-wafer speed offset that do
+not change a die's fate (the raw values mislead, the die's place among its neighbours does
+not), leaky outliers that stand out only against their neighbours, and the wafer-sort
+result ``sort_fail`` as a raw column in place of the precomputed ``neighbor_yield`` (the
+client of a spatial model sends raw results; the model derives the neighbourhood). The
+default (``truth=None``) output is unchanged, byte for byte (a test checks its hash).
 """
 
 from __future__ import annotations
@@ -52,6 +61,35 @@ class ProcessShift:
 SHIFTED = ProcessShift()
 
 
+@dataclass(frozen=True)
+class SpatialTruth:
+    """Spatial patterns with a known answer. Per wafer: an edge ring of failing dies with
+    probability ``edge_rate`` (outermost ``edge_dies`` rings), a centre spot with
+    ``spot_rate`` (within ``spot_radius`` of the radius); in each, a die fails with
+    ``pattern_fail``, and wafer sort saw it with ``sort_sees``. ``gradient_ma``: the supply
+    current's tilt across the wafer (mA, centre to edge, a random direction);
+    ``wafer_speed_sd``: the per-wafer speed offset (MHz), both without effect on the label.
+    ``outlier_rate`` dies leak ``outlier_ma`` more than their neighbours and fail."""
+
+    edge_rate: float = 0.35
+    edge_dies: float = 2.0
+    spot_rate: float = 0.3
+    spot_radius: float = 0.3
+    pattern_fail: float = 0.7
+    sort_sees: float = 0.5
+    gradient_ma: float = 30.0
+    wafer_speed_sd: float = 80.0
+    outlier_rate: float = 0.04
+    outlier_ma: float = 16.0
+
+
+#: Spatial patterns for judging derived features (``generate(..., truth=SPATIAL)``).
+SPATIAL = SpatialTruth()
+#: The raw features of ``truth=SPATIAL`` data: the wafer-sort result instead of the
+#: client-computed neighbour yield.
+SPATIAL_FEATURES: tuple[str, ...] = (*DEFAULT_FEATURES[:-1], "sort_fail")
+
+
 def _wafer_grid(radius: int) -> np.ndarray:
     """(x, y) of the dies whose centre lies within ``radius`` grid steps of the centre."""
     span = np.arange(-radius, radius + 1)
@@ -65,18 +103,20 @@ def generate(
     seed: int = 7,
     wafer_radius: int = 15,
     shift: ProcessShift | None = None,
+    truth: SpatialTruth | None = None,
 ) -> pd.DataFrame:
     """``n_devices`` dies (whole wafers, the last one cut short) as a DataFrame.
 
     Columns: ``device_id``, ``wafer_id``, ``die_x``, ``die_y``, the six default
-    features, and ``passed`` (1 pass, 0 fail). ``shift`` makes a shifted lot.
+    features, and ``passed`` (1 pass, 0 fail). ``shift`` makes a shifted lot;
+    ``truth`` adds spatial patterns (the features are then ``SPATIAL_FEATURES``).
     """
     if n_devices < 1:
         raise ValueError(f"n_devices must be positive, got {n_devices}")
     rng = np.random.default_rng(seed)
     grid = _wafer_grid(wafer_radius)
     n_wafers = -(-n_devices // len(grid))
-    frames = [_wafer(rng, grid, wafer_radius, w, shift) for w in range(n_wafers)]
+    frames = [_wafer(rng, grid, wafer_radius, w, shift, truth) for w in range(n_wafers)]
     data = pd.concat(frames, ignore_index=True).iloc[:n_devices].reset_index(drop=True)
     return data
 
@@ -87,6 +127,7 @@ def _wafer(
     radius: int,
     wafer: int,
     shift: ProcessShift | None = None,
+    truth: SpatialTruth | None = None,
 ) -> pd.DataFrame:
     n = len(grid)
     x, y = grid[:, 0].astype(float), grid[:, 1].astype(float)
@@ -135,9 +176,11 @@ def _wafer(
     fail = defect | leaky | slow_hot | out_of_window
     fail ^= rng.random(n) < LABEL_NOISE
 
-    columns = dict(
-        zip(DEFAULT_FEATURES, (vdd, idd, freq, temp, test_time, neighbor_yield), strict=True)
-    )
+    names, last = DEFAULT_FEATURES, neighbor_yield
+    if truth is not None:  # extra draws after all of the default's: its stream is unchanged
+        idd, freq, fail, last = _spatial_truth(rng, truth, x, y, radius, idd, freq, fail, defect)
+        names = SPATIAL_FEATURES
+    columns = dict(zip(names, (vdd, idd, freq, temp, test_time, last), strict=True))
     return pd.DataFrame(
         {
             "device_id": [f"W{wafer:04d}-X{int(a):+03d}Y{int(b):+03d}" for a, b in grid],
@@ -148,6 +191,37 @@ def _wafer(
             "passed": (~fail).astype(np.int8),
         }
     )
+
+
+def _spatial_truth(
+    rng: np.random.Generator,
+    truth: SpatialTruth,
+    x: np.ndarray,
+    y: np.ndarray,
+    radius: int,
+    idd: np.ndarray,
+    freq: np.ndarray,
+    fail: np.ndarray,
+    defect: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Edge ring, centre spot, gradient, speed offset and leaky outliers on one wafer;
+    returns idd, freq, fail and the wafer-sort fail flag."""
+    n = len(x)
+    distance = np.hypot(x, y)
+    pattern = np.zeros(n, dtype=bool)
+    if rng.random() < truth.edge_rate:
+        pattern |= distance > radius - truth.edge_dies
+    if rng.random() < truth.spot_rate:
+        pattern |= distance < truth.spot_radius * radius
+    pattern &= rng.random(n) < truth.pattern_fail
+    angle = rng.uniform(0, 2 * np.pi)
+    tilt = truth.gradient_ma * rng.uniform(0.5, 1.0) / radius
+    idd = idd + tilt * (x * np.cos(angle) + y * np.sin(angle))
+    freq = freq + rng.normal(0, truth.wafer_speed_sd)
+    outlier = rng.random(n) < truth.outlier_rate
+    idd = idd + outlier * truth.outlier_ma
+    sort_fail = ((defect | pattern) & (rng.random(n) < truth.sort_sees)) ^ (rng.random(n) < 0.03)
+    return idd, freq, fail | pattern | outlier, sort_fail.astype(np.float64)
 
 
 def _neighbour_pass_share(grid: np.ndarray, passed: np.ndarray) -> np.ndarray:
