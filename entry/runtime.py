@@ -173,16 +173,18 @@ class Runtime:
 
         await asyncio.gather(*(prepare(m, p) for m, p in self.proxies.items()))
 
-    async def members_loaded(self) -> dict[str, Any]:
-        """The model tags each member holds in memory (or why it did not say)."""
+    async def members_loaded(self, key: str = "loaded") -> dict[str, Any]:
+        """What each member's ``info()`` says under ``key`` (default: the model tags it
+        holds in memory; ``runtime_choice``: the runtime per batch size training measured,
+        with its timings), or why it did not say."""
 
-        async def loaded(proxy: Any) -> Any:
+        async def ask(proxy: Any) -> Any:
             try:
-                return (await asyncio.wait_for(proxy.to_async.info(), 2.0))["loaded"]
+                return (await asyncio.wait_for(proxy.to_async.info(), 2.0)).get(key)
             except Exception as exc:
                 return f"unavailable: {str(exc)[:200] or type(exc).__name__}"
 
-        answers = await asyncio.gather(*(loaded(p) for p in self.proxies.values()))
+        answers = await asyncio.gather(*(ask(p) for p in self.proxies.values()))
         return dict(zip(self.proxies, answers, strict=True))
 
     def guardrail_report(self, since: float | None) -> dict[str, Any]:

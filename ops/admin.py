@@ -37,7 +37,7 @@ class Admin(Protocol):
 
     switch: Switchboard
 
-    async def members_loaded(self) -> dict[str, Any]: ...
+    async def members_loaded(self, key: str = "loaded") -> dict[str, Any]: ...
 
 
 def _answer(body: Mapping[str, Any]) -> JSONResponse:
@@ -152,4 +152,6 @@ async def _status(admin: Admin, request: Request) -> JSONResponse:
     history = parse_count(q.get("history"), "history", 20, 0, HISTORY_MAX)
     status = await asyncio.to_thread(admin.switch.status, history)
     status["here"]["members"] = await admin.members_loaded()
+    # Which runtime each member answers a batch of each size with, and training's timings.
+    status["here"]["runtimes"] = await admin.members_loaded("runtime_choice")
     return _answer(status)

@@ -229,8 +229,12 @@ def _check_documented_examples(url: str) -> None:
         assert r.json()["state"]["champion"] == champion
         assert r.json()["state"]["reason"] == example["reason"]
         if action == "candidate":  # every member holds both versions' models
-            members = httpx.get(f"{url}/admin/serving", headers=AUTH).json()["here"]["members"]
-            assert members == {m: [V1[m], V2[m]] for m in V1}
+            here = httpx.get(f"{url}/admin/serving", headers=AUTH).json()["here"]
+            assert here["members"] == {m: [V1[m], V2[m]] for m in V1}
+            # Each member's runtime choice, as training measured it (issue 22).
+            assert set(here["runtimes"]) == set(V1)
+            assert all(r["source"] in ("measured", "override", "default")
+                       for r in here["runtimes"].values()), here["runtimes"]  # fmt: skip
 
 
 def test_replicas_on_one_postgresql_follow_each_other_within_seconds(
