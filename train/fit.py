@@ -22,11 +22,13 @@ import numpy as np
 from ensemble import decision as decision_store
 from ensemble.combiners import Objective
 from ensemble.decision import Decision
+from ensemble.drift import Reference
 from models.families import families
 from train.data import Dataset
 from train.decide import Fitted, decide_all, fit_decision, fold_ids, table, verdict
 from train.evaluate import classification_metrics
 from train.export import PARITY_LIMIT
+from train.reference import fit_reference
 
 Progress = Callable[[str], None]
 
@@ -71,6 +73,8 @@ class TrainedMembers:
     fitted: Fitted
     held_out: dict[str, dict[str, Any]]  # ledger.stats.decision_metrics per candidate
     verdict: dict[str, Any]
+    #: The features' reference distributions (``ensemble.drift``), saved with the models.
+    reference: Reference | None = None
 
     @property
     def decision(self) -> Decision:
@@ -156,8 +160,18 @@ def fit(
     served = d.combiners[d.chosen]
     passed_served, probability = served.combine(p_test)
     metrics[f"ensemble_{d.chosen}"] = classification_metrics(y_test, probability, passed_served)
+    groups = None if data.groups is None else data.groups[train_idx]
+    reference = fit_reference(data.schema.names, x_train, x_test, groups)
     trained = TrainedMembers(
-        models, metrics, p_test, x_test, version, fitted, held_out, verdict(passed, y_test, d)
+        models,
+        metrics,
+        p_test,
+        x_test,
+        version,
+        fitted,
+        held_out,
+        verdict(passed, y_test, d),
+        reference,
     )
     return trained, test_idx
 
@@ -211,6 +225,7 @@ def save(trained: TrainedMembers, data: Dataset, config: TrainConfig) -> dict[st
         "versions": _versions(),
         "ensemble_metrics": metadata_safe(trained.held_out[trained.decision.chosen]),
         "combiner": trained.decision.combiners[trained.decision.chosen].key,
+        **({} if trained.reference is None else {"reference": trained.reference.to_dict()}),
         **data.metadata,
     }
     exports = _exports(trained)
