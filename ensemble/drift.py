@@ -147,8 +147,10 @@ class OutOfRange:
     def per_die(self) -> list[dict[str, float] | None]:
         """Per die None (in range) or {feature: distance} of its features out of range."""
         out: list[dict[str, float] | None] = [None] * len(self.distance)
-        for i in self.dies.tolist():
-            out[i] = self.die(i)
+        names = self.names
+        rows = np.round(self.distance[self.dies].astype(np.float64), 6).tolist()
+        for i, row in zip(self.dies.tolist(), rows, strict=True):
+            out[i] = {name: d for name, d in zip(names, row, strict=True) if d}
         return out
 
     def die(self, i: int) -> dict[str, float]:

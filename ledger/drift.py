@@ -193,6 +193,20 @@ def one(
     return {by: group_id, **judged, "window": {"since": since, "until": until}}
 
 
+def lot(
+    engine: sa.Engine, reference: Reference, lot_id: str, since: float | None, until: float | None
+) -> dict[str, Any] | None:
+    """``one`` lot."""
+    return one(engine, reference, "lot_id", lot_id, since, until)
+
+
+def wafer(
+    engine: sa.Engine, reference: Reference, wafer_id: str, since: float | None, until: float | None
+) -> dict[str, Any] | None:
+    """``one`` wafer."""
+    return one(engine, reference, "wafer_id", wafer_id, since, until)
+
+
 def timeline(
     engine: sa.Engine,
     reference: Reference,
