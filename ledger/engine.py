@@ -111,6 +111,17 @@ class PredictionWrites:
         with self.engine.begin() as conn:
             self.execute(conn, records, payload)
 
+    def not_stored(self, records: list[list[Any]]) -> list[list[Any]]:
+        """``records`` whose request id (their first column) the database does not have."""
+        column = predictions.c.request_id
+        ids = [r[0] for r in records]
+        have: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                have.update(conn.execute(sa.select(column).where(column.in_(chunk))).scalars())
+        return [r for r in records if r[0] not in have]
+
     def refuses(self) -> str | None:
         """None if the database takes a valid prediction row (rolled back), else the error.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +77,19 @@ def prune(engine: sa.Engine, retention: Retention, now: float | None = None) -> 
     if deleted:
         logger.info("prediction log retention deleted %d predictions", deleted)
     return deleted
+
+
+@dataclass
+class LogStatus:
+    """What the writer has done since start, for metrics, health and the exit code."""
+
+    written: int = 0
+    spilled: int = 0
+    replayed: int = 0
+    dead_lettered: int = 0
+    lost: int = 0
+    database_error: str | None = None
+
+
+#: Told what the writer did with how many rows: written, spilled, replayed, dead_letter, lost.
+LogEvent = Callable[[str, int], None]

@@ -8,7 +8,7 @@ the queries (``ledger.queries``) over one engine; the tables are in ``ledger.tab
 from __future__ import annotations
 
 from ensemble.errors import LogBackedUp
-from ledger.policy import Durability, Retention
+from ledger.policy import Durability, LogEvent, LogStatus, Retention
 from ledger.queries import LedgerQueries
 from ledger.tables import (
     CHUNK,
@@ -19,7 +19,7 @@ from ledger.tables import (
     outcomes,
     predictions,
 )
-from ledger.writer import LogEvent, LogStatus, LogWriter
+from ledger.writer import LogWriter
 
 __all__ = [
     "CHUNK",

@@ -36,6 +36,17 @@ class Segment:
     path: Path
     lines: list[str]
 
+    def readable(self) -> tuple[list[Any], list[tuple[Any, str]]]:
+        """(the records that decode, (line, why) for each that does not)."""
+        good: list[Any] = []
+        bad: list[tuple[Any, str]] = []
+        for record, why in self.records():
+            if why is None:
+                good.append(record)
+            else:
+                bad.append((record, why))
+        return good, bad
+
     def records(self) -> Iterator[tuple[Any, str | None]]:
         """Each line decoded, or (None, why) for a line that cannot be read."""
         for line in self.lines:

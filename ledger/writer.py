@@ -3,10 +3,10 @@
 The request path only appends to an in-memory queue. A writer thread inserts in
 batches (one statement per batch). A row the database refuses on its own goes to
 the dead letter; while the database takes no writes at all, rows go to the on-disk
-spill and are replayed when it is back (``ledger.spool``). ``close()`` flushes what
-is left and says what was lost. The engine and the insert are ``ledger.engine``'s,
-the dead letter ``ledger.dead_letter``'s, the retention and durability settings
-``ledger.policy``'s.
+spill and are replayed when it is back (``ledger.spool``). Every accepted request is
+journaled first (``ledger.journal``), so it survives the death of this process.
+``close()`` flushes what is left and says what was lost. Engine and insert:
+``ledger.engine``; dead letter: ``ledger.dead_letter``; retention: ``ledger.policy``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,8 @@ import sqlalchemy as sa
 from ensemble.errors import LogBackedUp
 from ledger.dead_letter import DeadLetter
 from ledger.engine import PredictionWrites, make_engine, strict_json
-from ledger.policy import Durability, Retention, prune
+from ledger.journal import Journal, recover
+from ledger.policy import Durability, LogEvent, LogStatus, Retention, prune
 from ledger.spool import Spool
 from ledger.tables import Served
 from ops.gc_tuning import return_freed_memory
@@ -35,22 +35,6 @@ logger = logging.getLogger("ledger.predlog")
 #: After writing this many rows at once, hand freed heap back to the OS: a wafer's rows
 #: (~40 MB of Python objects and JSON) otherwise stay in this thread's malloc arena.
 TRIM_AFTER_ROWS = 5_000
-
-
-@dataclass
-class LogStatus:
-    """What the writer has done since start, for metrics, health and the exit code."""
-
-    written: int = 0
-    spilled: int = 0
-    replayed: int = 0
-    dead_lettered: int = 0
-    lost: int = 0
-    database_error: str | None = None
-
-
-#: Told what the writer did with how many rows: written, spilled, replayed, dead_letter, lost.
-LogEvent = Callable[[str, int], None]
 
 
 class LogWriter:
@@ -81,6 +65,7 @@ class LogWriter:
         self.spill = Spool(spill_dir, self.durability.spill_max_bytes) if spill_dir else None
         self.dead_letter = Spool(spill_dir / "dead-letter") if spill_dir else None
         self._dead = DeadLetter(self.dead_letter)
+        self.journal = Journal(spill_dir / "journal") if spill_dir else None
         self.retry_backoff_s = retry_backoff_s
         self.on_event = on_event
         self.status = LogStatus()
@@ -106,11 +91,15 @@ class LogWriter:
         return self._pending_rows
 
     def record(self, served: Served) -> None:
-        """Accept one request's predictions; returns at once."""
+        """Accept one request's predictions: journaled (``ledger.journal``), so they survive
+        this process's death, then queued for the writer."""
+        blob = Journal.encode(served) if self.journal is not None else b""
         with self._cond:
             if self._closing:
                 raise RuntimeError("prediction log is closed")
             self._enqueued += 1
+            if self.journal is not None and not self.journal.append(self._enqueued, blob):
+                self._emit("journal_failed", len(served.request_ids))
             self._queue.append((self._enqueued, served))
             self._pending_rows += len(served.request_ids)
             # No wake-up: the writer comes every flush interval. Woken at once, it
@@ -144,6 +133,9 @@ class LogWriter:
             self._cond.notify_all()
         self._thread.join(timeout)
         left = self._pending_rows
+        if self.journal is not None:
+            with self._cond:
+                self.journal.close(everything_stored=not left)
         if left:
             self.status.lost += left
             logger.error("prediction log closed with %d rows lost: %s", left, self.safe_url)
@@ -190,6 +182,7 @@ class LogWriter:
     # -- writer thread ---------------------------------------------------------
 
     def _run(self) -> None:
+        self._recover_journals()
         while True:
             with self._cond:
                 self._cond.wait_for(
@@ -231,6 +224,8 @@ class LogWriter:
                 self._queue.popleft()
             self._pending_rows -= len(records)
             self._done = batch[-1][0]
+            if self.journal is not None:
+                self.journal.stored(self._done)
             self._progress_at = time.monotonic()
             self._cond.notify_all()
         self._emit(outcome, stored)  # after the bookkeeping: listeners read pending_rows
@@ -281,12 +276,7 @@ class LogWriter:
         segment = self.spill.claim_oldest()
         if segment is None:
             return
-        records, unreadable = [], []
-        for record, why in segment.records():
-            if why is None:
-                records.append(record)
-            else:
-                unreadable.append((record, why))
+        records, unreadable = segment.readable()
         if unreadable:
             self._to_dead_letter(unreadable)
         outcome, stored = self._store(records, spill_on_outage=False)
@@ -299,6 +289,16 @@ class LogWriter:
         self._emit("written", stored)
         self._emit("replayed", len(records))
         logger.info("prediction log replayed %d spilled rows", len(records))
+
+    def _recover_journals(self) -> None:
+        """Store the journaled rows of processes that died (``ledger.journal.recover``)."""
+        if self.journal is None:
+            return
+        for outcome, stored, recovered in recover(self.journal, self._writes, self._store):
+            self.status.replayed += recovered
+            if outcome == "written":
+                self._emit("written", stored)
+            self._emit("replayed", recovered)
 
     def _to_dead_letter(self, refused: Sequence[tuple[Any, str]]) -> None:
         kind = self._dead.keep(refused)

@@ -128,3 +128,12 @@ def test_json_is_refused_with_415_and_a_json_model_with_422(
         r = httpx.post(f"{srv.url}/predict_stdf", content=LOT2.read_bytes(), headers=OCTETS,
                        timeout=60)  # fmt: skip
     assert r.status_code == 422 and "not trained from STDF" in r.json()["error"]
+
+
+def test_the_file_routes_are_documented(stdf_server: Server) -> None:
+    spec = httpx.get(f"{stdf_server.url}/docs.json", timeout=30).json()
+    for path in ("/predict_stdf", "/feedback_stdf"):
+        op = spec["paths"][path]["post"]
+        assert "application/octet-stream" in op["requestBody"]["content"], path
+        assert {"200", "413", "415", "422", "503"} <= set(op["responses"]), path
+    assert {"401", "403"} <= set(spec["paths"]["/feedback_stdf"]["post"]["responses"])

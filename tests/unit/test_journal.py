@@ -1,0 +1,89 @@
+"""The write-ahead journal: what a dead process answered is stored once by the next one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from ledger.journal import Journal, orphans
+from ledger.predlog import Durability, PredictionLog
+from tests.unit.test_predlog import _served
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ids(url: str) -> list[str]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = [r for (r,) in conn.execute(sa.text("SELECT request_id FROM predictions"))]
+    engine.dispose()
+    return sorted(rows)
+
+
+def test_a_killed_process_rows_are_recovered_once(tmp_path: Path) -> None:
+    url, spill = f"sqlite:///{tmp_path / 'log.db'}", tmp_path / "spill"
+    # A process accepts rows, stores some, then dies (SIGKILL) with the rest in memory.
+    code = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from ledger.predlog import Durability, PredictionLog
+        from tests.unit.test_predlog import _served
+        log = PredictionLog({url!r}, flush_interval_s=600, durability=Durability(spill_dir=Path({str(spill)!r})))
+        log.record(_served(["a.0", "a.1"], ["d1", "d2"]))
+        assert log.flush(10)
+        log.record(_served(["b.0"], ["d3"]))
+        log.record(_served(["c.0", "c.1", "c.2"], [None, None, None]))
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)  # noqa: E501
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == -9, run.stderr
+    assert _ids(url) == ["a.0", "a.1"]
+    log = PredictionLog(url, durability=Durability(spill_dir=spill))
+    assert log.flush(10)
+    log.close()
+    assert _ids(url) == ["a.0", "a.1", "b.0", "c.0", "c.1", "c.2"]
+    assert not list((spill / "journal").glob("*.journal*"))
+
+
+def test_rows_already_stored_are_not_written_twice(tmp_path: Path) -> None:
+    url, spill = f"sqlite:///{tmp_path / 'log.db'}", tmp_path / "spill"
+    first = PredictionLog(url, durability=Durability(spill_dir=spill))
+    first.record(_served(["a.0"], ["d1"]))
+    assert first.flush(10)
+    first.close()
+    # A journal of a dead process holding a stored row and a new one, its last entry cut.
+    journal = Journal(spill / "journal")
+    journal.append(1, Journal.encode(_served(["a.0"], ["d1"])))
+    journal.append(2, Journal.encode(_served(["b.0"], ["d2"])))
+    os.close(journal._fd)
+    with open(journal.path, "ab") as f:
+        f.write(b"\x40\x00\x00")  # the process died inside a write
+    dead = journal.path.with_name(f"999999999-1{journal.path.suffix}")
+    journal.path.rename(dead)
+    second = PredictionLog(url, durability=Durability(spill_dir=spill))
+    assert second.flush(10)
+    second.close()
+    assert _ids(url) == ["a.0", "b.0"]
+    assert second.status.replayed == 1
+
+
+def test_a_live_process_journal_is_left_alone(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.append(1, Journal.encode(_served(["a.0"], ["d1"])))
+    Journal(tmp_path)  # a second writer in this process: neither is the other's orphan
+    assert list(orphans(tmp_path)) == []
+    journal.stored(1)
+    assert journal.path.stat().st_size == 0
+
+
+def test_a_full_disk_is_said_once_and_serving_goes_on(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    os.close(journal._fd)
+    journal._fd = os.open("/dev/full", os.O_WRONLY)
+    assert journal.append(1, Journal.encode(_served(["a.0"], ["d1"]))) is False
+    assert journal.failed is not None and "No space" in journal.failed
