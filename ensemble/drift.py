@@ -6,7 +6,8 @@ rows over fixed bins. The bins of a feature are its training range cut at the tr
 deciles (up to 10 equal-mass bins; fewer where values repeat, as a test insertion's 4
 temperatures do) plus two open tail bins, below the training minimum and above the
 maximum. The ledger's drift reads count served values into the same bins
-(``ledger.drift``). It is a few hundred numbers, stored in the model's metadata.
+(``ledger.drift``). With the drift test's p-value table (``SfTable``) it is a few
+hundred numbers, stored in the model's metadata.
 
 ``out_of_range(rows, ranges)`` flags, for a whole batch at once, each die's features
 outside the training range and how far, in training ranges (0.5: half the training
@@ -50,6 +51,8 @@ class FeatureReference:
     wafer_modes: tuple[float, ...] = ()
     #: Training wafers the modes were estimated from (0: none).
     wafers: int = 0
+    #: The training wafers' size-weighted mean dies (sum of squared sizes / training rows).
+    wafer_dies: float = 0.0
 
     @property
     def bins(self) -> int:
@@ -77,6 +80,7 @@ class FeatureReference:
             "held_out_counts": list(self.held_out),
             "wafer_modes": list(self.wafer_modes),
             "wafers": self.wafers,
+            "wafer_dies": self.wafer_dies,
         }
 
     @classmethod
@@ -91,25 +95,85 @@ class FeatureReference:
             held_out=tuple(int(v) for v in data["held_out_counts"]),
             wafer_modes=tuple(float(v) for v in data.get("wafer_modes", ())),
             wafers=int(data.get("wafers", 0)),
+            wafer_dies=float(data.get("wafer_dies", 0.0)),
         )
 
 
 @dataclass(frozen=True)
+class SfTable:
+    """The survival function of an F(df1, df2) distribution, tabulated at training.
+
+    ``log10_sf[i]`` is log10 P(F > x_i) at ``points`` statistics x_i spaced evenly in
+    log10 x from ``log10_x_lo`` to ``log10_x_hi`` (computed with scipy by
+    ``train.reference``), so serving turns a statistic into a p-value without scipy:
+    linear interpolation of log10 p in log10 x, monotone as the table is.
+    """
+
+    df1: int
+    df2: int
+    log10_x_lo: float
+    log10_x_hi: float
+    log10_sf: tuple[float, ...]
+
+    @property
+    def p_min(self) -> float:
+        """The smallest p-value the table resolves (at its largest statistic)."""
+        return float(10.0 ** self.log10_sf[-1])
+
+    def sf(self, x: float) -> tuple[float, bool]:
+        """(p-value of statistic ``x``, whether it is only a bound: p < ``p_min``).
+
+        Below the grid p is the table's first value (about 1); above it ``p_min``, with
+        True: the true p-value is smaller. Matches scipy to 0.5% relative from 1e-6 to
+        1 (``tests/unit/test_drift_pvalues.py``).
+        """
+        if not x > 0:
+            return 1.0, False
+        lx = np.log10(x)
+        if lx > self.log10_x_hi:
+            return self.p_min, True
+        grid = np.linspace(self.log10_x_lo, self.log10_x_hi, len(self.log10_sf))
+        return min(1.0, float(10.0 ** np.interp(lx, grid, self.log10_sf))), False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "distribution": "F",
+            "df1": self.df1,
+            "df2": self.df2,
+            "log10_x": [self.log10_x_lo, self.log10_x_hi],
+            "log10_sf": list(self.log10_sf),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SfTable:
+        lo, hi = (float(v) for v in data["log10_x"])
+        sf = tuple(float(v) for v in data["log10_sf"])
+        return cls(int(data["df1"]), int(data["df2"]), lo, hi, sf)
+
+
+@dataclass(frozen=True)
 class Reference:
-    """Every feature's reference, in schema order."""
+    """Every feature's reference, in schema order, and the p-value table of its drift
+    test (``ledger.drift_stats``; None without training wafers)."""
 
     features: tuple[FeatureReference, ...]
+    sf_table: SfTable | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": [f.to_dict() for f in self.features]}
+        table = None if self.sf_table is None else self.sf_table.to_dict()
+        return {"features": [f.to_dict() for f in self.features], "sf_table": table}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reference:
-        return cls(tuple(FeatureReference.from_dict(f) for f in data["features"]))
+        table = data.get("sf_table")
+        return cls(
+            tuple(FeatureReference.from_dict(f) for f in data["features"]),
+            None if table is None else SfTable.from_dict(table),
+        )
 
     def ranges(self) -> Ranges:
         lo = [f.minimum for f in self.features]

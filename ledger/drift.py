@@ -151,7 +151,7 @@ def groups(
 
 
 def _short(f: dict[str, Any]) -> dict[str, Any]:
-    keep = ("feature", "psi", "p_value", "p_holm", "drifted", "level")
+    keep = ("feature", "psi", "p_value", "p_below", "p_holm", "drifted", "level")
     return {k: f[k] for k in keep}
 
 

@@ -1,17 +1,23 @@
 """Drift of binned feature counts against a model's reference (``ensemble.drift``).
 
-Per feature: the population stability index (PSI) and a chi-square goodness-of-fit
-test of the served counts against the training bin shares (``scipy.stats.chisquare``),
-corrected for sampling whole wafers: dies of one wafer share its process corner, so a
-lot of a few wafers varies more than as many independent dies would. Under no drift
-Pearson's X^2 is then a sum of d_i * chi2(1), with design effects d_i = 1 + m * l_i for
-wafers of m dies (l_i: the reference's ``wafer_modes``); its p-value is Satterthwaite's
-scaled chi-square with the same mean and variance (the second-order Rao-Scott
-correction, Rao & Scott 1984), read as an F with the training wafers less one as its
-denominator's degrees of freedom: the wafer-to-wafer spread is itself estimated from
-those wafers, as a t-test's variance is. Without wafer ids in training, d_i = 1
-(plain chi-square). The p-values of a group's features are Holm-adjusted (Holm 1979) for the
-number of features.
+Per feature: the population stability index (PSI) and a two-sample chi-square test of
+the served counts against the training counts, corrected for sampling whole wafers:
+dies of one wafer share its process corner, so a lot of a few wafers varies more than
+as many independent dies would, and so does the training histogram itself. Under no
+drift Pearson's X^2 (served counts against the training shares) is then about a sum of
+d_i * chi2(1), with d_i = (1 + m * l_i) + (n / N) * (1 + m_t * l_i): served wafers of m
+dies, n served and N training rows, training wafers of m_t dies (``wafer_dies``) and l_i
+the reference's ``wafer_modes`` (Rao & Scott 1984). Its p-value is bounded from above
+as X^2 / sum(d) against one degree of freedom: for weights summing to one, a weighted
+sum of chi2(1) variables exceeds t no more often than one chi2(1) does, whenever that
+chance is under 0.21 (Szekely & Bakirov 2003). The d_i being estimated from the training
+wafers, the chi2(1) is widened to F(1, training wafers - 1), as a t-test's is; serving
+reads its p-value from the table computed with scipy at training (``SfTable``), and says
+when it is below the table's smallest ("p_below"). The bound is deliberately
+conservative: the Satterthwaite df the first version used let 4% of unshifted lots
+alarm at alpha 0.01 (bench/drift.py). Without wafer ids in training, d_i = 1 + n / N
+and X^2 / (1 + n / N) is chi-square with bins - 1 df (``ledger.stats.chi2_sf``). The
+p-values of a group's features are Holm-adjusted (Holm 1979) for the number of features.
 
 The tests and the PSI use the inner bins: the two tail bins (outside the training
 range) are merged into their neighbours, since training puts no mass there; dies out
@@ -29,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.drift import FeatureReference, Reference
+from ensemble.drift import FeatureReference, Reference, SfTable
+from ledger.stats import chi2_sf
 
 #: PSI above which a lot's feature has shifted significantly (the alert's threshold).
 PSI_SIGNIFICANT = 0.25
@@ -67,36 +74,40 @@ def holm(p: Sequence[float]) -> list[float]:
 
 
 def feature_drift(
-    ref: FeatureReference, counts: np.ndarray, dies_per_wafer: float
+    ref: FeatureReference, counts: np.ndarray, dies_per_wafer: float, table: SfTable | None
 ) -> dict[str, Any]:
-    """One feature's PSI and design-corrected chi-square against the training histogram.
+    """One feature's PSI and wafer-corrected two-sample chi-square against the training
+    histogram.
 
     ``counts``: (ref.bins,) served counts in the reference's bins; ``dies_per_wafer``:
-    the mean dies per wafer of what is tested (1: independent dies).
+    the mean dies per wafer of what is tested (1: independent dies); ``table``: the
+    reference's p-value table (needed when the feature has ``wafer_modes``; without it
+    the p-value is None, a reference saved before the table existed).
     """
-    from scipy.stats import chi2, chisquare
-    from scipy.stats import f as f_dist
-
     observed, expected = _inner(np.asarray(counts)), _inner(np.asarray(ref.train, dtype=float))
-    n = observed.sum()
-    d = np.ones(len(observed) - 1)
-    d[: len(ref.wafer_modes)] += max(dies_per_wafer, 1.0) * np.asarray(ref.wafer_modes)[: len(d)]
-    scale, df = float((d**2).sum() / d.sum()), float(d.sum() ** 2 / (d**2).sum())
-    if n == 0 or len(observed) < 2:
-        statistic, p = 0.0, 1.0
-    else:
-        statistic = float(chisquare(observed, expected / expected.sum() * n).statistic)
-        if ref.wafer_modes and ref.wafers > 1:
-            p = float(f_dist.sf(statistic / scale / df, df, ref.wafers - 1))
-        else:
-            p = float(chi2.sf(statistic / scale, df))
+    n, big_n = float(observed.sum()), float(expected.sum())
+    modes = np.zeros(len(observed) - 1)
+    modes[: len(ref.wafer_modes)] = np.asarray(ref.wafer_modes)[: len(modes)]
+    d = (1 + max(dies_per_wafer, 1.0) * modes) + n / big_n * (1 + ref.wafer_dies * modes)
+    wafer_test = bool(ref.wafer_modes) and ref.wafers > 1
+    statistic, p, below = 0.0, 1.0, False
+    p_value: float | None
+    if n and len(observed) >= 2:
+        e = expected / big_n * n
+        statistic = float(((observed - e) ** 2 / e).sum())
+        if not wafer_test:
+            p = chi2_sf(statistic / float(d[0]), len(observed) - 1)
+        elif table is not None:
+            p, below = table.sf(statistic / float(d.sum()))
+    p_value = None if wafer_test and table is None else p
     return {
         "feature": ref.name,
         "psi": round(psi(observed, expected), 6) if n else 0.0,
         "chi2": round(statistic, 4),
-        "df": round(df, 3),
+        "df": [1, ref.wafers - 1] if wafer_test else len(observed) - 1,
         "design_effect": round(float(d.mean()), 4),
-        "p_value": p,
+        "p_value": p_value,
+        "p_below": below,
     }
 
 
@@ -111,23 +122,28 @@ def drift(
     """A group's (lot, wafer, window) drift from its (k, bins) ``counts`` per feature.
 
     Returns the features sorted by PSI, most moved first, each with its PSI, its
-    chi-square, p-value and Holm-adjusted p-value, and whether it drifted (adjusted p
-    under ``alpha``); the group's share of dies out of range, its worst PSI and whether
-    any feature drifted.
+    chi-square, p-value (``p_below``: the true one is smaller) and Holm-adjusted p-value,
+    and whether it drifted (adjusted p under ``alpha``); the group's share of dies out of
+    range, its worst PSI and whether any feature drifted. A reference with wafer modes
+    but no p-value table (saved before tables) gives p-values of None, tested: False.
     """
     per_wafer = dies / wafers if wafers else 1.0
+    table = reference.sf_table
     rows = [
-        feature_drift(f, np.asarray(c), per_wafer)
+        feature_drift(f, np.asarray(c), per_wafer, table)
         for f, c in zip(reference.features, counts, strict=True)
     ]
-    for row, adjusted in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
+    tested = [r for r in rows if r["p_value"] is not None]
+    for row in rows:
+        row["p_holm"], row["drifted"] = None, False
+    for row, adjusted in zip(tested, holm([r["p_value"] for r in tested]), strict=True):
         row["p_holm"] = adjusted
         row["drifted"] = adjusted < alpha
         row["level"] = (
             "significant" if row["psi"] > PSI_SIGNIFICANT
             else "moderate" if row["psi"] > PSI_MODERATE else "none"
         )  # fmt: skip
-    rows.sort(key=lambda r: (-r["psi"], r["p_value"]))
+    rows.sort(key=lambda r: (-r["psi"], 1.0 if r["p_value"] is None else r["p_value"]))
     return {
         "dies": dies,
         "wafers": wafers,
@@ -138,4 +154,5 @@ def drift(
         "moved_most": [r["feature"] for r in rows if r["drifted"]][:3],
         "features": rows,
         "alpha": alpha,
+        "tested": len(tested) == len(rows),
     }

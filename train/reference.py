@@ -13,10 +13,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from ensemble.drift import QUANTILES, FeatureReference, Reference
+from ensemble.drift import QUANTILES, FeatureReference, Reference, SfTable
 
 #: The deciles that cut a feature's training range into equal-mass bins.
 DECILES = np.linspace(0.1, 0.9, 9)
+#: The p-value table's statistics: from where P(F > x) is 0.9999 to where it is 1e-7.
+SF_TABLE_RANGE = (0.9999, 1e-7)
+SF_TABLE_POINTS = 400
+
+
+def sf_table(df1: int, df2: int) -> SfTable:
+    """P(F(df1, df2) > x) at ``SF_TABLE_POINTS`` statistics log-spaced over
+    ``SF_TABLE_RANGE``'s quantiles (``scipy.stats.f``), log10 p to 6 decimals."""
+    from scipy.stats import f
+
+    lo, hi = (float(np.log10(f.isf(p, df1, df2))) for p in SF_TABLE_RANGE)
+    x = np.logspace(lo, hi, SF_TABLE_POINTS)
+    log_sf = np.round(np.log10(f.sf(x, df1, df2)), 6)
+    return SfTable(df1, df2, lo, hi, tuple(float(v) for v in log_sf))
 
 
 def _inner_edges(values: np.ndarray) -> np.ndarray:
@@ -73,8 +87,13 @@ def fit_reference(
     groups: np.ndarray | None = None,
 ) -> Reference:
     """The reference of ``train`` (n, k) and ``held_out`` (m, k) rows in ``names`` order;
-    ``groups``: the wafer id of each training row, if known."""
+    ``groups``: the wafer id of each training row, if known (then the reference holds
+    the drift test's p-value table, ``sf_table(1, wafers - 1)``)."""
     features = []
+    wafers, wafer_dies = 0, 0.0
+    if groups is not None:
+        sizes = np.unique(np.asarray(groups), return_counts=True)[1]
+        wafers, wafer_dies = len(sizes), float((sizes.astype(np.float64) ** 2).sum() / len(groups))
     for j, name in enumerate(names):
         values = np.asarray(train[:, j], dtype=np.float64)
         probe = FeatureReference(
@@ -98,7 +117,9 @@ def fit_reference(
                 tuple(int(c) for c in np.bincount(bins, minlength=probe.bins)),
                 tuple(int(c) for c in probe.counts(held_out[:, j])),
                 modes,
-                0 if groups is None else len(np.unique(groups)),
+                wafers,
+                round(wafer_dies, 4),
             )
         )
-    return Reference(tuple(features))
+    # The drift test's p-value (ledger.drift_stats): F(1, training wafers - 1).
+    return Reference(tuple(features), sf_table(1, wafers - 1) if wafers > 1 else None)

@@ -39,7 +39,9 @@ def reference() -> Reference:
 def test_the_reference_round_trips_and_bins_the_training_rows(reference: Reference) -> None:
     again = Reference.from_dict(json.loads(json.dumps(reference.to_dict())))
     assert again == reference
-    assert len(json.dumps(reference.to_dict())) < 8000  # small: serving reads it
+    # Small: serving reads it (the p-value table is most of it).
+    assert len(json.dumps(reference.to_dict())) < 16_000
+    assert reference.sf_table is not None and reference.sf_table.df2 == temp_wafers(reference) - 1
     temp = reference.features[NAMES.index("temp_c")]
     # Four insertion temperatures: one bin each, none empty, no tails in training.
     assert len(temp.inner) == 3 and all(temp.train[1:-1]) and temp.train[0] == temp.train[-1] == 0
@@ -50,6 +52,10 @@ def test_the_reference_round_trips_and_bins_the_training_rows(reference: Referen
     # Wafers share a corner in supply and speed, not in the test insertion.
     freq = reference.features[NAMES.index("freq_mhz")]
     assert freq.wafer_modes[0] > 0.05 and temp.wafer_modes[0] < 0.01
+
+
+def temp_wafers(reference: Reference) -> int:
+    return reference.features[NAMES.index("temp_c")].wafers
 
 
 def test_out_of_range_flags_which_features_and_how_far() -> None:
@@ -102,7 +108,9 @@ def _served_rows(frame: Any, lot: str, t0: float, ranges: Ranges) -> list[dict[s
 def test_drift_reads_count_in_the_database_as_numpy_does(
     engine: sa.Engine, reference: Reference
 ) -> None:
-    calm, moved = generate(1500, seed=99), generate(1500, seed=98, shift=SHIFTED)
+    # Lots of 3000 dies (4-5 wafers): 2 wafers of a shifted lot are within the spread
+    # of 2 unshifted wafers against a 12-wafer reference (the test is conservative).
+    calm, moved = generate(3000, seed=99), generate(3000, seed=98, shift=SHIFTED)
     rows = _served_rows(calm, "CALM", 1000.0, reference.ranges())
     rows += _served_rows(moved, "MOVED", 5000.0, reference.ranges())
     with engine.begin() as conn:
@@ -121,13 +129,13 @@ def test_drift_reads_count_in_the_database_as_numpy_does(
     assert by_lot["MOVED"]["out_of_range_dies"] == flagged
     one = reads.one(engine, reference, "lot_id", "MOVED", None, None)
     assert one is not None and one["histograms"][0]["feature"] == one["features"][0]["feature"]
-    assert sum(one["histograms"][0]["served"]) == 1500
+    assert sum(one["histograms"][0]["served"]) == 3000
     assert reads.one(engine, reference, "lot_id", "NONE", None, None) is None
     wafers = reads.groups(engine, reference, "wafer_id", None, None, lot_id="CALM", limit=2)
     assert len(wafers["wafers"]) == 2 and wafers["next_offset"] == 2
     line = reads.timeline(engine, reference, None, None, bucket_s=2000)
     assert [b["start"] for b in line["buckets"]] == [0, 2000, 4000, 6000]
-    assert sum(b["dies"] for b in line["buckets"]) == 3000
+    assert sum(b["dies"] for b in line["buckets"]) == 6000
     # A window excludes what lies outside it.
     late = reads.groups(engine, reference, "lot_id", 4000.0, None)
     assert [lot["lot_id"] for lot in late["lots"]] == ["MOVED"]
