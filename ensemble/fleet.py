@@ -20,6 +20,7 @@ from typing import Any
 from ensemble.arms import Arm, with_candidate
 from ensemble.cache import PredictionCache
 from ensemble.decision import Decision
+from ensemble.drift import Ranges, Reference
 from ensemble.predictor import EnsemblePredictor
 from ensemble.router import Lane, Router, SplitConfig
 from ensemble.schema import FeatureSchema
@@ -36,6 +37,10 @@ class Version:
     tags: Mapping[str, str]  # member -> model tag
     decision: Decision
     predictor: EnsemblePredictor
+    #: What its members were trained on (``ensemble.drift``); None: a model saved without.
+    reference: Reference | None = None
+    #: The training range of each feature (from the reference, else the schema).
+    ranges: Ranges | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,12 @@ class Loaded:
     decision: Decision
     #: How raw inputs map to the features (``ensemble.pipeline.INPUT_KEYS``), if trained so.
     inputs: Mapping[str, Any] = field(default_factory=dict)
+    #: The reference distributions saved with it (``ensemble.drift``), if any.
+    reference: Reference | None = None
+
+    def ranges(self) -> Ranges | None:
+        """Each feature's training range: the reference's, else the schema's, else None."""
+        return self.reference.ranges() if self.reference else Ranges.of_schema(self.schema)
 
     def other_features(self, schema: FeatureSchema) -> str | None:
         """Why this version cannot answer requests of ``schema``, or None if it can."""
@@ -143,8 +154,10 @@ class Fleet:
         wrong = loaded.other_features(self.schema)
         if wrong:
             raise InvalidChange(wrong)
-        version = Version(name, loaded.tags, loaded.decision,
-                          self._predictor(name, loaded.decision))  # fmt: skip
+        predictor = self._predictor(name, loaded.decision)
+        version = Version(
+            name, loaded.tags, loaded.decision, predictor, loaded.reference, loaded.ranges()
+        )
         self._versions[name] = version
         return version
 

@@ -4,6 +4,11 @@
 devices), ``WAFER`` is ``/predict_wafer`` (one matrix, answered in columns or records).
 Each turns a request body (the route's fields as a dict) into ``ensemble.pipeline.Dies``
 and the served batch into the answer; ``ensemble.pipeline.Pipeline`` does the rest.
+
+Every answer says which dies had features outside the training range and how far
+(``ensemble.drift``): ``/predict`` as ``out_of_range`` {feature: distance} ({} when in
+range); records in each die's result the same way; columns as a column, None where
+in range; the batch's counted in ``out_of_range`` {dies, features}.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ def _encode_single(served: Served, options: Mapping[str, Any]) -> dict[str, Any]
     (result,) = served.batch.records()
     versions = served.serving.tags_of(result["arm"])
     (ids,) = served.dies.records()
-    return single_answer(served.request_id, ids, result, versions)
+    return {**single_answer(served.request_id, ids, result, versions),
+            "out_of_range": served.flags.die(0)}  # fmt: skip
 
 
 def _log_single(served: Served) -> tuple[str, dict[str, Any]]:
@@ -54,7 +60,10 @@ def _encode_records(served: Served, options: Mapping[str, Any]) -> dict[str, Any
         served.degraded,
         served.serving.tags_of,
     )
-    return {**answer, "arm_versions": served.arm_versions()}
+    flags = served.flags
+    for result, flagged in zip(answer["results"], flags.per_die(), strict=True):
+        result["out_of_range"] = flagged or {}
+    return {**answer, "arm_versions": served.arm_versions(), "out_of_range": flags.summary()}
 
 
 def _log_batch(endpoint: str, message: str) -> Any:
@@ -91,7 +100,8 @@ def encode_columns(served: Served, options: Mapping[str, Any]) -> dict[str, Any]
         served.serving.model_versions,
         served.degraded,
     )
-    return {**answer, "arm_versions": served.arm_versions()}
+    answer["columns"]["out_of_range"] = served.flags.per_die()
+    return {**answer, "arm_versions": served.arm_versions(), "out_of_range": served.flags.summary()}
 
 
 SINGLE = Format("/predict", _decode_single, _encode_single, _log_single, per_die_ids=False)

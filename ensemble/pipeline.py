@@ -24,6 +24,7 @@ import numpy as np
 
 from ensemble.admission import Admission
 from ensemble.batch import Batch
+from ensemble.drift import OutOfRange, out_of_range
 from ensemble.fleet import Snapshot
 from ensemble.responses import Ids
 from ensemble.schema import FeatureSchema
@@ -134,6 +135,14 @@ class Served:
     started: float
     latency_ms: float = 0.0
     tally: dict[str, Any] = field(default_factory=dict)
+    out_of_range: OutOfRange | None = None
+
+    @property
+    def flags(self) -> OutOfRange:
+        """``out_of_range``, or no flags when none were computed."""
+        if self.out_of_range is not None:
+            return self.out_of_range
+        return out_of_range(self.dies.rows, None)
 
     @property
     def degraded(self) -> bool:
@@ -222,6 +231,8 @@ class Pipeline:
             serving = self.serving()
             served = await self.predict(request_id, dies, serving, started, fmt.per_die_ids)
         message, fields = fmt.log(served)
+        if len(served.flags.dies):
+            fields = {**fields, "out_of_range": served.flags.summary()}
         request_log.info(message, extra={"fields": fields})
         return fmt.encode(served, decoded.options)
 
@@ -233,10 +244,13 @@ class Pipeline:
         started: float,
         per_die_ids: bool = True,
     ) -> Served:
-        """Route ``dies`` through ``serving`` and record the answers."""
+        """Route ``dies`` through ``serving`` and record the answers, with each die's
+        features outside the champion's training range flagged (not changing a decision)."""
         batch = await serving.router.predict_batch(dies.rows, dies.split_keys)
+        flags = out_of_range(dies.rows, serving.champion.ranges)
         n = len(batch)
         request_ids = [f"{request_id}.{i}" for i in range(n)] if per_die_ids else [request_id] * n
         latency_ms = (time.perf_counter() - started) * 1000
-        served = Served(request_id, request_ids, dies, batch, serving, started, latency_ms)
+        served = Served(request_id, request_ids, dies, batch, serving, started, latency_ms,
+                        out_of_range=flags)  # fmt: skip
         return replace(served, tally=self.evidence.record(served))

@@ -55,9 +55,11 @@ class LedgerEvidence:
                 serving.arm_specs,
                 served.dies.positions,
                 serving.arm_versions,
+                served.out_of_range,
             )
         )
         tally = self.metrics.served(served.batch)
+        self.metrics.out_of_range(served.flags.by_feature())
         self.metrics.cache_entries.set(len(self.cache))
         self.metrics.log_pending.set(self.log.pending_rows)
         if request_log.isEnabledFor(logging.DEBUG):

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ensemble.arms import ARM_NAME, ENSEMBLE
-from ensemble.errors import InvalidInput, NotFound
+from ensemble.errors import Conflict, InvalidInput, NotFound
 from ensemble.validation import parse_count, parse_identifier, parse_window, shown
 from entry.answers import answer, request_id
 from entry.runtime import current
@@ -78,10 +78,22 @@ report_app = Starlette(routes=[Route(_REPORT_PATH.removeprefix("/ab"), ab_report
 _PAGE = {"limit", "offset"}
 
 
+def _reference() -> Any:
+    """The serving champion's reference distributions; Conflict if it was saved without."""
+    champion = current().serving.champion
+    if champion.reference is None:
+        raise Conflict(
+            f"version {champion.name} was saved without reference distributions; drift "
+            "reads need a model trained by this release (yield-ensemble train)"
+        )
+    return champion.reference
+
+
 def _dashboard_route(
     path: str, params: set[str], reader: str, module: str = "dashboard", **fixed: Any
 ) -> Route:
-    """A GET route under /dashboard: checked query, log flushed, a ``ledger.dashboard`` read.
+    """A GET route under /dashboard: checked query, log flushed, a ``ledger.<module>`` read
+    (``dashboard``, ``spatial_read``, or ``drift``, which is handed the champion's reference).
 
     ``reader(engine, since=, until=, **fixed, **path and query params)`` runs in a read
     thread; None answers 404. ``ledger`` is imported on the first call: SQLAlchemy stays
@@ -89,34 +101,42 @@ def _dashboard_route(
     """
     endpoint = ROUTES.declare(f"/dashboard{path}", Access.REPORT)
     allowed = {"since", "until", *params}
+    drift = module == "drift"
 
     async def read(request: Request) -> dict[str, Any]:
         import importlib
 
         from ledger import dashboard
+        from ledger import drift as drift_reads
 
         reads = importlib.import_module(f"ledger.{module}")
         q = _query(request, allowed)
         since, until = parse_window(q.get("since"), q.get("until"))
         kwargs: dict[str, Any] = {}
         if "limit" in params:
-            most = dashboard.MAX_LIMIT
+            most = drift_reads.MAX_LIMIT if drift else dashboard.MAX_LIMIT
             default = most if path.endswith("/map") else 100
             kwargs["limit"] = parse_count(q.get("limit"), "limit", default, 1, most)
             kwargs["offset"] = parse_count(q.get("offset"), "offset", 0, 0, 2**31 - 1)
         if "lot_id" in params:
             kwargs["lot_id"] = parse_identifier(q.get("lot_id"), "lot_id")
+        if "bucket_s" in params:
+            low, high = drift_reads.BUCKETS_S
+            kwargs["bucket_s"] = parse_count(q.get("bucket_s"), "bucket_s", 86400, low, high)
         for name, value in request.path_params.items():
             kwargs[name] = parse_identifier(value, name)
+        if drift:
+            kwargs["reference"] = _reference()
         runtime = current()
         await runtime.read(runtime.log.flush, 10.0)
         body = await runtime.read(
             getattr(reads, reader), runtime.log.engine, since=since, until=until,
             **fixed, **kwargs,
         )  # fmt: skip
+        logged = {k: v for k, v in kwargs.items() if k != "reference"}
         request_log.info(
             "dashboard read",
-            extra={"fields": {"request_id": request_id(), "endpoint": endpoint, **kwargs}},
+            extra={"fields": {"request_id": request_id(), "endpoint": endpoint, **logged}},
         )
         if body is None:
             named = ", ".join(f"{k} {shown(kwargs[k])}" for k in request.path_params)
@@ -136,5 +156,10 @@ dashboard_app = Starlette(
         _dashboard_route("/wafers/{wafer_id}", set(), "wafer"),
         _dashboard_route("/wafers/{wafer_id}/map", _PAGE, "die_map"),
         _dashboard_route("/wafers/{wafer_id}/spatial", set(), "spatial", "spatial_read"),
+        _dashboard_route("/drift/lots", _PAGE, "groups", "drift", by="lot_id", lot_id=None),
+        _dashboard_route("/drift/wafers", {*_PAGE, "lot_id"}, "groups", "drift", by="wafer_id"),
+        _dashboard_route("/drift/lots/{lot_id}", set(), "lot", "drift"),
+        _dashboard_route("/drift/wafers/{wafer_id}", set(), "wafer", "drift"),
+        _dashboard_route("/drift/timeline", {"bucket_s"}, "timeline", "drift"),
     ]
 )

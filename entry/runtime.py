@@ -110,6 +110,7 @@ class Runtime:
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="yield-read")
         self._probes = ThreadPoolExecutor(1, thread_name_prefix="yield-probe")
         self.following: asyncio.Task[None] | None = None
+        self.drift_watch: asyncio.Task[None] | None = None
         self.metrics.log_spool_rows(*self.spool_rows())
         self.metrics.accuracy(self.log.accuracy_by_arm())
         tune_gc()
@@ -206,13 +207,43 @@ class Runtime:
         )
 
     def start(self) -> None:
-        """Follow the shared serving state (on the worker's event loop)."""
-        self.following = asyncio.get_running_loop().create_task(self.switch.run())
+        """Follow the shared serving state and watch drift (on the worker's event loop)."""
+        loop = asyncio.get_running_loop()
+        self.following = loop.create_task(self.switch.run())
+        if get_ledger_settings().drift_interval_s:
+            self.drift_watch = loop.create_task(self._watch_drift())
+
+    def drift_gauges(self) -> None:
+        """Judge the lots of the drift window and set the drift gauges (a read thread)."""
+        import time
+
+        from ledger.drift import MAX_LIMIT, groups
+
+        reference = self.serving.champion.reference
+        if reference is None:
+            return
+        since = time.time() - get_ledger_settings().drift_window_s
+        lots = groups(self.log.engine, reference, "lot_id", since, None, limit=MAX_LIMIT)["lots"]
+        worst = dict.fromkeys(reference.names, 0.0)
+        for lot in lots:
+            for f in lot["features"]:
+                worst[f["feature"]] = max(worst[f["feature"]], f["psi"])
+        self.metrics.drift(worst, sum(lot["alert"] for lot in lots))
+
+    async def _watch_drift(self) -> None:
+        interval = get_ledger_settings().drift_interval_s
+        while True:
+            try:
+                await self.read(self.drift_gauges)
+            except Exception:  # the gauges keep their last values; the next round retries
+                logger.exception("drift gauges not updated")
+            await asyncio.sleep(interval)
 
     def shutdown(self) -> int:
         """Stop following, flush the log: how many rows were lost."""
-        if self.following is not None:
-            self.following.cancel()
+        for task in (self.following, self.drift_watch):
+            if task is not None:
+                task.cancel()
         # Uvicorn has drained in-flight requests by now: everything served is queued.
         pending = self.log.pending_rows
         status = self.log.close()

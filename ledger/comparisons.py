@@ -10,7 +10,12 @@ from typing import Any
 from ensemble.arms import ENSEMBLE, Arm
 from ensemble.serving import CANDIDATE
 from ledger import sequential
-from ledger.stats import newcombe_interval, sample_size_per_arm, two_proportion_pvalue
+from ledger.stats import (
+    chi_square_gof,
+    newcombe_interval,
+    sample_size_per_arm,
+    two_proportion_pvalue,
+)
 
 #: The accuracy difference the sample-size advice is sized to detect.
 DETECT_DIFFERENCE = 0.02
@@ -26,14 +31,12 @@ SRM_ALPHA = 0.001
 def sample_ratio(assigned: Mapping[str, int], arms: Sequence[Arm]) -> dict[str, Any]:
     """Sample-ratio mismatch: the devices each arm was ASSIGNED (not the arm that served
     them) against the planned shares, by Pearson's chi-square goodness of fit
-    (``scipy.stats.chisquare``), flagged when p < ``SRM_ALPHA``.
+    (``ledger.stats.chi_square_gof``, df = arms - 1), flagged when p < ``SRM_ALPHA``.
 
     A mismatch means the split itself is broken (or an arm lost traffic), so every
     comparison of the arms is suspect. Only arms with a planned share take part; devices
     assigned to an arm not planned now (a share changed in the window) are counted apart.
     """
-    from scipy.stats import chisquare
-
     planned = {a.name: a.share for a in arms if a.share > 0}
     observed = {name: int(assigned.get(name, 0)) for name in planned}
     total = sum(observed.values())
@@ -51,7 +54,7 @@ def sample_ratio(assigned: Mapping[str, int], arms: Sequence[Arm]) -> dict[str, 
         return out
     scale = sum(planned.values())
     expected = [total * share / scale for share in planned.values()]
-    stat, p_value = chisquare(list(observed.values()), expected)
+    stat, p_value = chi_square_gof(list(observed.values()), expected)
     out.update(
         expected={n: e for n, e in zip(planned, expected, strict=True)},
         observed_share={n: k / total for n, k in observed.items()},

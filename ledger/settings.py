@@ -63,6 +63,12 @@ class LedgerSettings(BaseSettings):
     prediction_log_stall_s: float = Field(
         60, gt=0, description="A log writer that moves no row this long fails /livez."
     )
+    drift_window_s: float = Field(
+        86400, gt=0, description="The drift gauges judge the lots served in this many seconds."
+    )
+    drift_interval_s: float = Field(
+        300, ge=0, description="Seconds between updates of the drift gauges (0: never)."
+    )
 
     @property
     def spill_dir(self) -> Path:

@@ -6,6 +6,7 @@ Checked against scipy and statsmodels in ``tests/unit/test_stats.py``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -63,6 +64,40 @@ def mcnemar_pvalue(b: int, c: int) -> tuple[float, str]:
         return min(1.0, 2 * tail), "exact"
     stat = (abs(b - c) - 1) ** 2 / n
     return math.erfc(math.sqrt(stat / 2)), "chi-square, continuity-corrected"
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """Survival function P(X > x) of a chi-square with an integer ``df`` >= 1 degrees of freedom.
+
+    The regularised upper incomplete gamma Q(df/2, x/2) in closed form: for even df
+    exp(-x/2) times the Poisson sum of (x/2)^j / j!, j < df/2; for odd df
+    erfc(sqrt(x/2)) plus exp(-x/2) times the sum of (x/2)^(j+1/2) / Gamma(j+3/2),
+    j < (df-1)/2 (Abramowitz & Stegun 26.4.4, 26.4.5). Terms in logs, so a large ``x``
+    underflows to 0.0 rather than overflowing. ``x`` <= 0 gives 1.0. Raises ValueError for
+    a ``df`` that is not a positive integer.
+    """
+    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
+        raise ValueError(f"df must be a positive integer, got {df!r}")
+    if x <= 0:
+        return 1.0
+    y = x / 2
+    if df % 2 == 0:
+        total = sum(math.exp(-y + j * math.log(y) - math.lgamma(j + 1)) for j in range(df // 2))
+    else:
+        total = math.erfc(math.sqrt(y)) + sum(
+            math.exp(-y + (j + 0.5) * math.log(y) - math.lgamma(j + 1.5))
+            for j in range((df - 1) // 2)
+        )
+    return min(1.0, total)
+
+
+def chi_square_gof(observed: Sequence[float], expected: Sequence[float]) -> tuple[float, float]:
+    """Pearson's chi-square goodness of fit of ``observed`` counts against ``expected``
+    (same length k >= 2, every expected count > 0): (statistic, p-value), df = k - 1."""
+    if len(observed) != len(expected) or len(observed) < 2:
+        raise ValueError(f"{len(observed)} observed and {len(expected)} expected counts")
+    stat = sum((o - e) ** 2 / e for o, e in zip(observed, expected, strict=True))
+    return stat, chi2_sf(stat, len(observed) - 1)
 
 
 def sample_size_per_arm(

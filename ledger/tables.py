@@ -15,6 +15,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from ensemble.batch import Batch
+from ensemble.drift import OutOfRange
 
 #: Ids per ``IN (...)`` query, well under every database's parameter limit.
 CHUNK = 500
@@ -48,6 +49,9 @@ predictions = sa.Table(
     # The arm the split assigned the device to: another arm may have served it (its
     # member down), and the same as ``arm`` otherwise; NULL on rows logged before 0007.
     sa.Column("assigned_arm", sa.String(16)),
+    # {feature: distance beyond the training range, in training ranges} of a die with any
+    # feature outside it (``ensemble.drift``); NULL in range, and on rows before 0008.
+    sa.Column("out_of_range", sa.Text),
     sa.Index("ix_predictions_device_ts", "device_id", "ts"),
     sa.Index("ix_predictions_wafer_ts", "wafer_id", "ts"),
     sa.Index("ix_predictions_lot_ts", "lot_id", "ts"),
@@ -124,6 +128,8 @@ class Served:
     dies: Sequence[tuple[int, int]] | None = None  # (x, y) per device, when given
     # arm -> the model versions serving it, where they are not ``model_versions`` (a candidate).
     arm_versions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Each die's features outside the training range (None: not checked).
+    out_of_range: OutOfRange | None = None
 
     def records(self) -> Iterator[list[Any]]:
         """One list per device, in ``predictions`` column order; features as a float list."""
@@ -132,6 +138,10 @@ class Served:
         # float64 of a float32 is exact, and its repr round-trips to the same float32.
         features = np.asarray(self.rows, dtype=np.float64).tolist()
         n = len(features)
+        flags = self.out_of_range
+        flagged = [None] * n if flags is None else [
+            None if f is None else json.dumps(f) for f in flags.per_die()
+        ]  # fmt: skip
         dies = self.dies if self.dies is not None else [(None, None)] * n
         if isinstance(self.ids, Mapping):
             device, wafer, lot = (self.ids[f] for f in ("device_id", "wafer_id", "lot_id"))
@@ -155,9 +165,10 @@ class Served:
                        [x["degraded"] for x in r], [x["votes"] for x in r])  # fmt: skip
             combiner = [x.get("combiner") for x in r]
             assigned = [x.get("assigned_arm", x["arm"]) for x in r]
-        for rid, d, w, lo, row, (arm, pred, p, cached, degraded, votes), rule, (x, y), given in zip(
+        for rid, d, w, lo, row, (arm, pred, p, cached, degraded, votes), rule, (x, y), (given,
+             oor) in zip(
             self.request_ids, device, wafer, lot, features, zip(*columns, strict=True),
-            combiner, dies, assigned, strict=True,
+            combiner, dies, zip(assigned, flagged, strict=True), strict=True,
         ):  # fmt: skip
             yield [
                 rid,
@@ -179,4 +190,5 @@ class Served:
                 x,
                 y,
                 given,
+                oor,
             ]

@@ -13,6 +13,7 @@ import numpy as np
 from bentoml.exceptions import NotFound
 
 from ensemble.decision import FILE, STORE_NAME, Decision, DecisionMismatch
+from ensemble.drift import Reference
 from ensemble.fleet import Loaded
 from ensemble.pipeline import INPUT_KEYS
 from ensemble.schema import FeatureSchema, common_schema
@@ -148,7 +149,9 @@ def load_version(version: str | None, combiner: str) -> Loaded:
     decision.combiner(combiner)
     metadata = next(iter(stored.values())).info.metadata
     inputs = {k: metadata[k] for k in INPUT_KEYS if k in metadata}
-    return Loaded(concrete, tags, schema, decision, inputs)
+    saved = metadata.get("reference")
+    reference = Reference.from_dict(saved) if isinstance(saved, dict) else None
+    return Loaded(concrete, tags, schema, decision, inputs, reference)
 
 
 def configured_state(settings: Settings) -> ServingState:

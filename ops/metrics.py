@@ -179,6 +179,27 @@ class ServiceMetrics:
             ["outcome"],
             **kw,
         )
+        self.out_of_range_dies = pc.Counter(
+            p + "out_of_range_dies",
+            "Served dies with the feature outside the serving model's training range.",
+            ["feature"],
+            **kw,
+        )
+        self.drift_psi_max = pc.Gauge(
+            p + "lot_drift_psi_max",
+            "The largest feature PSI of any lot served in the drift window (ledger.drift), "
+            "by feature; 0.25 and over is a significant shift.",
+            ["feature"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
+        self.drift_lots = pc.Gauge(
+            p + "lots_drifted",
+            "Lots served in the drift window whose drift test rejected (Holm-adjusted p "
+            "under alpha) on a feature with PSI over 0.25.",
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
         self.log_spool = pc.Gauge(
             p + "prediction_log_spool_rows",
             "Rows on disk: waiting in the spill, or refused in the dead letter.",
@@ -265,6 +286,17 @@ class ServiceMetrics:
         if disagree:
             self.disagreements.inc(disagree)
         return {"arms": arms, "fails": fails, "cached": hits, "degraded": degraded}
+
+    def out_of_range(self, by_feature: Mapping[str, int]) -> None:
+        """Count a request's out-of-range dies, per feature."""
+        for feature, n in by_feature.items():
+            self.out_of_range_dies.labels(feature=feature).inc(n)
+
+    def drift(self, worst: Mapping[str, float], drifted: int) -> None:
+        """The drift window's largest PSI per feature and its count of drifted lots."""
+        for feature, value in worst.items():
+            self.drift_psi_max.labels(feature=feature).set(value)
+        self.drift_lots.set(drifted)
 
     def accuracy(self, per_arm: Mapping[str, tuple[int, int]]) -> None:
         """``per_arm``: arm -> (correct, labelled) over the log."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,11 @@ class Dataset:
     #: Saved beside the feature schema in every member's and the decision's metadata
     #: (``stdf_tests``: the test-to-feature map of a model trained from tester files).
     metadata: dict[str, Any] = field(default_factory=dict)
-    #: The wafer of each row when known (spatial training): the held-out split then
-    #: holds out whole wafers, as a new wafer will come.
+    #: The wafer of each row when known: the reference keeps the wafer-to-wafer spread.
     groups: np.ndarray | None = None
+    #: Hold out whole wafers (``groups``), as a new wafer will come (spatial training);
+    #: else dies, stratified, as before.
+    whole_wafers: bool = False
 
     @property
     def sha256(self) -> str:
@@ -166,6 +168,7 @@ def synthetic(n_devices: int, seed: int) -> Dataset:
     from train.synthetic import generate
 
     frame = generate(n_devices=n_devices, seed=seed)
-    return from_frame(
+    data = from_frame(
         frame, "passed", list(DEFAULT_FEATURES), source=f"synthetic(n={n_devices}, seed={seed})"
     )
+    return replace(data, groups=frame["wafer_id"].to_numpy())

@@ -24,12 +24,14 @@ import numpy as np
 from ensemble import decision as decision_store
 from ensemble.combiners import Objective
 from ensemble.decision import Decision
+from ensemble.drift import Reference
 from models.families import families
 from models.runtimes import CHOICE_KEY
 from train.data import Dataset
 from train.decide import Fitted, decide_all, fit_decision, fold_ids, table, verdict
 from train.evaluate import classification_metrics
 from train.export import PARITY_LIMIT
+from train.reference import fit_reference
 from train.runtimes import measure
 
 Progress = Callable[[str], None]
@@ -75,6 +77,8 @@ class TrainedMembers:
     fitted: Fitted
     held_out: dict[str, dict[str, Any]]  # ledger.stats.decision_metrics per candidate
     verdict: dict[str, Any]
+    #: The features' reference distributions (``ensemble.drift``), saved with the models.
+    reference: Reference | None = None
 
     @property
     def decision(self) -> Decision:
@@ -141,12 +145,13 @@ def fit(
     """Train all members on a stratified split; returns them and the held-out indices."""
     objective = objective or Objective()
     version = version or new_version()
+    wafers = data.groups if data.whole_wafers else None
     train_idx, test_idx = _split(
-        len(data.labels), config.test_fraction, data.labels, config.seed, data.groups
+        len(data.labels), config.test_fraction, data.labels, config.seed, wafers
     )
     x_train, y_train = data.features[train_idx], data.labels[train_idx]
     x_test, y_test = data.features[test_idx], data.labels[test_idx]
-    held = "" if data.groups is None else f" ({len(np.unique(data.groups[test_idx]))} whole wafers)"
+    held = "" if wafers is None else f" ({len(np.unique(wafers[test_idx]))} whole wafers)"
     progress(
         f"data: {data.source}: {len(train_idx)} train / {len(test_idx)} held-out rows{held}, "
         f"{len(data.schema)} features, {1 - data.labels.mean():.1%} fail"
@@ -169,8 +174,18 @@ def fit(
     served = d.combiners[d.chosen]
     passed_served, probability = served.combine(p_test)
     metrics[f"ensemble_{d.chosen}"] = classification_metrics(y_test, probability, passed_served)
+    groups = None if data.groups is None else data.groups[train_idx]
+    reference = fit_reference(data.schema.names, x_train, x_test, groups)
     trained = TrainedMembers(
-        models, metrics, p_test, x_test, version, fitted, held_out, verdict(passed, y_test, d)
+        models,
+        metrics,
+        p_test,
+        x_test,
+        version,
+        fitted,
+        held_out,
+        verdict(passed, y_test, d),
+        reference,
     )
     return trained, test_idx
 
@@ -231,6 +246,7 @@ def save(trained: TrainedMembers, data: Dataset, config: TrainConfig) -> dict[st
         "versions": _versions(),
         "ensemble_metrics": metadata_safe(trained.held_out[trained.decision.chosen]),
         "combiner": trained.decision.combiners[trained.decision.chosen].key,
+        **({} if trained.reference is None else {"reference": trained.reference.to_dict()}),
         **data.metadata,
     }
     exports = _exports(trained)

@@ -101,7 +101,7 @@ def spatial_dataset(
     index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
     groups = np.asarray([index[k] for k in keys], dtype=np.int64)
     return Dataset(rows, base.labels, schema, f"{source} + spatial {','.join(features)}",
-                   {METADATA_KEY: spec.to_dict()}, groups)  # fmt: skip
+                   {METADATA_KEY: spec.to_dict()}, groups, whole_wafers=True)  # fmt: skip
 
 
 def plain(data: Dataset) -> Dataset:

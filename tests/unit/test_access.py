@@ -39,6 +39,8 @@ def test_the_roles_are_the_documented_ones() -> None:
         "/feedback": Access.FEEDBACK,
         "/ab/report": Access.REPORT,
         "/dashboard/wafers/W1/map": Access.REPORT,
+        "/dashboard/drift/lots/L1": Access.REPORT,
+        "/dashboard/drift/timeline": Access.REPORT,
         "/admin/serving/promote": Access.ADMIN,
         "/readyz": Access.OPEN,
     }

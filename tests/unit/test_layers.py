@@ -49,6 +49,10 @@ ENSEMBLE_FORBIDDEN = (
     "starlette", "fastapi", "uvicorn", "httpx", "bentoml", "_bentoml_sdk",
     "scipy", "sklearn",
 )  # fmt: skip
+#: The serving image has neither scipy nor scikit-learn (bentofile.yaml): nothing it runs
+#: may import them, at module level or inside a function. Training and bench may.
+SERVING_LAYERS = ("ensemble", "ledger", "ops", "entry", "stdf", "models", "service")
+TRAINING_LIBRARIES = ("scipy", "sklearn")
 #: Known exceptions, each a case that fails today and passes once fixed (strict xfail).
 KNOWN_IMPORTS = {
     ("ledger/cli.py", "models.base"): "the report command reads the champion's decision "
@@ -147,6 +151,14 @@ def test_the_request_core_imports_no_storage_http_bentoml_or_training_library(
 ) -> None:
     wrong = sorted({m for m in imports(path) if m.split(".")[0] in ENSEMBLE_FORBIDDEN})
     assert not wrong, f"{_rel(path)} imports {wrong}"
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in _product_modules() if _layer(p) in SERVING_LAYERS], ids=_rel
+)
+def test_nothing_served_imports_scipy_or_scikit_learn(path: Path) -> None:
+    wrong = sorted({m for m in imports(path) if m.split(".")[0] in TRAINING_LIBRARIES})
+    assert not wrong, f"{_rel(path)} imports {wrong}, which the serving image does not have"
 
 
 @pytest.mark.parametrize("path", _cases("lines"))

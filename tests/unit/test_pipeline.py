@@ -47,7 +47,9 @@ class Ledger:
         return {"degraded": int(served.batch.degraded.sum())}
 
 
-def _pipeline(down: frozenset[str] = frozenset()) -> tuple[Pipeline, Ledger, dict[str, int]]:
+def _pipeline(
+    down: frozenset[str] = frozenset(), schema: FeatureSchema = SCHEMA, max_dies: int = 100
+) -> tuple[Pipeline, Ledger, dict[str, int]]:
     calls = dict.fromkeys(TAGS, 0)
 
     def member(name: str, p: float) -> Any:
@@ -61,7 +63,7 @@ def _pipeline(down: frozenset[str] = frozenset()) -> tuple[Pipeline, Ledger, dic
         return call
 
     decision = Decision.unfitted(TAGS)
-    loaded = Loaded("v1", TAGS, SCHEMA, decision)
+    loaded = Loaded("v1", TAGS, schema, decision)
 
     def predictor(version: str, d: Decision) -> EnsemblePredictor:
         members = {"rf": member("rf", 0.9), "xgb": member("xgb", 0.4), "nn": member("nn", 0.8)}
@@ -74,7 +76,7 @@ def _pipeline(down: frozenset[str] = frozenset()) -> tuple[Pipeline, Ledger, dic
     fleet = Fleet(arms, "salt", PredictionCache(100), SCHEMA, lambda v: loaded, predictor, prepare)
     snapshot = fleet.snapshot(ServingState(1, "v1"))
     ledger = Ledger()
-    return Pipeline(lambda: snapshot, ledger, lambda: Limits(SCHEMA, 100)), ledger, calls
+    return Pipeline(lambda: snapshot, ledger, lambda: Limits(schema, max_dies)), ledger, calls
 
 
 def test_every_format_runs_the_same_path_and_is_recorded_once() -> None:
@@ -129,3 +131,36 @@ def test_one_member_down_is_a_degraded_answer_that_says_so() -> None:
     assert answer["degraded"] is True
     assert answer["results"][0]["missing_members"] == ("nn",)
     assert ledger.served[0].batch.degraded.tolist() == [True]
+
+
+#: The schema with training ranges: ROW is inside them, FAR's vdd_v and idd_ma are not.
+RANGED = FeatureSchema(
+    DEFAULT_FEATURES, minimums=(1.0, 50.0, 1500.0, -40.0, 40.0, 0.0),
+    maximums=(1.4, 150.0, 2500.0, 125.0, 90.0, 1.0),
+)  # fmt: skip
+FAR = [1.6, 20.0, 2000.0, 25.0, 50.0, 0.95]
+
+
+def test_every_format_flags_features_out_of_range_without_changing_the_decision() -> None:
+    pipeline, ledger, _ = _pipeline(schema=RANGED)
+    plain, _, _ = _pipeline()
+    far = {"vdd_v": 0.5, "idd_ma": 0.3}  # 0.2 V over a 0.4 V range; 30 mA under 100 mA
+    single = asyncio.run(pipeline.run(SINGLE, "r1", {"features": FAR}))
+    assert single["out_of_range"] == pytest.approx(far)
+    unflagged = asyncio.run(plain.run(SINGLE, "r1", {"features": FAR}))
+    assert "out_of_range" in unflagged and unflagged["out_of_range"] == {}
+    assert (single["prediction"], single["probability"]) == (
+        unflagged["prediction"], unflagged["probability"],
+    )  # fmt: skip
+    records = asyncio.run(
+        pipeline.run(RECORDS, "r2", {"devices": [{"features": ROW}, {"features": FAR}]})
+    )
+    assert records["results"][0]["out_of_range"] == {}
+    assert records["results"][1]["out_of_range"] == pytest.approx(far)
+    assert records["out_of_range"] == {"dies": 1, "features": {"vdd_v": 1, "idd_ma": 1}}
+    wafer = asyncio.run(pipeline.run(WAFER, "r3", {"features": [FAR, ROW, FAR]}))
+    column = wafer["columns"]["out_of_range"]
+    assert column[1] is None and column[0] == pytest.approx(far) == column[2]
+    assert wafer["out_of_range"]["dies"] == 2
+    # The evidence gets the flags (the ledger's row and the metrics count them).
+    assert ledger.served[-1].flags.dies.tolist() == [0, 2]

@@ -14,6 +14,8 @@ from statsmodels.stats.proportion import (
 
 from ledger.stats import (
     MCNEMAR_EXACT_MAX,
+    chi2_sf,
+    chi_square_gof,
     mcnemar_pvalue,
     newcombe_interval,
     sample_size_per_arm,
@@ -75,3 +77,62 @@ def test_sample_size_matches_statsmodels(p1: float, p2: float, ratio: float) -> 
 def test_sample_size_needs_a_difference() -> None:
     with pytest.raises(ValueError, match="differ"):
         sample_size_per_arm(0.9, 0.9)
+
+
+#: From far in the body to far in the tail: p-values from about 1 down to below 1e-300.
+CHI2_POINTS = [
+    0.0,
+    1e-8,
+    1e-3,
+    0.05,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    37.5,
+    60.0,
+    150.0,
+    500.0,
+    1400.0,
+]
+
+
+@pytest.mark.parametrize("df", range(1, 11))
+def test_chi2_sf_matches_scipy(df: int) -> None:
+    from scipy.stats import chi2
+
+    for x in CHI2_POINTS:
+        expected = float(chi2.sf(x, df))
+        # Relative to the p-value itself, down to the smallest normal doubles.
+        assert chi2_sf(x, df) == pytest.approx(expected, rel=1e-9, abs=1e-300), (x, df)
+
+
+def test_chi2_sf_of_a_negative_statistic_is_one_and_df_must_be_a_positive_integer() -> None:
+    assert chi2_sf(-3.0, 4) == 1.0
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="df must be a positive integer"):
+            chi2_sf(1.0, bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("observed", "shares"),
+    [([500, 500], [1, 1]), ([900, 100], [1, 1]), ([48, 31, 21], [0.5, 0.3, 0.2]),
+     ([10, 0, 7, 3, 5], [1, 1, 1, 1, 1]), ([1800, 100], [0.9, 0.1])],
+)  # fmt: skip
+def test_chi_square_gof_matches_scipy(observed: list[int], shares: list[float]) -> None:
+    from scipy.stats import chisquare
+
+    expected = [sum(observed) * s / sum(shares) for s in shares]
+    stat, p = chi_square_gof(observed, expected)
+    want = chisquare(observed, expected)
+    assert stat == pytest.approx(want.statistic, rel=1e-12)
+    assert p == pytest.approx(want.pvalue, rel=1e-9, abs=1e-300)
+
+
+def test_chi_square_gof_needs_matching_counts() -> None:
+    with pytest.raises(ValueError, match="1 observed and 1 expected"):
+        chi_square_gof([3], [3.0])
+    with pytest.raises(ValueError, match="2 observed and 3 expected"):
+        chi_square_gof([3, 4], [3.0, 2.0, 2.0])
