@@ -163,6 +163,13 @@ class MemberLoadFailed(Unavailable):
     kind = "member_load_failed"
 
 
+class NotInThisBuild(ServiceError):
+    """A route this build cannot serve: a library it needs is not installed here (501)."""
+
+    status = 501
+    kind = "not_in_this_build"
+
+
 class Internal(ServiceError):
     """A fault no handler expected (500): the log has the traceback, the client a line."""
 

@@ -69,13 +69,13 @@ async def feedback_file(
     a pass/fail indication are skipped; dies with no logged prediction are listed.
     """
     from ledger.lookup import latest_requests
-    from stdf.decode import decode
     from stdf.errors import StdfInvalid
+    from stdf.format import read
     from stdf.parts import NO_COORD
 
     if not body:
         raise StdfInvalid("the body is empty; send the STDF file itself")
-    parts = await runtime.read(decode, body, max_bytes=max_bytes)
+    parts = await runtime.read(read, body, max_bytes)
     if len(parts) > MAX_OUTCOMES:
         raise StdfInvalid(f"at most {MAX_OUTCOMES} parts per file, the file has {len(parts)}")
     await runtime.read(runtime.log.flush, 10.0)

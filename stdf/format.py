@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.errors import InvalidInput
+from ensemble.errors import InvalidInput, NotInThisBuild
 from ensemble.formats import encode_columns
 from ensemble.pipeline import Decoded, Dies, Format, Limits, Served
 from ensemble.responses import batch_log
@@ -38,9 +38,7 @@ def _decode(body: Any, limits: Limits) -> Decoded:
         )
     if not isinstance(body, (bytes, bytearray)) or not body:
         raise StdfInvalid("the body is empty; send the STDF file itself")
-    from stdf.decode import decode  # pyarrow: loaded by the first file, not at import
-
-    parts = decode(bytes(body), max_bytes=limits.max_bytes)
+    parts = read(bytes(body), limits.max_bytes)
     if not len(parts):
         raise StdfInvalid("the file holds no part (no PIR/PRR pair)")
     if len(parts) > limits.max_dies:
@@ -56,6 +54,21 @@ def _decode(body: Any, limits: Limits) -> Decoded:
     ids = {"device_id": _text(parts.part_id), "wafer_id": _text(parts.wafer),
            "lot_id": _text(parts.lot)}  # fmt: skip
     return Decoded(Dies(rows, ids, positions), {"parts": parts, "tests_run": ran})
+
+
+def read(body: bytes, max_bytes: int) -> Parts:
+    """``stdf.decode.decode`` of the body, imported on the first file (pyarrow is ~170 MB
+    of RSS and disk). NotInThisBuild (501) where the reader is not installed: the serving
+    image leaves pyarrow out to stay under 600 MB."""
+    try:
+        from stdf.decode import decode
+    except ImportError as exc:
+        raise NotInThisBuild(
+            f"this build has no STDF reader ({exc.name or exc}): tester files are read where "
+            "yield-ensemble is installed with its dependencies (pip install, bentoml serve); "
+            "send the parts' features to /predict_wafer here"
+        ) from None
+    return decode(body, max_bytes=max_bytes)
 
 
 def _summary(served: Served, parts: Parts, ran: np.ndarray) -> list[dict[str, Any]]:

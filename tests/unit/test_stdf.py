@@ -242,3 +242,18 @@ def test_the_real_wafer_sort_file() -> None:
     assert len(set(dies.part_id)) == len(dies) and (dies.x != NO_COORD).all()
     assert len(set(zip(dies.x.tolist(), dies.y.tolist(), strict=True))) == len(dies)
     assert set(dies.wafer) == {"GAL-LOT-02"} and set(dies.lot) == {"GAL-LOT"}
+
+
+def test_a_build_without_the_reader_answers_501_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The serving image leaves pyarrow out: reading a file there is a clear 501."""
+    import sys
+
+    from ensemble.errors import NotInThisBuild
+    from stdf.format import read
+
+    monkeypatch.setitem(sys.modules, "stdf.decode", None)
+    with pytest.raises(NotInThisBuild) as err:
+        read(b"\x00\x04\x00\x0a", 1000)
+    assert err.value.status == 501 and "no STDF reader" in str(err.value)
