@@ -66,8 +66,9 @@ class Settings(BaseSettings):
     guardrail_interval_s: float = Field(60.0, ge=1, description="How often the guardrail looks.")
     runtimes: dict[str, str] = Field(
         default_factory=dict,
-        description='Runtime per family, JSON, e.g. {"keras": "tensorflow"}; each family '
-        "defaults to its first (fast) runtime.",
+        description='One runtime per family for every batch size, JSON, e.g. {"keras": '
+        '"tensorflow"}; unset, each batch gets the runtime training measured fastest for its '
+        "size (a model trained before that table: its family's first runtime).",
     )
     member_timeout_s: float = Field(
         2.0, gt=0, le=120, description="Per-member call timeout; a slower member is left out."

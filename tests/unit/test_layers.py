@@ -1,4 +1,4 @@
-"""The README's layout, checked: which layer imports which, and no module over 350 lines.
+"""The layout of docs/layout.md, checked: which layer imports which, and no module over 350 lines.
 
 Every ``import`` of every module is read with ``ast`` (imports inside functions and
 under ``TYPE_CHECKING`` included), so a lazy import cannot slip past. A new top-level
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_PRODUCT = ("tests", "bench")
 
 #: What each layer may import of ours (a module, or a package and everything in it).
-#: README "Layout": service.py uses models/, ledger/, ops/ and ensemble/; those three use
+#: docs/layout.md: service.py uses models/, ledger/, ops/ and ensemble/; those three use
 #: ensemble/ and not each other, but for ops/gc_tuning.py and ops/logs.py (called by the
 #: member processes and the log writer); ensemble/ uses only models/families.py; train/
 #: uses models/, ensemble/, ledger/ (its stats and commands) and ops/serving_cli.py.
