@@ -14,7 +14,7 @@ from typing import Any
 from ensemble.fleet import Loaded
 from ensemble.serving import ServingState
 from ensemble.settings import get_settings
-from models.base import configured_state
+from models.base import check_schemas, configured_state
 from models.base import load_version as base_load_version
 from ops.auth import KeyRing, load_keys
 from ops.settings import get_ops_settings
@@ -125,4 +125,5 @@ def check_log(started: Loaded | None = None) -> Loaded:
 def check_deployment() -> None:
     """Every start-up check, once, before the workers start."""
     check_keys()
+    check_schemas(get_settings().model_version)
     check_log()

@@ -133,14 +133,19 @@ def model_schema(model: bentoml.Model) -> FeatureSchema:
     return FeatureSchema.from_dict(features)
 
 
+def check_schemas(version: str | None = None) -> None:
+    """Raise ModelMissing or SchemaMismatch (naming the member and its features) unless
+    every member has ``version`` (``latest``: its own newest) on one schema. Models trained
+    on different features would vote noise; each member is read as asked, so one trained
+    on other features is named as such, not as missing from the first member's run."""
+    common_schema({m: model_schema(stored_model(m, version)) for m in member_names()})
+
+
 def load_version(version: str | None, combiner: str) -> Loaded:
     """A version's tags, common schema and decision from the store (None: the settings'),
     ``latest`` made concrete; raises ModelMissing, SchemaMismatch or DecisionMismatch
     (``combiner`` needs fitting and there is no decision for these models)."""
-    # Models trained on different features would vote noise: refuse to serve them. Each
-    # member as asked first (``latest``: its own newest), so one trained on other features
-    # is named as such, not as missing from the first member's run.
-    common_schema({m: model_schema(stored_model(m, version)) for m in member_names()})
+    check_schemas(version)
     stored = stored_models(version)
     concrete = str(next(iter(stored.values())).tag.version)
     schema = common_schema({m: model_schema(s) for m, s in stored.items()})
