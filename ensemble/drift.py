@@ -164,8 +164,11 @@ class Reference:
         return tuple(f.name for f in self.features)
 
     def to_dict(self) -> dict[str, Any]:
-        table = None if self.sf_table is None else self.sf_table.to_dict()
-        return {"features": [f.to_dict() for f in self.features], "sf_table": table}
+        """For model metadata, which takes no None: without a table, no ``sf_table``."""
+        out: dict[str, Any] = {"features": [f.to_dict() for f in self.features]}
+        if self.sf_table is not None:
+            out["sf_table"] = self.sf_table.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reference:

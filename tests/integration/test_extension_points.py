@@ -107,7 +107,7 @@ def test_a_three_arm_split_serves_logs_and_reports(model_home: Path, tmp_path: P
     assert {c["correction"] for c in report["comparisons"].values()} == {"Holm"}
     assert render.returncode == 0, render.stderr[-2000:]
     page = html_out.read_text()
-    assert "Ensemble minus forest" in page
+    assert "forest minus ensemble" in page  # one orientation everywhere: arm minus ensemble
     assert "Shadow: every combiner" in page and "cost per die" in page
     assert f"decision of training run {decision.run}" in page
     for name in ("majority (served)", "soft", "weighted", "stacked"):

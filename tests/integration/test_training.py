@@ -192,4 +192,4 @@ def test_bad_table_exits_with_message(tmp_path: Path) -> None:
         text=True,
     )
     assert run.returncode == 2
-    assert "feature column 'lot' is not numeric" in run.stderr
+    assert "feature column 'lot' (str) is not numeric" in run.stderr

@@ -155,3 +155,27 @@ def test_rows_logged_before_0008_read_as_unchecked(tmp_path: Path) -> None:
     upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT out_of_range FROM predictions")).all() == [(None,)]
+
+
+def test_a_reference_without_wafers_is_storable_as_model_metadata() -> None:
+    """BentoML's metadata takes no None: a reference of rows with no wafer ids (a CSV
+    table) has no p-value table, and says so by leaving the key out."""
+    import numpy as np
+
+    from ensemble.drift import Reference
+    from train.reference import fit_reference
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    reference = fit_reference(("a", "b", "c"), x[:300], x[300:], None)
+    saved = reference.to_dict()
+
+    def no_none(value: object) -> bool:
+        if isinstance(value, dict):
+            return all(no_none(v) for v in value.values())
+        if isinstance(value, list):
+            return all(no_none(v) for v in value)
+        return value is not None
+
+    assert no_none(saved)
+    assert Reference.from_dict(saved).names == reference.names
