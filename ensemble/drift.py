@@ -244,9 +244,12 @@ def out_of_range(rows: np.ndarray, ranges: Ranges | None) -> OutOfRange:
     n = len(rows)
     if ranges is None:
         return OutOfRange((), np.zeros((n, 0), dtype=np.float32))
-    span = np.maximum(ranges.high - ranges.low, np.finfo(np.float32).tiny).astype(np.float32)
-    low, high = ranges.low.astype(np.float32), ranges.high.astype(np.float32)
-    beyond = np.maximum(low - rows, 0) + np.maximum(rows - high, 0)
+    # In float64: a float32-finite 3e38 over a narrow range overflows float32 to inf,
+    # which no JSON answer may hold.
+    span = np.maximum(ranges.high - ranges.low, np.finfo(np.float32).tiny).astype(np.float64)
+    low, high = ranges.low.astype(np.float64), ranges.high.astype(np.float64)
+    values = rows.astype(np.float64)
+    beyond = np.maximum(low - values, 0) + np.maximum(values - high, 0)
     distance = beyond / span
     dies = np.flatnonzero(distance.any(axis=1))
     return OutOfRange(ranges.names, distance, dies)

@@ -64,9 +64,9 @@ async def answer(
     started = time.perf_counter()
     try:
         body = await work
+        response = encode(body)
     except Exception as exc:
         return failed(exc)
-    response = encode(body)
     if observe is not None:
         observe(endpoint, time.perf_counter() - started)
     return response

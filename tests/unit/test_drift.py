@@ -179,3 +179,19 @@ def test_a_reference_without_wafers_is_storable_as_model_metadata() -> None:
 
     assert no_none(saved)
     assert Reference.from_dict(saved).names == reference.names
+
+
+def test_an_extreme_float32_value_has_a_finite_distance() -> None:
+    """3e38 is a valid float32 feature; over a narrow range its distance overflowed float32
+    to inf and the answer could not be encoded (a 500)."""
+    import math
+
+    import numpy as np
+
+    from ensemble.drift import Ranges, out_of_range
+
+    ranges = Ranges(("a", "b"), np.array([0.0, 1.0]), np.array([0.5, 1.1]))
+    flags = out_of_range(np.full((2, 2), 3e38, dtype=np.float32), ranges)
+    (first, second) = flags.per_die()
+    assert first is not None and all(math.isfinite(v) for v in first.values())
+    assert second == first
