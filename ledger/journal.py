@@ -58,6 +58,19 @@ class Journal:
         self._size = 0
         self._last = 0
 
+    @classmethod
+    def open(cls, directory: Path) -> Journal | None:
+        """This process's journal, or None (logged) when its directory cannot be used: the
+        log then works as before, rows in memory until written (``/readyz`` and ``/livez``
+        already report a spill that does not work)."""
+        try:
+            return cls(directory)
+        except OSError as exc:
+            logger.error("prediction log journal cannot be opened in %s (served rows are not "
+                         "safe from a crash of this process until written): %s",
+                         directory, exc)  # fmt: skip
+            return None
+
     @staticmethod
     def encode(served: Served) -> bytes:
         """``served`` as an entry's body (done outside the writer's lock)."""

@@ -65,7 +65,7 @@ class LogWriter:
         self.spill = Spool(spill_dir, self.durability.spill_max_bytes) if spill_dir else None
         self.dead_letter = Spool(spill_dir / "dead-letter") if spill_dir else None
         self._dead = DeadLetter(self.dead_letter)
-        self.journal = Journal(spill_dir / "journal") if spill_dir else None
+        self.journal = Journal.open(spill_dir / "journal") if spill_dir else None
         self.retry_backoff_s = retry_backoff_s
         self.on_event = on_event
         self.status = LogStatus()

@@ -87,3 +87,15 @@ def test_a_full_disk_is_said_once_and_serving_goes_on(tmp_path: Path) -> None:
     journal._fd = os.open("/dev/full", os.O_WRONLY)
     assert journal.append(1, Journal.encode(_served(["a.0"], ["d1"]))) is False
     assert journal.failed is not None and "No space" in journal.failed
+
+
+def test_an_unusable_directory_leaves_the_log_working_without_a_journal(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}",
+                        durability=Durability(spill_dir=not_a_dir / "spill"))  # fmt: skip
+    assert log.journal is None
+    log.record(_served(["a.0"], ["d1"]))
+    assert log.flush(10)
+    log.close()
+    assert _ids(f"sqlite:///{tmp_path / 'log.db'}") == ["a.0"]
