@@ -211,16 +211,9 @@ def groups(
         if by == "wafer_id":
             item["lot_id"] = row["lot_id"]
         items.append(item)
-    plural = "wafers" if by == "wafer_id" else "lots"
-    return {
-        plural: items,
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "next_offset": offset + limit if offset + limit < total else None,
-        "window": {"since": since, "until": until, "lot_id": lot_id},
-        "yield_definitions": YIELD_DEFINITIONS,
-    }
+    window = {"since": since, "until": until, "lot_id": lot_id}
+    page_ = paged(by, items, total, limit, offset, window)
+    return {**page_, "yield_definitions": YIELD_DEFINITIONS}
 
 
 def wafer(
@@ -296,4 +289,20 @@ def die_map(
         "offset": offset,
         "next_offset": offset + limit if offset + limit < total else None,
         "window": {"since": since, "until": until},
+    }
+
+
+def paged(
+    by: str, items: list[dict[str, Any]], total: int, limit: int, offset: int,
+    window: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """A page of a per-wafer or per-lot read (``by``: wafer_id or lot_id): its items under
+    ``wafers`` or ``lots``, the total, and where the next page starts (None: the last)."""
+    return {
+        "wafers" if by == "wafer_id" else "lots": items,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if offset + limit < total else None,
+        "window": window,
     }

@@ -19,6 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from ensemble.drift import FeatureReference, Reference
+from ledger.dashboard import paged
 from ledger.drift_stats import ALPHA, PSI_SIGNIFICANT, drift
 from ledger.tables import predictions
 
@@ -138,16 +139,9 @@ def groups(
     items = [{by: g, **_judged(reference, found[g], alpha)} for g in ids if g in found]
     for item in items:
         item["features"] = [_short(f) for f in item["features"]]
-    plural = "lots" if by == "lot_id" else "wafers"
-    return {
-        plural: items,
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "next_offset": offset + limit if offset + limit < total else None,
-        "window": {"since": since, "until": until, "lot_id": lot_id},
-        "thresholds": {"psi_significant": PSI_SIGNIFICANT, "alpha": alpha},
-    }
+    window = {"since": since, "until": until, "lot_id": lot_id}
+    page_ = paged(by, items, total, limit, offset, window)
+    return {**page_, "thresholds": {"psi_significant": PSI_SIGNIFICANT, "alpha": alpha}}
 
 
 def _short(f: dict[str, Any]) -> dict[str, Any]:
