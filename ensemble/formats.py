@@ -31,16 +31,16 @@ def _decode_single(body: Mapping[str, Any], limits: Limits) -> Decoded:
 
 
 def _encode_single(served: Served, options: Mapping[str, Any]) -> dict[str, Any]:
-    (result,) = served.batch.records()
+    (result,) = served.results
     versions = served.serving.tags_of(result["arm"])
-    (ids,) = served.dies.records()
+    (ids,) = served.id_records
     return {**single_answer(served.request_id, ids, result, versions),
             "out_of_range": served.flags.die(0)}  # fmt: skip
 
 
 def _log_single(served: Served) -> tuple[str, dict[str, Any]]:
-    (result,) = served.batch.records()
-    (ids,) = served.dies.records()
+    (result,) = served.results
+    (ids,) = served.id_records
     versions = served.serving.tags_of(result["arm"])
     return "prediction", single_log(served.request_id, ids, result, served.latency_ms, versions)
 
@@ -54,8 +54,8 @@ def _encode_records(served: Served, options: Mapping[str, Any]) -> dict[str, Any
     answer = batch_answer(
         served.request_id,
         served.request_ids,
-        served.dies.records(),
-        served.batch.records(),
+        served.id_records,
+        served.results,
         served.serving.model_versions,
         served.degraded,
         served.serving.tags_of,

@@ -26,7 +26,7 @@ from ensemble.admission import Admission
 from ensemble.batch import Batch
 from ensemble.drift import OutOfRange, out_of_range
 from ensemble.fleet import Snapshot
-from ensemble.responses import Ids
+from ensemble.responses import Ids, Prediction
 from ensemble.schema import FeatureSchema
 from ensemble.spatial import METADATA_KEY as SPATIAL_KEY
 from ensemble.spatial import Spec, derive
@@ -147,6 +147,16 @@ class Served:
     @property
     def degraded(self) -> bool:
         return bool(self.tally.get("degraded", 0))
+
+    @functools.cached_property
+    def results(self) -> list[Prediction]:
+        """One ``Prediction`` per die, made once for the answer and the log line alike."""
+        return self.batch.records()
+
+    @functools.cached_property
+    def id_records(self) -> list[Ids]:
+        """Per die its identifiers as a dict, made once (``Dies.records``)."""
+        return self.dies.records()
 
     def arm_versions(self) -> dict[str, dict[str, str]]:
         """The model versions of each arm that answered (a candidate's differ)."""
