@@ -85,6 +85,14 @@ def test_item_8_half_bodies_are_client_disconnected_not_internal(edge: Server) -
     left = [x for x in lines if x.get("kind") == "client_disconnected"]
     assert len(left) >= sent and all(x["level"] == "INFO" for x in left)
     assert httpx.post(f"{edge.url}/predict", json={"features": ROW}).status_code == 200
+    # Each such request ends at once: BentoML's request timeout (60 s) held every one,
+    # and a SIGTERM's drain waited for them, until the edge ended them (with a 499).
+    held = {
+        dict(labels).get("endpoint"): value
+        for (name, labels), value in scrape(edge.url).items()
+        if name.endswith("request_in_progress") and value
+    }
+    assert not {k: v for k, v in held.items() if k != "/metrics"}, held
 
 
 @pytest.mark.parametrize(
