@@ -5,7 +5,10 @@ that show the differences, every label inside its chart)."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import pytest
 from ledger.html_charts import MIN_LABELLED
 from tests.browser.chromium import Watched, box, boxes, browser, inside, overlap, watch
 from tests.browser.ledgers import labelled_ledger
+from tests.serving import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +27,17 @@ def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield ctx
 
 
-def _render(tmp: Path, labelled: int, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``yield-ensemble report`` over a fresh ledger of ``labelled`` dies (no model store:
-    unfitted rules), as a user runs it."""
-    from ledger import cli
-
-    monkeypatch.setenv("BENTOML_HOME", str(tmp / "bentoml"))
+def _render(tmp: Path, labelled: int) -> Path:
+    """``yield-ensemble report`` over a fresh ledger of ``labelled`` dies, run as a user runs
+    it: its own process, an empty model store (unfitted rules), no settings of ours."""
     url = labelled_ledger(tmp / "ledger.db", labelled)
     out = tmp / "report.html"
-    assert cli.main(["report", "--database-url", url, "--out", str(out)]) == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YIELD_ENSEMBLE_")}
+    env.update(BENTOML_HOME=str(tmp / "bentoml"), BENTOML_DO_NOT_TRACK="true")
+    subprocess.run(
+        [sys.executable, "-m", "ledger.cli", "report", "--database-url", url, "--out", str(out)],
+        cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
     return out
 
 
@@ -64,10 +70,8 @@ def _labels_inside_their_chart(page: Any) -> None:
                 assert inside(b, outer), (text.text_content(), b, outer)
 
 
-def test_one_labelled_die_draws_no_share_and_says_why(
-    context: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    page = _open(context, _render(tmp_path, 1, monkeypatch)).page
+def test_one_labelled_die_draws_no_share_and_says_why(context: Any, tmp_path: Path) -> None:
+    page = _open(context, _render(tmp_path, 1)).page
     text = page.inner_text("body")
     assert "Window: every logged prediction to now" in text and "- to -" not in text
     for chart in ("timeline", "shadow", "agreement"):
@@ -81,10 +85,8 @@ def test_one_labelled_die_draws_no_share_and_says_why(
     _labels_inside_their_chart(page)
 
 
-def test_ten_thousand_labelled_dies_read_at_a_glance(
-    context: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    page = _open(context, _render(tmp_path, 10_000, monkeypatch)).page
+def test_ten_thousand_labelled_dies_read_at_a_glance(context: Any, tmp_path: Path) -> None:
+    page = _open(context, _render(tmp_path, 10_000)).page
     # Accuracy over time: tick labels unique, legend above the data, an axis zoomed on it.
     ticks = _texts(page, '[id^="timeline-xlabel-"]')
     assert len(ticks) >= 3 and len(set(ticks)) == len(ticks), ticks
