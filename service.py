@@ -16,7 +16,7 @@ import bentoml
 from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ensemble.formats import RECORDS, SINGLE, WAFER
@@ -45,6 +45,7 @@ from ops.api_docs import (
     WAFER_FEATURES_DOC,
     WAFER_IDS_DOC,
 )
+from ops.docs_page import docs_app
 from ops.edge import EdgeConfig, EdgeMiddleware
 from ops.settings import get_ops_settings
 from stdf.format import STDF
@@ -202,14 +203,6 @@ raw_app = Starlette(
 )  # fmt: skip
 
 
-async def _docs(request: Request) -> Response:
-    """/docs: the API's Swagger page, which BentoML serves at the root."""
-    return RedirectResponse("/", status_code=307)
-
-
-docs_app = Starlette(routes=[Route("/", _docs, methods=["GET"])])
-ROUTES.declare("/docs", Access.OPEN)
-ROUTES.declare("/docs/", Access.OPEN)
 YieldEnsemble = bentoml.service(
     name="yield_ensemble",
     workers=OPS.entry_workers,
@@ -221,8 +214,8 @@ YieldEnsemble = bentoml.service(
 for _app, _path in (
     (report_app, "/ab"),
     (dashboard_app, "/dashboard"),
-    (docs_app, "/docs"),
     (admin_app(current), "/admin"),
+    (docs_app, "/"),  # before BentoML's own "/" (its index page), which it adds after these
     (raw_app, "/"),  # last: BentoML's PassiveMount matches only its routes' own paths
 ):
     YieldEnsemble = bentoml.asgi_app(_app, path=_path)(YieldEnsemble)

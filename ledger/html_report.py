@@ -1,4 +1,4 @@
-"""The A/B report as one self-contained HTML page: the answer on top, plots as embedded PNG."""
+"""The A/B report as one self-contained HTML page: the answer on top, charts as inline SVG."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ledger import html_charts, html_sections
 from ledger.dashboard import YIELD_DEFINITIONS
-
-#: Arm colours in the order the report lists arms (the ensemble first); they repeat past ten.
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
-
-
-def _colours(report: Mapping[str, Any]) -> dict[str, str]:
-    return {arm: PALETTE[i % len(PALETTE)] for i, arm in enumerate(report["arms"])}
 
 
 def _png(fig: Any) -> str:
@@ -51,85 +44,6 @@ def _cost(c: Mapping[str, Any]) -> str:
         return "-"
     lo, hi = c["ci95"]
     return f"{c['value']:.4f} <small>[{lo:.4f}, {hi:.4f}]</small>"
-
-
-def _timeline_plot(report: Mapping[str, Any]) -> str:
-    import matplotlib.pyplot as plt
-    from matplotlib.dates import DateFormatter
-
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    colours = _colours(report)
-    for arm, data in report["arms"].items():
-        pts = data["timeline"]
-        if not pts:
-            continue
-        x: Any = [datetime.fromtimestamp((p["start"] + p["end"]) / 2, UTC) for p in pts]
-        acc = [100 * p["accuracy"] for p in pts]
-        ax.fill_between(x, [100 * p["ci95"][0] for p in pts], [100 * p["ci95"][1] for p in pts],
-                        color=colours[arm], alpha=0.15)  # fmt: skip
-        ax.plot(x, acc, marker="o", color=colours[arm], label=f"{arm} ({data['model']})")
-    ax.set_ylabel("accuracy, % (95% CI)")
-    ax.set_title("Accuracy per arm over time")
-    ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))  # type: ignore[no-untyped-call]
-    ax.legend(loc="lower left")
-    ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
-    out = _png(fig)
-    plt.close(fig)
-    return out
-
-
-def _confusion_plot(report: Mapping[str, Any]) -> str:
-    import matplotlib.pyplot as plt
-
-    arms = report["arms"]
-    fig, axes = plt.subplots(1, len(arms), figsize=(3.5 * len(arms), 3.2), squeeze=False)
-    for ax, (arm, data) in zip(axes[0], arms.items(), strict=True):
-        c = data["confusion"]
-        grid = [[c["actual_pass"]["pass"], c["actual_pass"]["fail"]],
-                [c["actual_fail"]["pass"], c["actual_fail"]["fail"]]]  # fmt: skip
-        ax.imshow(grid, cmap="Blues")
-        for i in range(2):
-            for j in range(2):
-                ax.text(j, i, str(grid[i][j]), ha="center", va="center", fontsize=12)
-        ax.set_xticks([0, 1], ["predicted pass", "predicted fail"])
-        ax.set_yticks([0, 1], ["actual pass", "actual fail"])
-        ax.set_title(f"{arm} ({data['model']})")
-    fig.tight_layout()
-    out = _png(fig)
-    plt.close(fig)
-    return out
-
-
-def _agreement_plot(report: Mapping[str, Any]) -> str:
-    import matplotlib.pyplot as plt
-
-    shadow, agree = report["shadow"], report["agreement"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    names = list(shadow)
-    acc = [100 * (shadow[m]["member_accuracy"]["value"] or 0) for m in names]
-    ens = [100 * (shadow[m]["ensemble_accuracy"]["value"] or 0) for m in names]
-    xs = range(len(names))
-    left.bar([x - 0.2 for x in xs], ens, 0.4, label="ensemble", color=PALETTE[0])
-    left.bar([x + 0.2 for x in xs], acc, 0.4, label="member alone", color="#7f7f7f")
-    left.set_xticks(list(xs), names)
-    left.set_ylim(min([*acc, *ens, 100]) - 5, 100)
-    left.set_ylabel("accuracy, %")
-    left.set_title("Shadow: same labelled devices")
-    left.legend(loc="lower right")
-    pairs = agree["pairwise"]
-    right.barh(list(pairs), [100 * (v or 0) for v in pairs.values()], color="#2ca02c")
-    right.set_xlim(0, 100)
-    share = agree["all_agree"]
-    right.set_title(
-        "Member agreement"
-        + (f" (all three agree: {100 * share:.1f}%)" if share is not None else "")
-    )
-    right.set_xlabel("% of devices voting alike")
-    fig.tight_layout()
-    out = _png(fig)
-    plt.close(fig)
-    return out
 
 
 def _wafer_plot(wafer_id: str, dies: list[Mapping[str, Any]]) -> str:
@@ -281,14 +195,7 @@ def render(
         if "needed" in size
         else html.escape(size.get("note", ""))
     )
-    plots = "".join(
-        f'<img alt="{alt}" src="data:image/png;base64,{png}">'
-        for alt, png in (
-            ("accuracy over time", _timeline_plot(report)),
-            ("confusion matrices", _confusion_plot(report)),
-            ("member agreement", _agreement_plot(report)),
-        )
-    )
+    plots = html_charts.charts(report)
     arm_note = f", arm {html.escape(w['arm'])}" if w.get("arm") else ""
     srm = report.get("sample_ratio") or {}
     srm_line = (
@@ -321,6 +228,8 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px;
 table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
 th {{ background: #f4f4f4; }} img {{ display: block; margin: 1em 0; max-width: 100%; }}
+figure {{ margin: 1.5em 0; }} figure svg {{ display: block; max-width: 100%; height: auto; }}
+figcaption {{ margin-bottom: 0.4em; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{_window(w.get("since"), w.get("until"))}{arm_note}.
@@ -341,6 +250,7 @@ th {{ background: #f4f4f4; }} img {{ display: block; margin: 1em 0; max-width: 1
 <th>escapes</th><th>overkill</th><th>cost per die</th><th>only it right</th>
 <th>only served right</th><th>McNemar p</th></tr>{combiner_rows}</table>
 {candidate_section}
+{html_sections.ground_truth(report.get("ground_truth"))}
 <h2>Model versions on the ensemble arm</h2>
 <table><tr><th>models</th><th>first served</th><th>last served</th><th>accuracy</th>
 <th>newest against these (always valid)</th></tr>{version_rows}</table>

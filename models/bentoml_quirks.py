@@ -28,7 +28,8 @@ stops behaving this way, so an upgrade says which workaround to delete.
   (``tracing_options``); an ndarray output's media type is recomputed per response
   (``fix_media_type``); members stop at SIGTERM while the entry still drains
   (``outlive_the_entry``); the request id and the store's home are private
-  (``new_request_id``, ``bentoml_home``).
+  (``new_request_id``, ``bentoml_home``). Its index page (``/``, a tag manager, a CDN)
+  has no setting: our ``/`` is mounted, and BentoML adds its own after (``ops.docs_page``).
 """
 
 from __future__ import annotations

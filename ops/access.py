@@ -71,6 +71,5 @@ class RouteTable:
 
 #: The entry's routes. BentoML's own routes are declared here; ours where they are made.
 ROUTES = RouteTable()
-for _path in ("/", "/docs.json", "/schema.json", "/healthz", "/livez", "/readyz", "/metrics"):
+for _path in ("/docs.json", "/schema.json", "/healthz", "/livez", "/readyz", "/metrics"):
     ROUTES.declare(_path, Access.OPEN)
-ROUTES.declare("/static_content/*", Access.OPEN)

@@ -55,7 +55,7 @@ REPORT_SCHEMA = {
 REPORT_OPENAPI = {
     "/ab/report": {
         "get": {
-            "tags": ["Service APIs"],
+            "tags": ["Dashboard"],
             "operationId": "yield_ensemble__ab_report",
             "description": "The A/B accuracy report over the prediction log (a `report` key).",
             "parameters": [

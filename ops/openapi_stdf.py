@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ops.openapi_parts import ID, error_response, ok_response, statuses
+from ops.openapi_parts import ID, error_response, ok_response, security, statuses
 
 _FILE = {
     "type": "string",
@@ -74,6 +74,10 @@ def _file_post(operation: str, description: str, ok: dict[str, Any], role: str |
         "or tests the model needs that the file lacks; the message names the record type and "
         "byte offset (field: body)."
     )
+    if operation.startswith("predict"):
+        answers["429"] = error_response(
+            "More work than the replica takes now (Retry-After); nothing was done."
+        )
     return {
         "post": {
             "tags": ["Service APIs"],
@@ -84,6 +88,7 @@ def _file_post(operation: str, description: str, ok: dict[str, Any], role: str |
                 "content": {"application/octet-stream": {"schema": _FILE}},
             },
             "responses": answers,
+            **security(role),
         }
     }
 
