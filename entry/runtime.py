@@ -204,6 +204,7 @@ class Runtime:
             champion.decision,
             champion.predictor.combiner.key,
             candidate=serving.candidate_spec(get_settings().promotion_alpha),
+            reference=champion.reference,
         )
 
     def start(self) -> None:

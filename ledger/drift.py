@@ -201,6 +201,33 @@ def wafer(
     return one(engine, reference, "wafer_id", wafer_id, since, until)
 
 
+def most_drifted(judged: dict[str, Any]) -> str | None:
+    """The feature that moved most: the drifted one of largest PSI, else the largest PSI."""
+    if judged["moved_most"]:
+        return str(judged["moved_most"][0])
+    return str(judged["features"][0]["feature"]) if judged["features"] else None
+
+
+def overall(
+    engine: sa.Engine,
+    reference: Reference,
+    since: float | None,
+    until: float | None,
+    alpha: float = ALPHA,
+) -> dict[str, Any] | None:
+    """The whole window's drift, every logged prediction in it (all lots, all arms), with
+    the histogram of its most drifted feature (``most_drifted``); None if it has none."""
+    found = counts(engine, reference, sa.literal_column("0"), _where(since, until, []))
+    if not found:
+        return None
+    c = next(iter(found.values()))
+    judged = _judged(reference, c, alpha)
+    name = most_drifted(judged)
+    j = reference.names.index(name) if name is not None else 0
+    judged["histogram"] = histogram(reference.features[j], c["counts"][j])
+    return {**judged, "window": {"since": since, "until": until}}
+
+
 def timeline(
     engine: sa.Engine,
     reference: Reference,
