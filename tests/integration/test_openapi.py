@@ -23,6 +23,12 @@ ROUTES = {
     ("get", "/dashboard/lots"): "report",
     ("get", "/dashboard/wafers/{wafer_id}"): "report",
     ("get", "/dashboard/wafers/{wafer_id}/map"): "report",
+    ("get", "/dashboard/wafers/{wafer_id}/spatial"): "report",
+    ("get", "/dashboard/drift/lots"): "report",
+    ("get", "/dashboard/drift/wafers"): "report",
+    ("get", "/dashboard/drift/lots/{lot_id}"): "report",
+    ("get", "/dashboard/drift/wafers/{wafer_id}"): "report",
+    ("get", "/dashboard/drift/timeline"): "report",
     ("get", "/admin/serving"): "admin",
 }
 #: Documented too; their examples change what serves, so ``test_versions`` posts them.
