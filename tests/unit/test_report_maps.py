@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from xml.etree import ElementTree
 
 import sqlalchemy as sa
 
@@ -28,36 +29,43 @@ DIES = [
 MODELS = {"ensemble": "ensemble", "challenger": "xgboost"}
 
 
-def _titles(page: str) -> dict[str, str]:
-    """(x, y) -> its die's tooltip."""
-    found = re.findall(r"<title>\((\d+, \d+)\) ([^<]*)</title>", page)
-    return dict(found)
+def _drawn(page: str) -> dict[tuple[int, int], dict[str, str | None]]:
+    """(x, y) on the map -> its die's fill, outline and tooltip, read from the SVG."""
+    svg = re.search(r'<svg class="wafer".*?</svg>', page, re.S)
+    assert svg is not None
+    out: dict[tuple[int, int], dict[str, str | None]] = {}
+    for group in ElementTree.fromstring(svg.group(0)).iter("g"):
+        for die in group.iter("path"):
+            x, y = re.match(r"M(\d+)\.06 (\d+)\.06", die.get("d", "")).groups()  # type: ignore[union-attr]
+            title = die.find("title")
+            out[(int(x), int(y))] = {"fill": group.get("fill"), "stroke": group.get("stroke"),
+                                     "title": None if title is None else title.text}  # fmt: skip
+    return out
 
 
 def test_each_die_says_what_it_is_and_which_arm_decided_it() -> None:
     page = html_wafers.section({"W1": DIES}, [{"wafer_id": "W1", "lot_id": "L7"}], 9,
                                "the 1 with the most labelled dies", MODELS)  # fmt: skip
-    tips = _titles(page)
-    assert len(tips) == 6  # the die without a position is counted, not drawn
-    assert tips["2, 0"].startswith("escape (predicted pass, failed final test); decided by "
-                                   "ensemble, P(pass) 0.900")  # fmt: skip
-    assert tips["0, 1"].startswith("overkill (predicted fail, passed final test); decided "
-                                   "by challenger (xgboost)")  # fmt: skip
-    assert tips["1, 1"].startswith("predicted pass, no ground truth yet")
+    drawn = _drawn(page)
+    assert len(drawn) == 6  # the die without a position is counted, not drawn
+    assert drawn[(2, 0)]["title"] == "(2, 0) escape: called pass, failed; ensemble; P(pass) 0.90"
+    assert drawn[(0, 1)]["title"] == (
+        "(0, 1) overkill: called fail, passed; challenger (xgboost); P(pass) 0.10"
+    )
+    assert drawn[(1, 1)]["title"] == "(1, 1) pass, no truth yet; ensemble; P(pass) 0.90"
     # Escapes and overkill have fills of their own, named in the legend; only the
     # challenger's die is outlined, in the colour the legend gives its arm.
-    drawn = re.findall(r'<rect x="(\d+)\.06" y="(\d+)\.06"[^>]*fill="(#\w+)"', page)
-    fills = {(x, y): fill for x, y, fill in drawn}
-    escape, overkill = html_wafers.CLASSES["escape"][0], html_wafers.CLASSES["overkill"][0]
-    assert fills[("2", "0")] == escape and fills[("0", "1")] == overkill
+    fills = {xy: die["fill"] for xy, die in drawn.items()}
+    assert fills[(2, 0)] == html_wafers.CLASSES["escape"][0]
+    assert fills[(0, 1)] == html_wafers.CLASSES["overkill"][0]
     assert len(set(fills.values())) == 6
-    outlined = re.findall(r'<rect x="(\d+)\.06" y="(\d+)\.06"[^>]*stroke="(#\w+)"', page)
-    assert outlined == [("0", "1", html_wafers.OUTLINES[0])]
+    outlined = {xy: die["stroke"] for xy, die in drawn.items() if die["stroke"]}
+    assert outlined == {(0, 1): html_wafers.OUTLINES[0]}
     assert (
         f'stroke="{html_wafers.OUTLINES[0]}" stroke-width=".24"/></svg> outlined: decided by '
         "the challenger (xgboost) arm" in page
     )
-    for _, words in html_wafers.CLASSES.values():
+    for _, words, _ in html_wafers.CLASSES.values():
         assert words in page
     # How many wafers the window had, how many are drawn and why; the map's own counts.
     assert "1 of the window's 9 wafers drawn: the 1 with the most labelled dies." in page
