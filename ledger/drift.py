@@ -65,15 +65,22 @@ def counts(
     p = predictions.c
     sqlite = engine.dialect.name == "sqlite"
     values = [_value(j, sqlite).label(f"v{j}") for j in range(len(reference.features))]
+    # Each row's values and bins computed once (MATERIALIZED): inlined, every bin's sum
+    # parsed the row's JSON again, 0.3 ms a row on PostgreSQL.
     rows = (
         sa.select(key.label("g"), p.wafer_id, p.ts, p.out_of_range, *values)
         .where(*where)
-        .subquery("rows")
+        .cte("rows")
+        .prefix_with("MATERIALIZED")
     )
-    binned = sa.select(
-        rows.c.g, rows.c.wafer_id, rows.c.ts, rows.c.out_of_range,
-        *(_bin(rows.c[f"v{j}"], f).label(f"b{j}") for j, f in enumerate(reference.features)),
-    ).subquery("binned")  # fmt: skip
+    binned = (
+        sa.select(
+            rows.c.g, rows.c.wafer_id, rows.c.ts, rows.c.out_of_range,
+            *(_bin(rows.c[f"v{j}"], f).label(f"b{j}") for j, f in enumerate(reference.features)),
+        )
+        .cte("binned")
+        .prefix_with("MATERIALIZED")
+    )  # fmt: skip
     sums = [
         sa.func.sum(sa.case((binned.c[f"b{j}"] == b, 1), else_=0))
         for j, f in enumerate(reference.features)

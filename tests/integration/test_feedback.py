@@ -147,7 +147,8 @@ def test_feedback_joins_and_report_gives_the_known_accuracies(
         check=True,
     )
     page = out.read_text()
-    assert page.startswith("<!doctype html>") and page.count("data:image/png;base64,") == 3
+    # Three charts and the drift section's histogram.
+    assert page.startswith("<!doctype html>") and page.count("data:image/png;base64,") == 4
     assert done.stdout.splitlines()[0] in page  # the conclusion is on the page
     assert "Shadow: each member alone" in page and "Shadow: every combiner" in page
     assert page.count("<th>escapes</th>") == 3  # arms, members, combiners
