@@ -65,8 +65,9 @@ def counts(
     p = predictions.c
     sqlite = engine.dialect.name == "sqlite"
     values = [_value(j, sqlite).label(f"v{j}") for j in range(len(reference.features))]
-    # Each row's values and bins computed once (MATERIALIZED): inlined, every bin's sum
-    # parsed the row's JSON again, 0.3 ms a row on PostgreSQL.
+    # Each row's values and bins computed once (MATERIALIZED, PostgreSQL 12+, SQLite
+    # 3.35+): inlined, every bin's sum parsed the row's JSON again, 0.3 ms a row on
+    # PostgreSQL (bench/drift_reads.py).
     rows = (
         sa.select(key.label("g"), p.wafer_id, p.ts, p.out_of_range, *values)
         .where(*where)
