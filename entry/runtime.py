@@ -189,10 +189,14 @@ class Runtime:
         return dict(zip(self.proxies, answers, strict=True))
 
     def guardrail_report(self, since: float | None) -> dict[str, Any]:
-        return self.report(since, None, None)
+        """The report the guardrail judges the candidate by (no drift: it reads none)."""
+        return self.report(since, None, None, drift=False)
 
-    def report(self, since: float | None, until: float | None, arm: str | None) -> dict[str, Any]:
-        """The A/B report over the logged predictions in [since, until), optionally one arm."""
+    def report(
+        self, since: float | None, until: float | None, arm: str | None, drift: bool = True
+    ) -> dict[str, Any]:
+        """The A/B report over the logged predictions in [since, until), optionally one arm;
+        ``drift``: with the drift section against the champion's reference."""
         self.log.flush(10.0)
         serving = self.serving
         champion = serving.champion
@@ -204,6 +208,7 @@ class Runtime:
             champion.decision,
             champion.predictor.combiner.key,
             candidate=serving.candidate_spec(get_settings().promotion_alpha),
+            reference=champion.reference if drift else None,
         )
 
     def start(self) -> None:

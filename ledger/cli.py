@@ -9,9 +9,6 @@ import argparse
 import sys
 from typing import Any
 
-#: Wafer maps on the HTML report: the latest wafers of the window.
-MAPS = 6
-
 
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -35,9 +32,9 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     from ensemble.arms import with_candidate
     from ensemble.serving import CANDIDATE, comparison
-    from ledger import dashboard
+    from ledger import wafer_maps
     from ledger.serving import ServingStore
-    from models.base import model_tag, saved_decision
+    from models.base import model_tag, saved_decision, saved_reference
     from models.families import member_names
 
     log = PredictionLog(url)
@@ -54,19 +51,16 @@ def _report(args: argparse.Namespace) -> int:
             candidate = comparison(
                 state, tags[state.champion], tags[state.candidate], settings.promotion_alpha
             )
-        report = log.report(arms, since, until, args.arm, decision, served, candidate)
-        # The latest wafers of the window, as maps of predicted and actual fails.
-        groups = dashboard.groups(log.engine, "wafer_id", since, until, None, MAPS, 0)
-        wafers, wafers_total = groups["wafers"], groups["total"]
-        maps = {}
-        for w in wafers:
-            found = dashboard.die_map(
-                log.engine, w["wafer_id"], since, until, dashboard.MAX_LIMIT, 0
-            )
-            maps[w["wafer_id"]] = found["dies"] if found else []
+        reference = saved_reference(state.champion if state else None)
+        report = log.report(
+            arms, since, until, args.arm, decision, served, candidate, reference=reference
+        )
+        # The window's wafers with the most labelled dies, as maps of decisions and truth.
+        maps = wafer_maps.choose(log.engine, since, until)
     finally:
         log.close()
-    page = render(report, wafer_maps=maps, wafer_yields=wafers, wafers_total=wafers_total)
+    page = render(report, wafer_maps=maps.dies, wafer_yields=maps.wafers,
+                  wafers_total=maps.total, wafers_rule=maps.rule)  # fmt: skip
     Path(args.out).write_text(page, encoding="utf-8")
     print(report["conclusion"])
     print(f"wrote {Path(args.out).resolve()}")

@@ -292,6 +292,22 @@ def die_map(
     }
 
 
+def all_dies(
+    engine: sa.Engine, wafer_id: str, since: float | None, until: float | None
+) -> list[dict[str, Any]] | None:
+    """Every die of one wafer (``die_map``'s entries, page after page); None if the wafer
+    has no prediction in the window."""
+    dies: list[dict[str, Any]] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = die_map(engine, wafer_id, since, until, MAX_LIMIT, offset)
+        if page is None:
+            return None
+        dies += page["dies"]
+        offset = page["next_offset"]
+    return dies
+
+
 def paged(
     by: str, items: list[dict[str, Any]], total: int, limit: int, offset: int,
     window: dict[str, Any],

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ledger import html_charts, html_sections
+from ledger import html_charts, html_drift, html_sections, html_wafers
 from ledger.dashboard import YIELD_DEFINITIONS
-
-
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _when(ts: float | None) -> str:
@@ -44,30 +36,6 @@ def _cost(c: Mapping[str, Any]) -> str:
         return "-"
     lo, hi = c["ci95"]
     return f"{c['value']:.4f} <small>[{lo:.4f}, {hi:.4f}]</small>"
-
-
-def _wafer_plot(wafer_id: str, dies: list[Mapping[str, Any]]) -> str:
-    """Predicted fails beside actual fails, die by die, for one wafer."""
-    import matplotlib.pyplot as plt
-
-    placed = [d for d in dies if d["x"] is not None and d["y"] is not None]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.8), sharex=True, sharey=True)
-    for ax, key, title in ((left, "prediction", "predicted"), (right, "actual", "actual")):
-        groups = (("pass", "#2ca02c"), ("fail", "#d62728"), (None, "#cccccc"))
-        for value, colour in groups:
-            pts = [d for d in placed if d[key] == value]
-            if pts:
-                label = value or "no ground truth"
-                ax.scatter([d["x"] for d in pts], [d["y"] for d in pts], s=12, marker="s",
-                           color=colour, label=f"{label} ({len(pts)})")  # fmt: skip
-        ax.set_title(f"{wafer_id}: {title}")
-        ax.set_aspect("equal")
-        ax.invert_yaxis()
-        ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    out = _png(fig)
-    plt.close(fig)
-    return out
 
 
 def _yield_table(wafers: Sequence[Mapping[str, Any]]) -> str:
@@ -98,15 +66,18 @@ def _yield_table(wafers: Sequence[Mapping[str, Any]]) -> str:
 def render(
     report: Mapping[str, Any],
     title: str = "yield-ensemble A/B report",
-    wafer_maps: Mapping[str, list[Mapping[str, Any]]] | None = None,
+    wafer_maps: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     wafer_yields: Sequence[Mapping[str, Any]] | None = None,
     wafers_total: int | None = None,
+    wafers_rule: str | None = None,
 ) -> str:
     """A complete HTML document for ``report`` (the dict of ``ledger.report.build_report``).
 
     ``wafer_maps``: wafer id -> its dies (``ledger.dashboard.die_map``), drawn as maps of
-    predicted and actual fails. ``wafer_yields``: wafers as ``ledger.dashboard.groups``
-    lists them, shown with their predicted, expected and actual yields, each named.
+    decisions against ground truth (``ledger.html_wafers``); ``wafers_total`` the window's
+    wafers, ``wafers_rule`` how the drawn ones were chosen. ``wafer_yields``: wafers as
+    ``ledger.dashboard.groups`` lists them, shown with their three yields, each named. The
+    report's ``drift``, if any, is drawn by ``ledger.html_drift``.
     """
     import matplotlib
 
@@ -207,18 +178,10 @@ def render(
         if srm.get("p_value") is not None
         else ""
     )
-    maps = "".join(
-        f'<img alt="wafer map {html.escape(wafer)}" src="data:image/png;base64,'
-        f'{_wafer_plot(wafer, dies)}">'
-        for wafer, dies in (wafer_maps or {}).items()
-        if any(d["x"] is not None for d in dies)
+    models = {arm: str(d["model"]) for arm, d in report["arms"].items()}
+    maps_section = _yield_table(wafer_yields or []) + html_wafers.section(
+        wafer_maps or {}, wafer_yields or [], wafers_total, wafers_rule, models
     )
-    drawn = sum(1 for dies in (wafer_maps or {}).values() if any(d["x"] is not None for d in dies))
-    of = "" if wafers_total is None or wafers_total <= drawn else (
-        f"<p>The newest {drawn} of the window's {wafers_total} wafers with die positions; "
-        "every wafer's map: GET /dashboard/wafers/{wafer_id}/map.</p>")  # fmt: skip
-    maps_section = f"<h2>Wafer maps: predicted and actual fails</h2>{of}{maps}" if maps else ""
-    maps_section = _yield_table(wafer_yields or []) + maps_section
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -230,6 +193,7 @@ td, th {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
 th {{ background: #f4f4f4; }} img {{ display: block; margin: 1em 0; max-width: 100%; }}
 figure {{ margin: 1.5em 0; }} figure svg {{ display: block; max-width: 100%; height: auto; }}
 figcaption {{ margin-bottom: 0.4em; }}
+{html_wafers.STYLE}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{_window(w.get("since"), w.get("until"))}{arm_note}.
@@ -255,6 +219,7 @@ figcaption {{ margin-bottom: 0.4em; }}
 <table><tr><th>models</th><th>first served</th><th>last served</th><th>accuracy</th>
 <th>newest against these (always valid)</th></tr>{version_rows}</table>
 {plots}
+{html_drift.section(report.get("drift"))}
 {maps_section}
 </body></html>
 """

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 
 from ensemble.arms import ENSEMBLE, Arm
 from ensemble.decision import Decision
+from ensemble.drift import Reference
+from ledger import report_drift
 from ledger.report import Labelled, build_report
 from ledger.tables import CHUNK, outcome_events, outcomes, predictions
 
@@ -223,10 +225,12 @@ class LedgerQueries:
         decision: Decision | None = None,
         served_key: str | None = None,
         candidate: Mapping[str, Any] | None = None,
+        reference: Reference | None = None,
     ) -> dict[str, Any]:
         """The A/B report (``ledger.report``) over predictions in [since, until).
 
-        ``decision``, ``served_key`` and ``candidate``: see ``ledger.report.build_report``.
+        ``decision``, ``served_key`` and ``candidate``: see ``ledger.report.build_report``;
+        ``reference``: the champion's, for the ``drift`` section (``ledger.report_drift``).
 
         Arms are judged as they were served in the window: each arm's latest logged
         spec (what served it, its share) wins over today's ``arms``, which fill in for
@@ -250,6 +254,7 @@ class LedgerQueries:
             assigned=self.assigned(since, until, arm),
         )
         report["ground_truth"] = self.outcome_history(since, until)
+        report["drift"] = report_drift.section(self.engine, reference, since, until)
         return report
 
     def served_arms(self, since: float | None = None, until: float | None = None) -> dict[str, Arm]:

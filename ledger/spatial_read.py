@@ -125,14 +125,7 @@ def spatial(
     engine: sa.Engine, wafer_id: str, since: float | None, until: float | None
 ) -> dict[str, Any] | None:
     """GET /dashboard/wafers/{wafer_id}/spatial: the spatial read; None if never served."""
-    dies: list[dict[str, Any]] = []
-    offset: int | None = 0
-    while offset is not None:
-        page = dashboard.die_map(engine, wafer_id, since, until, dashboard.MAX_LIMIT, offset)
-        if page is None:  # no prediction of this wafer in the window
-            return None
-        dies += page["dies"]
-        offset = page["next_offset"]
-    if not dies:
+    dies = dashboard.all_dies(engine, wafer_id, since, until)
+    if not dies:  # no prediction of this wafer in the window
         return None
     return {"wafer_id": wafer_id, **analyse(dies), "window": {"since": since, "until": until}}

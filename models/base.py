@@ -105,6 +105,17 @@ def saved_decision(version: str | None = None) -> Decision | None:
         ) from exc
 
 
+def saved_reference(version: str | None = None) -> Reference | None:
+    """The reference distributions saved with ``version``'s members (default: the
+    settings'), as serving loads them (``load_version``); None if it has none or is not
+    stored."""
+    try:
+        saved = stored_model(member_names()[0], version).info.metadata.get("reference")
+    except ModelMissing:
+        return None
+    return Reference.from_dict(saved) if isinstance(saved, dict) else None
+
+
 def stored_decision(members: Mapping[str, str], version: str | None = None) -> Decision:
     """The decision trained with the served members (``ensemble.decision``).
 

@@ -6,8 +6,9 @@ itself, to name the wrong field); it lists neither the mounted routes (``/ab``,
 ``/dashboard``, ``/admin``) nor the status codes the edge answers. The path items here
 replace or add those (``models.bentoml_quirks.add_openapi_paths``): the predict routes'
 in ``ops.openapi_predict``, the tester files' in ``ops.openapi_stdf``, the reads' and the
-admin's in ``ops.openapi_reads``. Each JSON example is one the real server accepts (a test
-posts them).
+admin's in ``ops.openapi_reads``, the drift and spatial reads' in ``ops.openapi_analysis``.
+Each JSON example is one the real server accepts (a test posts them). Every declared route
+is documented but for ``UNDOCUMENTED`` (``tests/unit/test_openapi_docs.py``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ensemble.schema import FeatureSchema
-from ops import openapi_drift, openapi_predict, openapi_reads, openapi_stdf
+from ops import openapi_analysis, openapi_predict, openapi_reads, openapi_stdf
 from ops.openapi_parts import SECURITY_SCHEMES, error_response, security
 
+#: Declared routes (``ops.access.ROUTES``) the spec leaves out: the documentation itself
+#: (``/`` and ``/docs`` are its page) and the page's files.
+UNDOCUMENTED = ("/", "/docs", "/docs/", "/docs.json", "/schema.json", "/docs/assets/{name}")
 #: Every path item we write, by path, in the spec's order (the synthetic data's schema).
 PATHS: dict[str, Any] = {
-    **openapi_predict.PATHS, **openapi_stdf.PATHS, **openapi_reads.PATHS, **openapi_drift.PATHS,
+    **openapi_predict.PATHS, **openapi_stdf.PATHS, **openapi_reads.PATHS, **openapi_analysis.PATHS,
 }  # fmt: skip
 #: The routes a ``predict`` key opens when YIELD_ENSEMBLE_PREDICT_REQUIRES_KEY is set.
 PREDICT_ROUTES = ("/predict", "/predict_batch", "/predict_wafer", "/predict_stdf")
@@ -31,7 +35,7 @@ def paths(schema: FeatureSchema | None, predict_requires_key: bool = False) -> d
     """Every path item, the predict routes' for ``schema`` (None: the synthetic data's),
     keyed (bearer scheme, 401 and 403) when ``predict_requires_key``."""
     items = {**openapi_predict.paths(schema), **openapi_stdf.PATHS, **openapi_reads.PATHS,
-             **openapi_drift.PATHS}  # fmt: skip
+             **openapi_analysis.PATHS}  # fmt: skip
     if predict_requires_key:
         for route in PREDICT_ROUTES:
             op = items[route] = {"post": dict(items[route]["post"])}

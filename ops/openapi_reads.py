@@ -47,6 +47,13 @@ REPORT_SCHEMA = {
             "each older one (always valid).",
         },
         "ground_truth": {"type": "object", "description": "Outcomes per sender, replacements."},
+        "drift": {
+            "type": "object",
+            "description": "The window's input against the champion's training reference, "
+            "whatever the arm: overall and per lot (worst first) PSI, Holm-adjusted p per "
+            "feature, out-of-range share, moved_most, drifted, alert; worst_lot with its most "
+            "drifted feature's histogram. available false (with a note) without a reference.",
+        },
         "conclusion": {"type": "string"},
     },
 }

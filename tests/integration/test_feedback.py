@@ -147,7 +147,9 @@ def test_feedback_joins_and_report_gives_the_known_accuracies(
         check=True,
     )
     page = out.read_text()
+    # Four charts (inline SVG) and the drift section's histogram (a PNG).
     assert page.startswith("<!doctype html>") and page.count('<figure id="chart-') == 4
+    assert page.count('<img alt="drift histogram ') == 1
     assert done.stdout.splitlines()[0] in page  # the conclusion is on the page
     assert "Shadow: each member alone" in page and "Shadow: every combiner" in page
     assert page.count("<th>escapes</th>") == 3  # arms, members, combiners

@@ -210,6 +210,17 @@ def test_dashboard_reads_per_wafer_per_lot_and_the_die_map(
         capture_output=True,
     )
     html = page.read_text()
-    assert "Wafer maps: predicted and actual fails" in html
+    assert "Wafer maps: decisions against ground truth" in html
     assert "expected yield (mean P(pass))" in html and "<th>W-1</th>" in html
-    assert 'alt="wafer map W-1"' in html and 'alt="wafer map W-2"' in html
+    assert 'aria-label="wafer map W-1"' in html and 'aria-label="wafer map W-2"' in html
+    # Which wafers, of how many; W-1's escapes and overkill from its newest decisions.
+    assert "2 of the window's 2 wafers drawn: the 2 with the most labelled dies" in html
+    newest = again.json()["columns"]
+    called = list(zip(newest["prediction"][:20], actual, strict=True))
+    escapes, overkill = called.count(("pass", "fail")), called.count(("fail", "pass"))
+    others = sum(arm != "ensemble" for arm in newest["arm"])
+    assert (f"<b>W-1</b> (lot LOT-9): 64 dies, 20 labelled: {escapes} escapes, {overkill} "
+            f"overkill; {others} decided by an arm other than the ensemble.") in html  # fmt: skip
+    # The drift section, from the champion's reference in the store.
+    assert "Drift: is the window's input like the training data?" in html
+    assert "<th>lot LOT-9</th>" in html and 'alt="drift histogram ' in html

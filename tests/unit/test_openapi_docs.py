@@ -104,3 +104,41 @@ def test_the_groups_are_described_in_our_words_and_the_probes_list_their_503() -
     assert "BentoML" not in str(spec["tags"])
     assert [t["name"] for t in spec["tags"]][:2] == ["Service APIs", "Dashboard"]
     assert all("503" in spec["paths"][p]["get"]["responses"] for p in ("/livez", "/readyz"))
+
+
+def test_every_declared_route_is_documented_but_the_documentation_itself() -> None:
+    """Each route the service declares (``ops.access.ROUTES``) is in /docs.json as BentoML
+    generates it with our path items, but for ``openapi.UNDOCUMENTED``."""
+    import importlib
+
+    from ops.access import ROUTES
+    from service import YieldEnsemble  # declares every route and adds our path items
+
+    generate = importlib.import_module("_bentoml_sdk.service.openapi").generate_spec
+    documented = set(generate(YieldEnsemble).asdict()["paths"])
+    declared = {d.path for d in ROUTES.declarations()}
+    assert {"/dashboard/drift/lots/{lot_id}", "/dashboard/wafers/{wafer_id}/spatial"} <= declared
+    missing = sorted(declared - documented - set(openapi.UNDOCUMENTED))
+    assert not missing, f"declared routes missing from /docs.json: {missing}"
+    assert set(openapi.UNDOCUMENTED) <= declared, "an exception that is no longer a route"
+
+
+def test_the_drift_reads_say_409_without_a_reference_and_404_for_an_unknown_group() -> None:
+    paths = _spec(None)["paths"]
+    for path in (
+        "/dashboard/drift/lots",
+        "/dashboard/drift/wafers",
+        "/dashboard/drift/timeline",
+        "/dashboard/drift/lots/{lot_id}",
+        "/dashboard/drift/wafers/{wafer_id}",
+    ):
+        get = paths[path]["get"]
+        assert {"200", "401", "403", "409", "422", "503"} <= set(get["responses"]), path
+        assert get["security"] == [{"apiKey": []}], path
+        assert ("404" in get["responses"]) == path.endswith("}"), path
+    limit = next(
+        p for p in paths["/dashboard/drift/lots"]["get"]["parameters"] if p["name"] == "limit"
+    )
+    from ledger.drift import MAX_LIMIT
+
+    assert limit["schema"]["maximum"] == MAX_LIMIT

@@ -457,11 +457,14 @@ def test_the_html_report_says_the_candidate_advice_once_and_the_window_in_words(
     page = render({**report, "ground_truth": []})
     assert page.count(html_escape(report["candidate"]["summary"])) == 1
     assert "- to -" not in page and "Window: every logged prediction to now" in page
-    dies = [{"x": 0, "y": 0, "prediction": "pass", "actual": None}]
+    dies = [{"x": 0, "y": 0, "prediction": "pass", "actual": None, "arm": "ensemble",
+             "probability": 0.9}]  # fmt: skip
     maps = {f"W{i}": dies for i in range(6)}
-    page = render({**report, "ground_truth": []}, wafer_maps=maps, wafers_total=10)
-    assert "The newest 6 of the window's 10 wafers" in page
-    assert "of the window's" not in render(
+    rule = "the 6 with the most labelled dies"
+    page = render({**report, "ground_truth": []}, wafer_maps=maps, wafers_total=10,
+                  wafers_rule=rule)  # fmt: skip
+    assert "6 of the window's 10 wafers drawn: the 6 with the most labelled dies." in page
+    assert "6 of the window's 6 wafers drawn" in render(
         {**report, "ground_truth": []}, wafer_maps=maps, wafers_total=6
     )
 
