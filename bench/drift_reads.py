@@ -101,7 +101,7 @@ def run(url: str, wafers: int, dies: int) -> dict[str, Any]:
         "/dashboard/drift/lots": lambda: drift.groups(e, ref, "lot_id", None, None),
         "/dashboard/drift/lots/L0": lambda: drift.one(e, ref, "lot_id", "L0", None, None),
         "/dashboard/drift/timeline": lambda: drift.timeline(e, ref, None, None, 3600),
-        "the whole window (drift.overall)": lambda: drift.overall(e, ref, None, None),
+        "the window and every lot (drift.by_lot)": lambda: drift.by_lot(e, ref, None, None),
         "the report's drift section": lambda: report_drift.section(e, ref, None, None),
         "/ab/report without drift": lambda: log.report(ARMS),
         "/ab/report with drift": lambda: log.report(ARMS, reference=ref),

@@ -216,24 +216,48 @@ def most_drifted(judged: dict[str, Any]) -> str | None:
     return str(judged["features"][0]["feature"]) if judged["features"] else None
 
 
-def overall(
+def by_lot(
     engine: sa.Engine,
     reference: Reference,
     since: float | None,
     until: float | None,
     alpha: float = ALPHA,
-) -> dict[str, Any] | None:
-    """The whole window's drift, every logged prediction in it (all lots, all arms), with
-    the histogram of its most drifted feature (``most_drifted``); None if it has none."""
-    found = counts(engine, reference, sa.literal_column("0"), _where(since, until, []))
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, list[np.ndarray]]]:
+    """The whole window's drift and every lot's, from one count of the window's rows by
+    lot (``counts``; rows without a lot count in the window's only): (the window's, with
+    the histogram of its most drifted feature (``most_drifted``), None if it has no rows;
+    each lot's as ``groups`` lists them; lot -> its (k, bins) counts, for histograms)."""
+    p = predictions.c
+    where = _where(since, until, [])
+    found = counts(engine, reference, p.lot_id, where)
     if not found:
-        return None
-    c = next(iter(found.values()))
-    judged = _judged(reference, c, alpha)
-    name = most_drifted(judged)
+        return None, [], {}
+    groups_ = list(found.values())
+    with engine.connect() as conn:
+        wafers = conn.execute(sa.select(sa.func.count(sa.distinct(p.wafer_id))).where(*where))
+        merged = {
+            "dies": sum(c["dies"] for c in groups_),
+            "wafers": int(wafers.scalar_one()),
+            "out_of_range": sum(c["out_of_range"] for c in groups_),
+            "first_ts": min(c["first_ts"] for c in groups_),
+            "last_ts": max(c["last_ts"] for c in groups_),
+            "counts": [
+                sum(c["counts"][j] for c in groups_) for j in range(len(reference.features))
+            ],
+        }
+    whole = _judged(reference, merged, alpha)
+    name = most_drifted(whole)
     j = reference.names.index(name) if name is not None else 0
-    judged["histogram"] = histogram(reference.features[j], c["counts"][j])
-    return {**judged, "window": {"since": since, "until": until}}
+    whole["histogram"] = histogram(reference.features[j], merged["counts"][j])
+    whole["window"] = {"since": since, "until": until}
+    lots = []
+    for lot_id, c in found.items():
+        if lot_id is not None:
+            judged = _judged(reference, c, alpha)
+            lots.append(
+                {"lot_id": lot_id, **judged, "features": [_short(f) for f in judged["features"]]}
+            )
+    return whole, lots, {g: c["counts"] for g, c in found.items() if g is not None}
 
 
 def timeline(

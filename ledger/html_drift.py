@@ -96,14 +96,14 @@ def section(drift: Mapping[str, Any] | None) -> str:
     rows = _row("whole window", whole) + "".join(
         _row(f"lot {html.escape(str(lot['lot_id']))}", lot) for lot in lots[:ROWS]
     )
+    total = drift["lots_total"]
     more = (
-        f"<p>The {ROWS} worst of {len(lots)} lots listed; every lot: the report's JSON or "
-        "GET /dashboard/drift/lots.</p>"
-        if len(lots) > ROWS
+        f"<p>The {ROWS} worst of the window's {total} lots listed; every lot: GET "
+        "/dashboard/drift/lots (the report's JSON lists the "
+        f"{len(lots)} worst).</p>"
+        if total > ROWS
         else ""
     )
-    if drift["lots_total"] > len(lots):
-        more += f"<p>The newest {len(lots)} of the window's {drift['lots_total']} lots judged.</p>"
     worst = drift["worst_lot"]
     if worst is not None:
         h, whose = worst["histogram"], f"lot {worst['lot_id']}"
@@ -112,7 +112,7 @@ def section(drift: Mapping[str, Any] | None) -> str:
     title = f"{h['feature']}, {whose}: served against the training reference"
     png = histogram_plot(h, title)
     return (
-        f"{head}<p>{drift['lots_drifted']} of {len(lots)} lots drifted (a feature's "
+        f"{head}<p>{drift['lots_drifted']} of {total} lots drifted (a feature's "
         f"Holm-adjusted p-value under {t['alpha']:g}), {drift['lots_alert']} past the alert's "
         f"threshold (drifted with PSI over {t['psi_significant']:g}). PSI under "
         f"{t['psi_moderate']:g}: no shift; {t['psi_moderate']:g} to {t['psi_significant']:g}: "

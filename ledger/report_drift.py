@@ -1,16 +1,18 @@
 """The A/B report's drift section: is the window's input like the training data?
 
-The same reads as ``GET /dashboard/drift/...`` (``ledger.drift``: bins counted in the
-database, ``ledger.drift_stats``' PSI and wafer-corrected, Holm-adjusted test), against the
-serving champion's reference, over the report's window: the window as a whole, and each
-lot in it. Every logged prediction of the window counts, whatever arm served it (the
-inputs do not depend on the arm), so ``arm=`` does not narrow this section.
+The drift reads' own code (``ledger.drift``: bins counted in the database, one pass over
+the window's rows grouped by lot, ``ledger.drift_stats``' PSI and wafer-corrected,
+Holm-adjusted test), against the serving champion's reference, over the report's window:
+the window as a whole (its lots summed, rows without a lot included), and each lot in it,
+judged as ``GET /dashboard/drift/lots`` judges it. Every logged prediction of the window
+counts, whatever arm served it (the inputs do not depend on the arm), so ``arm=`` does not
+narrow this section.
 
 A lot is ``drifted`` when some feature's Holm-adjusted p-value is under alpha (0.01), and
 ``alert`` (the ``YieldEnsembleLotDrift`` alert's documented threshold) when such a feature
 also has a PSI over 0.25. Lots are listed alerting first, then drifted, then by their
-largest PSI, at most ``ledger.drift.MAX_LIMIT`` (the newest ones when the window has
-more; ``lots_total`` says how many it has).
+largest PSI, at most ``ledger.drift.MAX_LIMIT`` (the worst); ``lots_total``,
+``lots_drifted`` and ``lots_alert`` count every lot of the window.
 """
 
 from __future__ import annotations
@@ -53,27 +55,23 @@ def section(
     window = {"since": since, "until": until}
     if reference is None:
         return {"available": False, "note": NO_REFERENCE, "window": window}
-    whole = drift.overall(engine, reference, since, until, alpha)
-    page = drift.groups(
-        engine, reference, "lot_id", since, until, limit=drift.MAX_LIMIT, alpha=alpha
-    )
-    lots = sorted(page["lots"], key=_worst_first)
+    whole, judged, counts = drift.by_lot(engine, reference, since, until, alpha)
+    lots = sorted(judged, key=_worst_first)[: drift.MAX_LIMIT]
     worst = None
     if lots and lots[0]["drifted"]:
         lot_id = lots[0]["lot_id"]
-        found = drift.one(engine, reference, "lot_id", lot_id, since, until, alpha)
-        if found is not None:
-            feature = drift.most_drifted(found)
-            histogram = next(h for h in found["histograms"] if h["feature"] == feature)
-            worst = {"lot_id": lot_id, "feature": feature, "histogram": histogram}
+        feature = drift.most_drifted(lots[0])
+        j = reference.names.index(str(feature))
+        histogram = drift.histogram(reference.features[j], counts[lot_id][j])
+        worst = {"lot_id": lot_id, "feature": feature, "histogram": histogram}
     return {
         "available": True,
         "window": window,
         "overall": whole,
         "lots": lots,
-        "lots_total": page["total"],
-        "lots_drifted": sum(lot["drifted"] for lot in lots),
-        "lots_alert": sum(lot["alert"] for lot in lots),
+        "lots_total": len(judged),
+        "lots_drifted": sum(lot["drifted"] for lot in judged),
+        "lots_alert": sum(lot["alert"] for lot in judged),
         "worst_lot": worst,
         "thresholds": {
             "alpha": alpha,

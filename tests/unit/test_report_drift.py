@@ -155,3 +155,25 @@ def test_an_empty_window_has_no_overall_drift(log: PredictionLog, reference: Ref
     from ledger.html_drift import section
 
     assert "No prediction in the window" in section(drift)
+
+
+def test_the_page_lists_the_worst_lots_and_says_how_many_there_are() -> None:
+    from ledger.html_drift import ROWS, section
+
+    def group(i: int, drifted: bool) -> dict[str, Any]:
+        feature = {"feature": "vdd_v", "psi": 0.3, "p_holm": 0.001 if drifted else 0.5}
+        return {"lot_id": f"L{i}", "dies": 10, "wafers": 1, "out_of_range_share": 0.0,
+                "max_psi": 0.3, "moved_most": ["vdd_v"] if drifted else [], "features": [feature],
+                "drifted": drifted, "alert": drifted}  # fmt: skip
+
+    histogram = {"feature": "vdd_v", "edges": [0.0, 1.0], "served_share": [0, 1, 0],
+                 "train_share": [0, 1, 0], "held_out_share": None}  # fmt: skip
+    lots = [group(i, i < 2) for i in range(ROWS + 5)]
+    page = section({"available": True, "overall": {**group(-1, False), "histogram": histogram},
+                    "lots": lots, "lots_total": ROWS + 5, "lots_drifted": 2, "lots_alert": 2,
+                    "worst_lot": None, "thresholds": {"alpha": 0.01, "psi_significant": 0.25,
+                                                      "psi_moderate": 0.1}})  # fmt: skip
+    assert f"The {ROWS} worst of the window's {ROWS + 5} lots listed" in page
+    assert f"2 of {ROWS + 5} lots drifted" in page and "2 past the alert's threshold" in page
+    assert page.count("<th>lot L") == ROWS and "<th>lot L0</th>" in page
+    assert page.count("<b>ALERT</b>") == 2
