@@ -1,0 +1,186 @@
+"""The reader's Arrow tables as numpy columns, through nanoarrow (no pyarrow).
+
+stdf-convert's native module returns tables that speak the Arrow PyCapsule interface
+(``__arrow_c_stream__``); nanoarrow (Apache-2.0, ~3 MB) imports that stream and hands out
+each column's buffers, which numpy views without copying. Only what decoding reads is
+here: fixed-width numbers, validity, the first byte of a B1 field, and strings as offsets
+and bytes (:class:`Strings`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from nanoarrow.c_array import c_array_view
+from nanoarrow.c_array_stream import c_array_stream
+
+#: Arrow C format strings of the fixed-width types the reader writes -> numpy dtype.
+_NUMBERS = {"c": "i1", "C": "u1", "s": "i2", "S": "u2", "i": "i4", "I": "u4", "l": "i8",
+            "L": "u8", "e": "f2", "f": "f4", "g": "f8"}  # fmt: skip
+#: Variable-width types -> the numpy dtype of their offsets.
+_VARIABLE = {"u": "i4", "z": "i4", "U": "i8", "Z": "i8"}
+
+
+class _Owned:
+    """Arrow memory as numpy sees it, holding the imported array that owns it (nanoarrow's
+    buffer views do not): an array made from this keeps that memory alive."""
+
+    def __init__(self, view: np.ndarray, owner: Any) -> None:
+        self.__array_interface__ = view.__array_interface__
+        self._view, self._owner = view, owner
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One column of one chunk: its buffers, where its rows start, how many there are."""
+
+    format: str
+    offset: int
+    length: int
+    null_count: int
+    buffers: tuple[Any, ...]
+    owner: Any
+
+    def buffer(self, i: int, dtype: Any) -> np.ndarray:
+        """Buffer ``i`` as a read-only numpy array, which keeps the chunk alive."""
+        return np.asarray(_Owned(np.frombuffer(self.buffers[i], dtype), self.owner))
+
+
+def _bits(buffer: Any, offset: int, length: int) -> np.ndarray:
+    packed = np.frombuffer(buffer, np.uint8)  # read at once: no view of it is kept
+    return np.unpackbits(packed, bitorder="little", count=offset + length)[offset:].astype(bool)
+
+
+@dataclass(frozen=True)
+class Strings:
+    """A string or binary column: row i is ``data[starts[i]:starts[i] + lengths[i]]``.
+
+    ``starts`` and ``lengths`` are int64 (n,), ``data`` uint8. A null row is empty.
+    """
+
+    starts: np.ndarray
+    lengths: np.ndarray
+    data: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def text(self, i: int) -> str:
+        """Row ``i`` decoded (the reader writes valid UTF-8)."""
+        start = int(self.starts[i])
+        return self.data[start : start + int(self.lengths[i])].tobytes().decode("utf-8")
+
+    def texts(self) -> np.ndarray:
+        """(n,) object array of str, None where empty: for small tables (one Python str a row)."""
+        whole = self.data.tobytes()
+        return np.array(
+            [whole[a : a + n].decode("utf-8") or None
+             for a, n in zip(self.starts.tolist(), self.lengths.tolist(), strict=True)],
+            dtype=object,
+        )  # fmt: skip
+
+    def words(self) -> list[np.ndarray]:
+        """Each row as little-endian uint64 words, zero past its end: ``ceil(max length / 8)``
+        arrays of shape (n,). With :attr:`lengths` they are the rows exactly."""
+        widest = int(self.lengths.max()) if len(self) else 0
+        if not widest:
+            return []
+        padded = np.zeros(len(self.data) + 8, np.uint8)
+        padded[: len(self.data)] = self.data
+        # Every byte position's following 8 bytes, as one (unaligned, overlapping) uint64.
+        at = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+        last = len(at) - 1
+        out = []
+        for k in range(0, widest, 8):
+            word = at[np.minimum(self.starts + k, last)]
+            left = np.clip(self.lengths - k, 0, 8).astype(np.uint64)
+            keep = np.where(
+                left >= 8, ~np.uint64(0), (np.uint64(1) << (np.uint64(8) * left)) - np.uint64(1)
+            )
+            out.append(word & keep)
+        return out
+
+
+class Table:
+    """One record type's rows, as the reader returned them (any number of chunks).
+
+    ``source`` is an object with ``__arrow_c_stream__`` whose rows are structs (a table),
+    or None for a record type the file does not hold (no rows; every column reads empty).
+    """
+
+    def __init__(self, source: Any = None) -> None:
+        self._pieces: dict[str, list[_Piece]] = {}
+        self.num_rows = 0
+        if source is None:
+            return
+        stream = c_array_stream(source)
+        schema = stream.get_schema()
+        names = [schema.child(i).name for i in range(schema.n_children)]
+        formats = [schema.child(i).format for i in range(schema.n_children)]
+        self._pieces = {name: [] for name in names}
+        for array in stream:
+            view = c_array_view(array)
+            self.num_rows += view.length
+            for i, name in enumerate(names):
+                child = view.child(i)
+                start, buffers = view.offset + child.offset, tuple(child.buffers)
+                piece = _Piece(formats[i], start, view.length, child.null_count, buffers, array)
+                self._pieces[name].append(piece)
+
+    def _of(self, name: str) -> list[_Piece]:
+        if self._pieces and name not in self._pieces:
+            raise KeyError(f"no column {name!r}")
+        return self._pieces.get(name, [])
+
+    def nulls(self, name: str) -> np.ndarray:
+        """(n,) bool, True where the record left the field out."""
+        parts = [
+            ~_bits(p.buffers[0], p.offset, p.length) if p.null_count else np.zeros(p.length, bool)
+            for p in self._of(name)
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, bool)
+
+    def values(self, name: str, dtype: Any = None, fill: Any = 0) -> np.ndarray:
+        """(n,) a fixed-width column as numpy (its own dtype unless ``dtype``); ``fill``
+        where null. A view of the reader's memory where nothing needs converting."""
+        parts = []
+        for p in self._of(name):
+            kind = np.dtype(_NUMBERS[p.format])
+            values = p.buffer(1, kind)[p.offset : p.offset + p.length]
+            if p.null_count:
+                values = values.astype(dtype or kind)  # a copy: the reader's memory is read-only
+                values[~_bits(p.buffers[0], p.offset, p.length)] = fill
+            parts.append(values.astype(dtype or kind, copy=False))
+        if not parts:
+            return np.zeros(0, dtype or np.int64)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def strings(self, name: str) -> Strings:
+        """A string or binary column's rows as offsets into its bytes (a null row is empty)."""
+        starts, lengths, data, base = [], [], [], 0
+        for p in self._of(name):
+            bounds = p.buffer(1, _VARIABLE[p.format])
+            bounds = bounds[p.offset : p.offset + p.length + 1].astype(np.int64)
+            lo, hi = int(bounds[0]), int(bounds[-1])
+            size = np.diff(bounds)
+            if p.null_count:  # a null row may have bytes (Arrow allows it): not its value
+                size[~_bits(p.buffers[0], p.offset, p.length)] = 0
+            data.append(p.buffer(2, np.uint8)[lo:hi])
+            starts.append(bounds[:-1] - lo + base)
+            lengths.append(size)
+            base += hi - lo
+        if not data:
+            return Strings(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8))
+        if len(data) == 1:
+            return Strings(starts[0], lengths[0], data[0])
+        return Strings(np.concatenate(starts), np.concatenate(lengths), np.concatenate(data))
+
+    def first_byte(self, name: str) -> np.ndarray:
+        """(n,) uint8 first byte of a B1 column (PART_FLG, TEST_FLG), 0 where left out."""
+        column = self.strings(name)
+        if not len(column.data):
+            return np.zeros(len(column), np.uint8)
+        at = np.minimum(column.starts, len(column.data) - 1)
+        return np.where(column.lengths > 0, column.data[at], 0).astype(np.uint8)
