@@ -21,6 +21,8 @@ _NUMBERS = {"c": "i1", "C": "u1", "s": "i2", "S": "u2", "i": "i4", "I": "u4", "l
             "L": "u8", "e": "f2", "f": "f4", "g": "f8"}  # fmt: skip
 #: Variable-width types -> the numpy dtype of their offsets.
 _VARIABLE = {"u": "i4", "z": "i4", "U": "i8", "Z": "i8"}
+#: The low ``i`` bytes of a little-endian uint64, i = 0..8.
+_LOW_BYTES = np.array([(1 << (8 * i)) - 1 for i in range(9)], np.uint64)
 
 
 class _Owned:
@@ -57,7 +59,7 @@ def _bits(buffer: Any, offset: int, length: int) -> np.ndarray:
 class Strings:
     """A string or binary column: row i is ``data[starts[i]:starts[i] + lengths[i]]``.
 
-    ``starts`` and ``lengths`` are int64 (n,), ``data`` uint8. A null row is empty.
+    ``starts`` and ``lengths`` are (n,) integers, ``data`` uint8. A null row is empty.
     """
 
     starts: np.ndarray
@@ -87,19 +89,14 @@ class Strings:
         widest = int(self.lengths.max()) if len(self) else 0
         if not widest:
             return []
-        padded = np.zeros(len(self.data) + 8, np.uint8)
+        padded = np.zeros(len(self.data) + widest + 8, np.uint8)  # every start + k reads in it
         padded[: len(self.data)] = self.data
         # Every byte position's following 8 bytes, as one (unaligned, overlapping) uint64.
         at = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
-        last = len(at) - 1
         out = []
         for k in range(0, widest, 8):
-            word = at[np.minimum(self.starts + k, last)]
-            left = np.clip(self.lengths - k, 0, 8).astype(np.uint64)
-            keep = np.where(
-                left >= 8, ~np.uint64(0), (np.uint64(1) << (np.uint64(8) * left)) - np.uint64(1)
-            )
-            out.append(word & keep)
+            left = np.minimum(np.maximum(self.lengths - k, 0), 8)
+            out.append(at[self.starts + k] & _LOW_BYTES[left])
         return out
 
 
@@ -111,28 +108,36 @@ class Table:
     """
 
     def __init__(self, source: Any = None) -> None:
-        self._pieces: dict[str, list[_Piece]] = {}
+        self._columns: dict[str, tuple[int, str]] = {}  # name -> (child index, format)
+        self._chunks: list[tuple[Any, Any]] = []  # (imported array, its view)
+        self._pieces: dict[str, list[_Piece]] = {}  # the columns read so far
         self.num_rows = 0
         if source is None:
             return
         stream = c_array_stream(source)
         schema = stream.get_schema()
-        names = [schema.child(i).name for i in range(schema.n_children)]
-        formats = [schema.child(i).format for i in range(schema.n_children)]
-        self._pieces = {name: [] for name in names}
+        for i in range(schema.n_children):
+            self._columns[schema.child(i).name] = (i, schema.child(i).format)
         for array in stream:
             view = c_array_view(array)
+            self._chunks.append((array, view))
             self.num_rows += view.length
-            for i, name in enumerate(names):
-                child = view.child(i)
-                start, buffers = view.offset + child.offset, tuple(child.buffers)
-                piece = _Piece(formats[i], start, view.length, child.null_count, buffers, array)
-                self._pieces[name].append(piece)
 
     def _of(self, name: str) -> list[_Piece]:
-        if self._pieces and name not in self._pieces:
+        """The column's pieces, one per chunk (looked at on first use: decoding reads a
+        handful of a record's 20-odd fields)."""
+        if name in self._pieces or not self._columns:
+            return self._pieces.get(name, [])
+        if name not in self._columns:
             raise KeyError(f"no column {name!r}")
-        return self._pieces.get(name, [])
+        i, format = self._columns[name]
+        pieces = []
+        for array, view in self._chunks:
+            child = view.child(i)
+            start, buffers = view.offset + child.offset, tuple(child.buffers)
+            pieces.append(_Piece(format, start, view.length, child.null_count, buffers, array))
+        self._pieces[name] = pieces
+        return pieces
 
     def nulls(self, name: str) -> np.ndarray:
         """(n,) bool, True where the record left the field out."""
@@ -148,11 +153,14 @@ class Table:
         parts = []
         for p in self._of(name):
             kind = np.dtype(_NUMBERS[p.format])
+            target = np.dtype(dtype or kind)
             values = p.buffer(1, kind)[p.offset : p.offset + p.length]
             if p.null_count:
-                values = values.astype(dtype or kind)  # a copy: the reader's memory is read-only
+                values = values.astype(target)  # a copy: the reader's memory is read-only
                 values[~_bits(p.buffers[0], p.offset, p.length)] = fill
-            parts.append(values.astype(dtype or kind, copy=False))
+            elif kind.kind in "iu" and target.kind in "iu" and kind.itemsize == target.itemsize:
+                values = values.view(target)  # uint64 sequence numbers as int64: no copy
+            parts.append(values.astype(target, copy=False))
         if not parts:
             return np.zeros(0, dtype or np.int64)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -160,15 +168,17 @@ class Table:
     def strings(self, name: str) -> Strings:
         """A string or binary column's rows as offsets into its bytes (a null row is empty)."""
         starts, lengths, data, base = [], [], [], 0
-        for p in self._of(name):
-            bounds = p.buffer(1, _VARIABLE[p.format])
-            bounds = bounds[p.offset : p.offset + p.length + 1].astype(np.int64)
+        pieces = self._of(name)
+        for p in pieces:
+            bounds = p.buffer(1, _VARIABLE[p.format])[p.offset : p.offset + p.length + 1]
             lo, hi = int(bounds[0]), int(bounds[-1])
+            if len(pieces) > 1 or lo:
+                bounds = bounds.astype(np.int64) - lo + base
             size = np.diff(bounds)
             if p.null_count:  # a null row may have bytes (Arrow allows it): not its value
                 size[~_bits(p.buffers[0], p.offset, p.length)] = 0
             data.append(p.buffer(2, np.uint8)[lo:hi])
-            starts.append(bounds[:-1] - lo + base)
+            starts.append(bounds[:-1])
             lengths.append(size)
             base += hi - lo
         if not data:

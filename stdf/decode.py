@@ -88,13 +88,13 @@ def _pair(pir: Table, prr: Table) -> tuple[np.ndarray, np.ndarray]:
     return row[kind == _PIR], row[kind == _PRR]
 
 
-def _named_by(number: np.ndarray, empty: np.ndarray) -> np.ndarray:
+def _named_by(number: np.ndarray, empty: np.ndarray) -> np.ndarray | None:
     """Per PTR the row whose TEST_TXT names its test: itself, or where its TEST_TXT is empty
     the latest earlier PTR of the same TEST_NUM with one (the standard's default from the
-    first PTR); itself if there is none."""
-    rows = np.arange(len(number))
+    first PTR); itself if there is none. None where every PTR names its own test."""
     if not empty.any():
-        return rows
+        return None
+    rows = np.arange(len(number))
     group = in_order(number)[2]
     narrow = group.astype(np.uint16) if group.max() < 1 << 16 else group  # radix sort
     order = np.argsort(narrow, kind="stable")
@@ -114,11 +114,9 @@ def _tests(ptr: Table) -> tuple[np.ndarray, tuple[Test, ...]]:
     text = ptr.strings("TEST_TXT")
     words = text.words()
     named = _named_by(number, text.lengths == 0)
-    identity = bool((named == np.arange(len(named))).all())
-    if not identity:  # each row by the text that names it
-        words, lengths = [w[named] for w in words], text.lengths[named]
-    else:
-        lengths = text.lengths
+    lengths = text.lengths
+    if named is not None:  # each row by the text that names it
+        words, lengths = [w[named] for w in words], lengths[named]
     _, first, column = in_order(mix(text_hash(lengths, words), number))
     # The hash groups rows; check each row against its group's first row, byte for byte.
     same = number == number[first][column]
@@ -128,11 +126,13 @@ def _tests(ptr: Table) -> tuple[np.ndarray, tuple[Test, ...]]:
     if not same.all():  # a 64-bit hash collision: group exactly, by sorting
         first, column = _exactly(number, lengths, words)
     units = ptr.strings("UNITS")
-    given = np.flatnonzero(units.lengths > 0)
-    first_units = np.full(len(first), len(number), np.int64)
-    np.minimum.at(first_units, column[given], given)
+    first_units = first.copy()  # the first PTR of a test, unless its UNITS is empty
+    if (units.lengths[first] == 0).any():
+        given = np.flatnonzero(units.lengths > 0)
+        first_units[:] = len(number)
+        np.minimum.at(first_units, column[given], given)
     tests = tuple(
-        Test(int(number[row]), text.text(int(named[row])),
+        Test(int(number[row]), text.text(row if named is None else int(named[row])),
              units.text(int(u)) if u < len(number) else "")
         for row, u in zip(first.tolist(), first_units.tolist(), strict=True)
     )  # fmt: skip
@@ -144,7 +144,7 @@ def _exactly(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(first row of each distinct (number, text), each row's index into them), in order of
     first appearance, by a sort of the rows' bytes: the slow, exact path."""
-    rows = np.stack([number.view(np.uint64), lengths.view(np.uint64), *words], axis=1)
+    rows = np.stack([number.view(np.uint64), lengths.astype(np.uint64), *words], axis=1)
     _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
     order = np.argsort(first)
     rank = np.empty(len(order), np.int64)
@@ -196,8 +196,10 @@ def _results(
     valid = (ptr.first_byte("TEST_FLG") & INVALID_RESULT) == 0
     valid &= ~ptr.nulls("RESULT")
     result = ptr.values("RESULT", np.float32)
+    if not valid.all():
+        part, column, result = part[valid], column[valid], result[valid]
     values = np.full((len(pir_rows), len(tests)), np.nan, dtype=np.float32)
-    values[part[valid], column[valid]] = result[valid]  # a repeated test: the last counts
+    values[part, column] = result  # a repeated test: the last counts
     return tests, values
 
 

@@ -136,3 +136,13 @@ def test_files_are_read_where_pyarrow_is_not_installed(tmp_path: Path) -> None:
     total = float(expected.values[~np.isnan(expected.values)].sum())
     assert done.stdout.split("\n")[:2] == [f"{len(expected)} {expected.tests[0].key} {total}",
                                            "False"]  # fmt: skip
+
+
+def test_a_test_takes_the_first_units_any_of_its_ptrs_give() -> None:
+    w = StdfWriter("<").far().mir()
+    w.pir().ptr(1, "A", 1.0, units="").ptr(2, "B", 2.0, units="mA").prr("1")
+    w.pir().ptr(1, "", 3.0, units="V").ptr(2, "B", 4.0, units="").prr("2")  # "": still A
+    w.pir().ptr(1, "A", 3.0, units="uV").ptr(3, "", 4.0, units="").prr("3")
+    parts = decode(bytes(w), max_bytes=1 << 20)
+    assert [(t.key, t.units) for t in parts.tests] == [((1, "A"), "V"), ((2, "B"), "mA"),
+                                                       ((3, ""), "")]  # fmt: skip
