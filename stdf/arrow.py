@@ -49,10 +49,14 @@ class _Piece:
         """Buffer ``i`` as a read-only numpy array, which keeps the chunk alive."""
         return np.asarray(_Owned(np.frombuffer(self.buffers[i], dtype), self.owner))
 
-
-def _bits(buffer: Any, offset: int, length: int) -> np.ndarray:
-    packed = np.frombuffer(buffer, np.uint8)  # read at once: no view of it is kept
-    return np.unpackbits(packed, bitorder="little", count=offset + length)[offset:].astype(bool)
+    def missing(self) -> np.ndarray | None:
+        """(length,) bool, True where null; None where no row is (no validity bitmap, or a
+        null count of 0; -1, unknown, reads the bitmap)."""
+        bitmap = np.frombuffer(self.buffers[0], np.uint8)  # read at once: no view is kept
+        if not self.null_count or not len(bitmap):
+            return None
+        bits = np.unpackbits(bitmap, bitorder="little", count=self.offset + self.length)
+        return ~bits[self.offset :].astype(bool)
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ class Table:
     def nulls(self, name: str) -> np.ndarray:
         """(n,) bool, True where the record left the field out."""
         parts = [
-            ~_bits(p.buffers[0], p.offset, p.length) if p.null_count else np.zeros(p.length, bool)
+            np.zeros(p.length, bool) if (missing := p.missing()) is None else missing
             for p in self._of(name)
         ]
         return np.concatenate(parts) if parts else np.zeros(0, bool)
@@ -155,9 +159,10 @@ class Table:
             kind = np.dtype(_NUMBERS[p.format])
             target = np.dtype(dtype or kind)
             values = p.buffer(1, kind)[p.offset : p.offset + p.length]
-            if p.null_count:
+            missing = p.missing()
+            if missing is not None:
                 values = values.astype(target)  # a copy: the reader's memory is read-only
-                values[~_bits(p.buffers[0], p.offset, p.length)] = fill
+                values[missing] = fill
             elif kind.kind in "iu" and target.kind in "iu" and kind.itemsize == target.itemsize:
                 values = values.view(target)  # uint64 sequence numbers as int64: no copy
             parts.append(values.astype(target, copy=False))
@@ -175,8 +180,9 @@ class Table:
             if len(pieces) > 1 or lo:
                 bounds = bounds.astype(np.int64) - lo + base
             size = np.diff(bounds)
-            if p.null_count:  # a null row may have bytes (Arrow allows it): not its value
-                size[~_bits(p.buffers[0], p.offset, p.length)] = 0
+            missing = p.missing()
+            if missing is not None:  # a null row may have bytes (Arrow allows it): not its value
+                size[missing] = 0
             data.append(p.buffer(2, np.uint8)[lo:hi])
             starts.append(bounds[:-1])
             lengths.append(size)
