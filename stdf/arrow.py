@@ -97,10 +97,13 @@ class Strings:
         padded[: len(self.data)] = self.data
         # Every byte position's following 8 bytes, as one (unaligned, overlapping) uint64.
         at = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+        shortest = int(self.lengths.min())
         out = []
         for k in range(0, widest, 8):
-            left = np.minimum(np.maximum(self.lengths - k, 0), 8)
-            out.append(at[self.starts + k] & _LOW_BYTES[left])
+            word = at[self.starts + k]
+            if shortest < k + 8:  # some row ends before this word does: zero past its end
+                word &= _LOW_BYTES[np.minimum(np.maximum(self.lengths - k, 0), 8)]
+            out.append(word)
         return out
 
 

@@ -78,6 +78,11 @@ def test_words_are_the_strings_exactly() -> None:
     assert rebuilt == values
     assert packed[0][1] == packed[0][2] and words.lengths[1] != words.lengths[2]
     assert all(w[1] == w[6] for w in packed)
+    # Every row at least a word long: the first word is read whole, the second cut short.
+    longer = Table(pa.table({"s": ["12345678", "123456789abc", "12345678"]})).strings("s")
+    first, second = longer.words()
+    assert first.tolist() == [int.from_bytes(b"12345678", "little")] * 3
+    assert second.tolist() == [0, int.from_bytes(b"9abc", "little"), 0]
 
 
 @pytest.mark.parametrize(
