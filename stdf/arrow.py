@@ -60,6 +60,25 @@ class _Piece:
 
 
 @dataclass(frozen=True)
+class Word:
+    """Bytes ``8k`` to ``8k + 7`` of the rows, as little-endian uint64 zero past each row's
+    end: ``values[i]`` is row ``rows[i]``'s, or with ``rows`` None every row's (0 for a row
+    that ends before ``8k``). Where fewer than half the rows reach the word, only those have
+    it: memory follows the strings' bytes, not n times the longest."""
+
+    rows: np.ndarray | None
+    values: np.ndarray
+
+    def dense(self, n: int) -> np.ndarray:
+        """(n,) uint64: every row's word, 0 for the rows too short to have it."""
+        if self.rows is None:
+            return self.values
+        out = np.zeros(n, np.uint64)
+        out[self.rows] = self.values
+        return out
+
+
+@dataclass(frozen=True)
 class Strings:
     """A string or binary column: row i is ``data[starts[i]:starts[i] + lengths[i]]``.
 
@@ -87,9 +106,9 @@ class Strings:
             dtype=object,
         )  # fmt: skip
 
-    def words(self) -> list[np.ndarray]:
-        """Each row as little-endian uint64 words, zero past its end: ``ceil(max length / 8)``
-        arrays of shape (n,). With :attr:`lengths` they are the rows exactly."""
+    def words(self) -> list[Word]:
+        """The rows as words of 8 bytes, ``ceil(max length / 8)`` of them: with
+        :attr:`lengths`, the rows exactly."""
         widest = int(self.lengths.max()) if len(self) else 0
         if not widest:
             return []
@@ -100,10 +119,15 @@ class Strings:
         shortest = int(self.lengths.min())
         out = []
         for k in range(0, widest, 8):
-            word = at[self.starts + k]
-            if shortest < k + 8:  # some row ends before this word does: zero past its end
-                word &= _LOW_BYTES[np.minimum(np.maximum(self.lengths - k, 0), 8)]
-            out.append(word)
+            rows = None
+            if shortest <= k and 2 * int(np.count_nonzero(self.lengths > k)) < len(self):
+                rows = np.flatnonzero(self.lengths > k)
+            starts = self.starts if rows is None else self.starts[rows]
+            lengths = self.lengths if rows is None else self.lengths[rows]
+            word = at[starts + k]
+            if int(lengths.min()) < k + 8:  # some row ends inside this word: zero past it
+                word &= _LOW_BYTES[np.minimum(np.maximum(lengths - k, 0), 8)]
+            out.append(Word(rows, word))
         return out
 
 

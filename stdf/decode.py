@@ -9,6 +9,8 @@ with nanoarrow and numpy (:mod:`stdf.arrow`): no pyarrow, so the serving image r
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -114,17 +116,21 @@ def _tests(ptr: Table) -> tuple[np.ndarray, tuple[Test, ...]]:
     text = ptr.strings("TEST_TXT")
     words = text.words()
     named = _named_by(number, text.lengths == 0)
-    lengths = text.lengths
-    if named is not None:  # each row by the text that names it
-        words, lengths = [w[named] for w in words], lengths[named]
-    _, first, column = in_order(mix(text_hash(lengths, words), number))
+    hashed, lengths = text_hash(text.lengths, words), text.lengths
+
+    def own(values: np.ndarray) -> np.ndarray:  # each row by the text that names it
+        return values if named is None else values[named]
+
+    _, first, column = in_order(mix(own(hashed), number))
     # The hash groups rows; check each row against its group's first row, byte for byte.
     same = number == number[first][column]
-    same &= lengths == lengths[first][column]
+    same &= own(lengths) == own(lengths)[first][column]
     for word in words:
-        same &= word == word[first][column]
+        values = own(word.dense(len(number)))
+        same &= values == values[first][column]
     if not same.all():  # a 64-bit hash collision: group exactly, by sorting
-        first, column = _exactly(number, lengths, words)
+        dense = (own(w.dense(len(number))) for w in words)  # one word at a time
+        first, column = _exactly(itertools.chain([number, own(lengths)], dense))
     units = ptr.strings("UNITS")
     first_units = first.copy()  # the first PTR of a test, unless its UNITS is empty
     if (units.lengths[first] == 0).any():
@@ -139,13 +145,16 @@ def _tests(ptr: Table) -> tuple[np.ndarray, tuple[Test, ...]]:
     return column, tests
 
 
-def _exactly(
-    number: np.ndarray, lengths: np.ndarray, words: list[np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(first row of each distinct (number, text), each row's index into them), in order of
-    first appearance, by a sort of the rows' bytes: the slow, exact path."""
-    rows = np.stack([number.view(np.uint64), lengths.astype(np.uint64), *words], axis=1)
-    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+def _exactly(columns: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct row of ``columns`` ((n,) integers each), each row's index
+    into them), in order of first appearance: groups refined a column at a time by sorting,
+    the slow exact path, in the memory of a few columns."""
+    group = np.zeros(0, np.uint64)
+    for column in columns:
+        values = column.astype(np.uint64)
+        pair = np.stack([group, values], axis=1) if len(group) else values[:, None]
+        group = np.unique(pair, axis=0, return_inverse=True)[1].ravel().astype(np.uint64)
+    _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
     order = np.argsort(first)
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order))

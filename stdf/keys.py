@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stdf.arrow import Word
+
 #: Rows whose distinct keys seed the table; the rest are looked up (misses are added).
 SEED_ROWS = 1 << 12
 #: Largest lookup table (int32 entries) before falling back to a binary search.
@@ -81,11 +83,15 @@ def mix(h: np.ndarray, value: np.ndarray) -> np.ndarray:
     return out
 
 
-def text_hash(lengths: np.ndarray, words: list[np.ndarray]) -> np.ndarray:
-    """(n,) uint64 hash of strings given as their lengths and uint64 words
+def text_hash(lengths: np.ndarray, words: list[Word]) -> np.ndarray:
+    """(n,) uint64 hash of strings given as their lengths and words of 8 bytes
     (``stdf.arrow.Strings.words``): equal strings hash equal; unequal ones almost never."""
     h = _u64(lengths) * _K2
     for word in words:
-        h ^= word
-        h *= _K1
-    return h ^ (h >> np.uint64(31))
+        if word.rows is None:
+            h ^= word.values
+            h *= _K1
+        else:
+            h[word.rows] = (h[word.rows] ^ word.values) * _K1
+    out: np.ndarray = h ^ (h >> np.uint64(31))
+    return out

@@ -69,7 +69,7 @@ def test_a_record_type_the_file_lacks_reads_as_no_rows() -> None:
 def test_words_are_the_strings_exactly() -> None:
     values = ["", "a", "a\x00", "12345678", "123456789", "ABCDEFGHIJKLMNOPQ", "a"]
     words = Table(pa.table({"s": values})).strings("s")
-    packed = words.words()
+    packed = [w.dense(len(values)) for w in words.words()]
     assert len(packed) == 3  # 17 bytes: three words
     rebuilt = [
         b"".join(int(w[i]).to_bytes(8, "little") for w in packed)[: words.lengths[i]].decode()
@@ -78,11 +78,17 @@ def test_words_are_the_strings_exactly() -> None:
     assert rebuilt == values
     assert packed[0][1] == packed[0][2] and words.lengths[1] != words.lengths[2]
     assert all(w[1] == w[6] for w in packed)
+    # A word fewer than half the rows reach is kept for those only: memory follows the
+    # strings' bytes, not n times the longest.
+    assert [None if w.rows is None else w.rows.tolist() for w in words.words()] == [
+        None, [4, 5], [5]]  # fmt: skip
     # Every row at least a word long: the first word is read whole, the second cut short.
     longer = Table(pa.table({"s": ["12345678", "123456789abc", "12345678"]})).strings("s")
     first, second = longer.words()
-    assert first.tolist() == [int.from_bytes(b"12345678", "little")] * 3
-    assert second.tolist() == [0, int.from_bytes(b"9abc", "little"), 0]
+    assert first.rows is None
+    assert first.values.tolist() == [int.from_bytes(b"12345678", "little")] * 3
+    assert second.rows is not None and second.rows.tolist() == [1]
+    assert second.values.tolist() == [int.from_bytes(b"9abc", "little")]
 
 
 @pytest.mark.parametrize(
