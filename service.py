@@ -34,7 +34,7 @@ from models import bentoml_quirks
 from models.base import decision_reference
 from models.services import MEMBER_SERVICES
 from ops import logs, openapi
-from ops.access import ROUTES, Access
+from ops.access import FILE_MEDIA, ROUTES, Access
 from ops.admin import admin_app
 from ops.api_docs import (
     ANSWER_DOC,
@@ -56,7 +56,6 @@ get_ledger_settings()
 # Before BentoML's worker builds its uvicorn config, which it does after loading this module.
 bentoml_quirks.serve_connections(OPS.keepalive_s, OPS.header_timeout_s)
 JSON = "application/json"
-STDF_MEDIA = "application/octet-stream"
 
 #: The edge's settings, filled in by the entry worker (keys, metrics) when it starts.
 EDGE = EdgeConfig(
@@ -195,9 +194,9 @@ async def _feedback_stdf(request: Request) -> Response:
 #: Routes that take a raw body (BentoML's APIs take JSON), matched by exact path.
 raw_app = Starlette(
     routes=[
-        Route(ROUTES.declare(STDF.endpoint, Access.PREDICT, STDF_MEDIA), _predict_stdf,
+        Route(ROUTES.declare(STDF.endpoint, Access.PREDICT, FILE_MEDIA), _predict_stdf,
               methods=["POST"]),
-        Route(ROUTES.declare("/feedback_stdf", Access.FEEDBACK, STDF_MEDIA), _feedback_stdf,
+        Route(ROUTES.declare("/feedback_stdf", Access.FEEDBACK, FILE_MEDIA), _feedback_stdf,
               methods=["POST"]),
     ]
 )  # fmt: skip

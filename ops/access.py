@@ -31,6 +31,10 @@ class Access(enum.Enum):
         return role
 
 
+#: The media type of the routes whose body is a tester's file (``/predict_stdf``, ...).
+FILE_MEDIA = "application/octet-stream"
+
+
 @dataclass(frozen=True)
 class Declaration:
     path: str  # exact, with {param} segments, or a prefix ending in "/"

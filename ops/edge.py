@@ -37,7 +37,7 @@ from ensemble.errors import (
     shown,
 )
 from ensemble.validation import REQUEST_FIELDS, unknown_field
-from ops.access import ROUTES, RouteTable
+from ops.access import FILE_MEDIA, ROUTES, RouteTable
 from ops.auth import KeyRing
 from ops.body import Body, BodyRefused, Inflater, coding, declared_length
 
@@ -132,7 +132,7 @@ class EdgeMiddleware:
                 declared_length(values.get("content-length", []), config.max_body_bytes)
                 encoding = coding(values.get("content-encoding", []))
             except BodyRefused as exc:
-                await self._refuse(send, state, path, self._typed(exc))
+                await self._refuse(send, state, path, self._typed(exc, declared.body))
                 return
             if encoding is not None:
                 inflater = Inflater(encoding, config.max_body_bytes)
@@ -175,7 +175,7 @@ class EdgeMiddleware:
             if body.refused is None and not body.disconnected:
                 raise
         if body.refused is not None:
-            await self._refuse(send, state, path, self._typed(body.refused))
+            await self._refuse(send, state, path, self._typed(body.refused, declared.body))
         elif body.disconnected:
             self._disconnected(state, path, body.seen)
             # Nobody reads this answer (the server drops it), but the middleware around
@@ -186,10 +186,10 @@ class EdgeMiddleware:
         elif not started:
             await self._refuse(send, state, path, Internal())
 
-    def _typed(self, refused: BodyRefused) -> ServiceError:
-        """``ops.body``'s refusal as the error it is."""
+    def _typed(self, refused: BodyRefused, media: str | None) -> ServiceError:
+        """``ops.body``'s refusal as the error it is, on a route taking ``media``."""
         if refused.status == 413:
-            return TooLarge(refused.message or self._too_large())
+            return TooLarge(refused.message or self._too_large(media))
         if refused.status == 415:
             return UnsupportedMedia(refused.message)
         field = "Content-Length" if refused.message.startswith("Content-Length") else "body"
@@ -207,9 +207,14 @@ class EdgeMiddleware:
         }
         logger.info("client disconnected before sending its body", extra={"fields": fields})
 
-    def _too_large(self) -> str:
-        mb = self.config.max_body_bytes / (1 << 20)
-        return f"request body over {mb:g} MB (YIELD_ENSEMBLE_MAX_BODY_MB); send fewer devices"
+    def _too_large(self, media: str | None) -> str:
+        """What to do about it: fewer devices, or on the tester-file routes a smaller file."""
+        limit = self.config.max_body_bytes
+        setting = f"{limit / (1 << 20):g} MB, YIELD_ENSEMBLE_MAX_BODY_MB"
+        if media == FILE_MEDIA:
+            return (f"the file is over the body limit of {limit} bytes ({setting}), as sent "
+                    "or as it expands; split it by wafer")  # fmt: skip
+        return f"request body over {setting}; send fewer devices"
 
     async def _finish_error(
         self, send: Send, state: RequestState, path: str, start: Message, body: bytes

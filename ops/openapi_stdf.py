@@ -63,8 +63,8 @@ def _file_post(operation: str, description: str, ok: dict[str, Any], role: str |
     answers = {"200": ok, **statuses(role, True, unavailable)}
     answers["415"] = error_response("The body is not application/octet-stream.")
     answers["501"] = error_response(
-        "This build has no STDF reader (the serving image leaves pyarrow out to stay under "
-        "600 MB): serve from an installed yield-ensemble, or send features to /predict_wafer."
+        "This build has no STDF reader (stdf-convert is not installed; the serving image has "
+        "it): serve from an installed yield-ensemble, or send features to /predict_wafer."
     )
     answers["413"] = error_response(
         "The file over YIELD_ENSEMBLE_MAX_BODY_MB, as sent or as it decompresses."

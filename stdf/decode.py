@@ -3,20 +3,22 @@
 Each PTR belongs to the open part (a PIR without its PRR yet) of its HEAD_NUM and
 SITE_NUM, so several sites may interleave. A die tested again (same wafer and x/y, or,
 without a position, same wafer and PART_ID) keeps its last test; earlier ones are counted
-in ``retests``. MPR, FTR and vendor records are skipped.
+in ``retests``. MPR, FTR and vendor records are skipped. The reader's Arrow tables are read
+with nanoarrow and numpy (:mod:`stdf.arrow`): no pyarrow, so the serving image reads files.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import stdf_convert
 
+from stdf.arrow import Table
 from stdf.errors import StdfInvalid
+from stdf.keys import in_order, mix, text_hash
 from stdf.parts import INVALID_RESULT, NO_COORD, NO_PASS_FAIL, PART_FAILED, Parts, Test
 from stdf.read import byte_order, tables, unpack
 
@@ -42,46 +44,21 @@ def decode(data: bytes, *, max_bytes: int, keep_retests: bool = False) -> Parts:
     return parts
 
 
-def _column(table: pa.Table, name: str, dtype: Any = None) -> np.ndarray:
-    values = table.column(name).combine_chunks()
-    if dtype is not None and values.null_count:
-        values = pc.fill_null(values, 0)
-    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=dtype)
-
-
-def _first_byte(table: pa.Table, name: str) -> np.ndarray:
-    """A B1 column (PART_FLG, TEST_FLG) as uint8, 0 where the record left it out."""
-    values = pc.fill_null(table.column(name).combine_chunks(), b"\x00")
-    offsets = np.frombuffer(values.buffers()[1], np.int32)[
-        values.offset : values.offset + len(values)
-    ]
-    data = np.frombuffer(values.buffers()[2], np.uint8)
-    return data[offsets].copy() if len(data) else np.zeros(len(values), np.uint8)
-
-
-def _strings(table: pa.Table, name: str) -> np.ndarray:
-    """A string column as an object array, None where empty or left out."""
-    values = table.column(name).to_pylist()
-    return np.array([v or None for v in values], dtype=object)
-
-
-def _keyed(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+def _keyed(table: Table) -> tuple[np.ndarray, np.ndarray]:
     """(head*256 + site, that key and the sequence number packed) per record."""
-    key = _column(table, "HEAD_NUM", np.int64) * 256 + _column(table, "SITE_NUM", np.int64)
-    return key, (key << _SEQ_BITS) | _column(table, "sequence_number", np.int64)
+    key = table.values("HEAD_NUM", np.int64) * 256 + table.values("SITE_NUM", np.int64)
+    return key, (key << _SEQ_BITS) | table.values("sequence_number", np.int64)
 
 
 def _where(key: int) -> str:
     return f"head {key >> 8} site {key & 255}"
 
 
-def _pair(pir: pa.Table, prr: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+def _pair(pir: Table, prr: Table) -> tuple[np.ndarray, np.ndarray]:
     """Indices into PIR and PRR of each part, ordered by (head, site, sequence)."""
-    pir_packed = _keyed(pir)[1]
-    prr_packed = _keyed(prr)[1]
-    packed = np.concatenate([pir_packed, prr_packed])
-    kind = np.concatenate([np.full(len(pir), _PIR), np.full(len(prr), _PRR)])
-    row = np.concatenate([np.arange(len(pir)), np.arange(len(prr))])
+    packed = np.concatenate([_keyed(pir)[1], _keyed(prr)[1]])
+    kind = np.concatenate([np.full(pir.num_rows, _PIR), np.full(prr.num_rows, _PRR)])
+    row = np.concatenate([np.arange(pir.num_rows), np.arange(prr.num_rows)])
     order = np.argsort(packed, kind="stable")
     packed, kind, row = packed[order], kind[order], row[order]
     key = packed >> _SEQ_BITS
@@ -91,8 +68,10 @@ def _pair(pir: pa.Table, prr: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     bad_prr = (kind == _PRR) & (first | same_as_previous)
     open_pir = (kind == _PIR) & (last | np.r_[same_as_previous[1:], False])
     if bad_prr.any() or open_pir.any():
-        offsets = np.concatenate([_column(pir, "byte_offset"), _column(prr, "byte_offset")])
-        at = offsets[np.where(kind == _PIR, row, row + len(pir))]
+        offsets = np.concatenate(
+            [pir.values("byte_offset", np.int64), prr.values("byte_offset", np.int64)]
+        )
+        at = offsets[np.where(kind == _PIR, row, row + pir.num_rows)]
         if open_pir.any() and (not bad_prr.any() or at[open_pir].min() < at[bad_prr].min()):
             i = int(np.flatnonzero(open_pir)[np.argmin(at[open_pir])])
             after = "the end of the file" if last[i] else f"the next PIR at byte {at[i + 1]}"
@@ -111,66 +90,87 @@ def _pair(pir: pa.Table, prr: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return row[kind == _PIR], row[kind == _PRR]
 
 
-def _test_text(ptr: pa.Table, number: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Per PTR the index of its TEST_TXT in the returned list; an empty TEST_TXT takes that of
-    the latest earlier PTR of the same TEST_NUM (the standard's default from the first PTR)."""
-    encoded = pc.dictionary_encode(pc.fill_null(ptr.column("TEST_TXT").combine_chunks(), ""))
-    names = [str(s) for s in encoded.dictionary.to_pylist()]
-    index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    if "" in names:
-        empty = index == names.index("")
-        if empty.any():
-            order = np.lexsort((np.arange(len(index)), number))
-            position = np.arange(len(order))
-            known = np.where(empty[order], -1, position)
-            latest = np.maximum.accumulate(known)
-            group_start = np.r_[0, np.flatnonzero(np.diff(number[order])) + 1]
-            starts = np.repeat(group_start, np.diff(np.r_[group_start, len(order)]))
-            filled = np.where(latest >= starts, index[order][np.maximum(latest, 0)], index[order])
-            index[order] = filled
-    return index, names
+def _named_by(number: np.ndarray, empty: np.ndarray) -> np.ndarray | None:
+    """Per PTR the row whose TEST_TXT names its test: itself, or where its TEST_TXT is empty
+    the latest earlier PTR of the same TEST_NUM with one (the standard's default from the
+    first PTR); itself if there is none. None where every PTR names its own test."""
+    if not empty.any():
+        return None
+    rows = np.arange(len(number))
+    group = in_order(number)[2]
+    narrow = group.astype(np.uint16) if group.max() < 1 << 16 else group  # radix sort
+    order = np.argsort(narrow, kind="stable")
+    known = np.where(empty[order], -1, rows)
+    latest = np.maximum.accumulate(known)
+    counts = np.bincount(group)
+    starts = (np.cumsum(counts) - counts)[group[order]]
+    named = rows.copy()
+    named[order] = np.where(latest >= starts, order[np.maximum(latest, 0)], order)
+    return named
 
 
-def _in_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct keys in order of first appearance, each row's index into them): a hash
-    pass (Arrow's dictionary encoding), not a sort."""
-    encoded = pc.dictionary_encode(pa.array(keys))
-    distinct = np.asarray(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=np.int64)
-    return distinct, np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+def _tests(ptr: Table) -> tuple[np.ndarray, tuple[Test, ...]]:
+    """Column of each PTR in the matrix, and the tests (TEST_NUM, TEST_TXT) in order of
+    first appearance, each with the first UNITS a PTR of it gives."""
+    number = ptr.values("TEST_NUM", np.int64)
+    text = ptr.strings("TEST_TXT")
+    words = text.words()
+    named = _named_by(number, text.lengths == 0)
+    hashed, lengths = text_hash(text.lengths, words), text.lengths
 
+    def own(values: np.ndarray) -> np.ndarray:  # each row by the text that names it
+        return values if named is None else values[named]
 
-def _tests(ptr: pa.Table) -> tuple[np.ndarray, tuple[Test, ...]]:
-    """Column of each PTR in the matrix, and the tests in order of first appearance."""
-    number = _column(ptr, "TEST_NUM", np.int64)
-    text, names = _test_text(ptr, number)
-    width = len(names) + 1
-    distinct, column = _in_order(number * width + text)
-    encoded = pc.dictionary_encode(pc.fill_null(ptr.column("UNITS").combine_chunks(), ""))
-    unit_names = [str(u) for u in encoded.dictionary.to_pylist()]
-    unit_index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    units = [""] * len(distinct)
-    pairs = _in_order(column * (len(unit_names) + 1) + unit_index)[0]
-    for pair in pairs.tolist():  # few: (test, units) pairs in file order; the first non-empty
-        c, u = divmod(pair, len(unit_names) + 1)
-        if not units[c]:
-            units[c] = unit_names[u]
+    _, first, column = in_order(mix(own(hashed), number))
+    # The hash groups rows; check each row against its group's first row, byte for byte.
+    same = number == number[first][column]
+    same &= own(lengths) == own(lengths)[first][column]
+    for word in words:
+        values = own(word.dense(len(number)))
+        same &= values == values[first][column]
+    if not same.all():  # a 64-bit hash collision: group exactly, by sorting
+        dense = (own(w.dense(len(number))) for w in words)  # one word at a time
+        first, column = _exactly(itertools.chain([number, own(lengths)], dense))
+    units = ptr.strings("UNITS")
+    first_units = first.copy()  # the first PTR of a test, unless its UNITS is empty
+    if (units.lengths[first] == 0).any():
+        given = np.flatnonzero(units.lengths > 0)
+        first_units[:] = len(number)
+        np.minimum.at(first_units, column[given], given)
     tests = tuple(
-        Test(int(key // width), names[int(key % width)], units[c])
-        for c, key in enumerate(distinct.tolist())
-    )
+        Test(int(number[row]), text.text(row if named is None else int(named[row])),
+             units.text(int(u)) if u < len(number) else "")
+        for row, u in zip(first.tolist(), first_units.tolist(), strict=True)
+    )  # fmt: skip
     return column, tests
 
 
-def _wafers(wir: pa.Table | None, pir: pa.Table, pir_rows: np.ndarray) -> np.ndarray:
+def _exactly(columns: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct row of ``columns`` ((n,) integers each), each row's index
+    into them), in order of first appearance: groups refined a column at a time by sorting,
+    the slow exact path, in the memory of a few columns."""
+    group = np.zeros(0, np.uint64)
+    for column in columns:
+        values = column.astype(np.uint64)
+        pair = np.stack([group, values], axis=1) if len(group) else values[:, None]
+        group = np.unique(pair, axis=0, return_inverse=True)[1].ravel().astype(np.uint64)
+    _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.ravel()]
+
+
+def _wafers(wir: Table, pir: Table, pir_rows: np.ndarray) -> np.ndarray:
     """WAFER_ID of the latest WIR before each part's PIR, of its head where that head has one."""
     wafer = np.full(len(pir_rows), None, dtype=object)
-    if wir is None or not wir.num_rows:
+    if not wir.num_rows:
         return wafer
-    wir_seq = _column(wir, "sequence_number", np.int64)
-    wir_head = _column(wir, "HEAD_NUM", np.int64)
-    ids = _strings(wir, "WAFER_ID")
-    part_seq = _column(pir, "sequence_number", np.int64)[pir_rows]
-    part_head = _column(pir, "HEAD_NUM", np.int64)[pir_rows]
+    wir_seq = wir.values("sequence_number", np.int64)
+    wir_head = wir.values("HEAD_NUM", np.int64)
+    ids = wir.strings("WAFER_ID").texts()
+    part_seq = pir.values("sequence_number", np.int64)[pir_rows]
+    part_head = pir.values("HEAD_NUM", np.int64)[pir_rows]
     for head in np.unique(part_head).tolist():
         mine = part_head == head
         pick = wir_head == head if (wir_head == head).any() else np.ones(len(wir_seq), bool)
@@ -179,111 +179,118 @@ def _wafers(wir: pa.Table | None, pir: pa.Table, pir_rows: np.ndarray) -> np.nda
     return wafer
 
 
-def _assemble(found: dict[str, pa.Table], keep_retests: bool) -> Parts:
-    pir = found["PIR"] if "PIR" in found else stdf_convert.schema("PIR").empty_table()
-    prr = found["PRR"] if "PRR" in found else stdf_convert.schema("PRR").empty_table()
-    pir_rows, prr_rows = _pair(pir, prr)
-    ptr = found.get("PTR")
-    n_parts = len(pir_rows)
-    if ptr is not None and ptr.num_rows:
-        column, tests = _tests(ptr)
-        ptr_key, ptr_packed = _keyed(ptr)
-        pir_packed = _keyed(pir)[1][pir_rows]
-        prr_packed = _keyed(prr)[1][prr_rows]
-        part = np.searchsorted(pir_packed, ptr_packed, side="right") - 1
-        safe = np.maximum(part, 0)
-        inside = (
-            (part >= 0)
-            & (pir_packed[safe] >> _SEQ_BITS == ptr_key)
-            & (prr_packed[safe] > ptr_packed)
+def _results(
+    ptr: Table, pir: Table, prr: Table, pir_rows: np.ndarray, prr_rows: np.ndarray
+) -> tuple[tuple[Test, ...], np.ndarray]:
+    """(tests, the (parts, tests) float32 matrix, NaN where a part has no valid result)."""
+    if not ptr.num_rows:
+        return (), np.empty((len(pir_rows), 0), dtype=np.float32)
+    column, tests = _tests(ptr)
+    ptr_key, ptr_packed = _keyed(ptr)
+    pir_packed = _keyed(pir)[1][pir_rows]
+    prr_packed = _keyed(prr)[1][prr_rows]
+    part = np.searchsorted(pir_packed, ptr_packed, side="right") - 1
+    safe = np.maximum(part, 0)
+    inside = (part >= 0) & (pir_packed[safe] >> _SEQ_BITS == ptr_key)
+    inside &= prr_packed[safe] > ptr_packed
+    if not inside.all():
+        offsets = ptr.values("byte_offset", np.int64)
+        i = int(np.argmin(np.where(inside, np.iinfo(np.int64).max, offsets)))
+        raise StdfInvalid(
+            f"a PTR outside any open part: no PIR of {_where(int(ptr_key[i]))} is open "
+            f"(TEST_NUM {int(ptr.values('TEST_NUM')[i])})",
+            record="PTR",
+            offset=int(offsets[i]),
         )
-        if not inside.all():
-            i = int(
-                np.argmin(
-                    np.where(inside, np.iinfo(np.int64).max, _column(ptr, "byte_offset", np.int64))
-                )
-            )
-            raise StdfInvalid(
-                f"a PTR outside any open part: no PIR of {_where(int(ptr_key[i]))} is open "
-                f"(TEST_NUM {int(_column(ptr, 'TEST_NUM')[i])})",
-                record="PTR",
-                offset=int(_column(ptr, "byte_offset")[i]),
-            )
-        result = _column(ptr, "RESULT", np.float32)
-        valid = (_first_byte(ptr, "TEST_FLG") & INVALID_RESULT) == 0
-        valid &= ~np.asarray(ptr.column("RESULT").is_null().to_numpy(zero_copy_only=False))
-        values = np.full((n_parts, len(tests)), np.nan, dtype=np.float32)
-        values[part[valid], column[valid]] = result[valid]  # a repeated test: the last counts
-    else:
-        tests, values = (), np.empty((n_parts, 0), dtype=np.float32)
+    valid = (ptr.first_byte("TEST_FLG") & INVALID_RESULT) == 0
+    valid &= ~ptr.nulls("RESULT")
+    result = ptr.values("RESULT", np.float32)
+    if not valid.all():
+        part, column, result = part[valid], column[valid], result[valid]
+    values = np.full((len(pir_rows), len(tests)), np.nan, dtype=np.float32)
+    values[part, column] = result  # a repeated test: the last counts
+    return tests, values
+
+
+def _assemble(found: dict[str, Table], keep_retests: bool) -> Parts:
+    pir, prr, ptr, mir, wir = (found.get(name) or Table() for name in ("PIR", "PRR", "PTR",
+                                                                       "MIR", "WIR"))  # fmt: skip
+    pir_rows, prr_rows = _pair(pir, prr)
+    tests, values = _results(ptr, pir, prr, pir_rows, prr_rows)
+    n_parts = len(pir_rows)
     # Parts in file order of their PRR, as the tester finished them.
-    by_finish = np.argsort(_column(prr, "sequence_number", np.int64)[prr_rows], kind="stable")
+    by_finish = np.argsort(prr.values("sequence_number", np.int64)[prr_rows], kind="stable")
     pir_rows, prr_rows, values = pir_rows[by_finish], prr_rows[by_finish], values[by_finish]
-    flags = _first_byte(prr, "PART_FLG")[prr_rows]
-    mir = found.get("MIR")
-    lot = mir.column("LOT_ID")[0].as_py() if mir is not None and mir.num_rows else None
+    flags = prr.first_byte("PART_FLG")[prr_rows]
+    info = _info(mir)
     parts = Parts(
-        part_id=_strings(prr, "PART_ID")[prr_rows],
-        lot=np.full(n_parts, lot or None, dtype=object),
-        wafer=_wafers(found.get("WIR"), pir, pir_rows),
-        head=_column(prr, "HEAD_NUM", np.int16)[prr_rows],
-        site=_column(prr, "SITE_NUM", np.int16)[prr_rows],
-        x=_coordinate(prr, "X_COORD")[prr_rows],
-        y=_coordinate(prr, "Y_COORD")[prr_rows],
-        hard_bin=_column(prr, "HARD_BIN", np.int32)[prr_rows],
-        soft_bin=_coordinate(prr, "SOFT_BIN", missing=65535)[prr_rows],
+        part_id=prr.strings("PART_ID").texts()[prr_rows],
+        lot=np.full(n_parts, info.get("lot"), dtype=object),
+        wafer=_wafers(wir, pir, pir_rows),
+        head=prr.values("HEAD_NUM", np.int16)[prr_rows],
+        site=prr.values("SITE_NUM", np.int16)[prr_rows],
+        x=prr.values("X_COORD", np.int32, fill=NO_COORD)[prr_rows],
+        y=prr.values("Y_COORD", np.int32, fill=NO_COORD)[prr_rows],
+        hard_bin=prr.values("HARD_BIN", np.int32)[prr_rows],
+        soft_bin=prr.values("SOFT_BIN", np.int32, fill=65535)[prr_rows],
         passed=(flags & PART_FAILED) == 0,
         pass_known=(flags & NO_PASS_FAIL) == 0,
         retests=np.zeros(n_parts, np.int32),
         values=values,
         tests=tests,
-        info=_info(mir),
+        info=info,
     )
     return _last_test_per_die(parts, keep_retests)
 
 
-def _coordinate(table: pa.Table, name: str, missing: int = NO_COORD) -> np.ndarray:
-    values = pc.fill_null(table.column(name).combine_chunks(), missing)
-    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.int32)
-
-
-def _info(mir: pa.Table | None) -> dict[str, Any]:
-    if mir is None or not mir.num_rows:
+def _info(mir: Table) -> dict[str, Any]:
+    if not mir.num_rows:
         return {}
-    row = mir.slice(0, 1).to_pylist()[0]
     names = {"tester": "TSTR_TYP", "node": "NODE_NAM", "part_type": "PART_TYP",
              "job": "JOB_NAM", "lot": "LOT_ID", "test_code": "TEST_COD"}  # fmt: skip
-    return {k: row.get(v) or None for k, v in names.items()}
+    return {k: mir.strings(v).texts()[0] for k, v in names.items()}
+
+
+def _codes(values: np.ndarray) -> np.ndarray:
+    """(n,) int64 code of each value of an object array (None a value like any other)."""
+    seen: dict[Any, int] = {}
+    return np.array([seen.setdefault(v, len(seen)) for v in values.tolist()], np.int64)
+
+
+def _group(*columns: np.ndarray) -> np.ndarray:
+    """(n,) int64 group of each row: equal exactly where every column is (non-negative
+    integers, the last below 2**40)."""
+    group = np.zeros(len(columns[0]), np.int64)
+    for column in columns:
+        group = np.unique(group * (int(column.max(initial=0)) + 1) + column, return_inverse=True)[1]
+    return group.ravel()
 
 
 def _last_test_per_die(parts: Parts, keep_retests: bool) -> Parts:
     """Keep the last test of each die; count the earlier ones in its ``retests``.
 
-    With ``keep_retests``, keep every test, each counting the earlier tests of its die.
+    A die is its lot, wafer and x/y, or without a position its lot, wafer and PART_ID; a
+    part with neither is a die of its own. With ``keep_retests``, keep every test, each
+    counting the earlier tests of its die.
     """
-    last: dict[tuple[Any, ...], int] = {}
-    counts: dict[tuple[Any, ...], int] = {}
-    earlier = np.zeros(len(parts), np.int32)
-    keys: list[tuple[Any, ...] | None] = []
-    for i in range(len(parts)):
-        x, y, pid = int(parts.x[i]), int(parts.y[i]), parts.part_id[i]
-        if x != NO_COORD and y != NO_COORD:
-            key: tuple[Any, ...] | None = (parts.lot[i], parts.wafer[i], "xy", x, y)
-        elif pid is not None:
-            key = (parts.lot[i], parts.wafer[i], "id", pid)
-        else:
-            key = None
-        keys.append(key)
-        if key is not None:
-            last[key] = i
-            counts[key] = earlier[i] = counts.get(key, -1) + 1
+    n = len(parts)
+    located = (parts.x != NO_COORD) & (parts.y != NO_COORD)
+    named = np.array([p is not None for p in parts.part_id.tolist()], bool)
+    place = (parts.x.astype(np.int64) & 0xFFFF) << 16 | (parts.y.astype(np.int64) & 0xFFFF)
+    where = np.where(located, place, (1 << 32) + _codes(parts.part_id))
+    alone = (1 << 32) + n + np.arange(n)  # a key of its own
+    die = _group(_codes(parts.lot), _codes(parts.wafer), np.where(located | named, where, alone))
+    # Tests of the same die in file order: each one's rank among them, and the last.
+    order = np.argsort(die, kind="stable")
+    counts = np.bincount(die, minlength=1)
+    earlier = np.empty(n, np.int32)
+    earlier[order] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
     if keep_retests:
         return replace(parts, retests=earlier)
-    if len(last) == sum(k is not None for k in keys):
+    if len(counts) == n:
         return parts
-    keep = np.array([k is None or last[k] == i for i, k in enumerate(keys)])
-    retests = np.array([0 if k is None else counts[k] for k in keys], dtype=np.int32)
+    keep = earlier == (counts - 1)[die]
     fields = {name: getattr(parts, name)[keep] for name in (
         "part_id", "lot", "wafer", "head", "site", "x", "y", "hard_bin", "soft_bin",
         "passed", "pass_known", "values")}  # fmt: skip
-    return Parts(**fields, retests=retests[keep], tests=parts.tests, info=parts.info)
+    return Parts(**fields, retests=earlier[keep], tests=parts.tests, info=parts.info)

@@ -57,11 +57,13 @@ def _decode(body: Any, limits: Limits) -> Decoded:
 
 
 def read(body: bytes, max_bytes: int) -> Parts:
-    """``stdf.decode.decode`` of the body, imported on the first file (pyarrow is ~170 MB
-    of RSS and disk). NotInThisBuild (501) where the reader is not installed: the serving
-    image leaves pyarrow out to stay under 600 MB."""
+    """``stdf.decode.decode`` of the body, imported on the first file. NotInThisBuild (501)
+    where the reader (stdf-convert, read through nanoarrow) is not installed."""
     try:
         from stdf.decode import decode
+        from stdf.read import reader
+
+        reader()
     except ImportError as exc:
         raise NotInThisBuild(
             f"this build has no STDF reader ({exc.name or exc}): tester files are read where "

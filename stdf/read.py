@@ -1,7 +1,8 @@
 """From a request body to Arrow tables: bounded gunzip, the FAR check, the reader.
 
-The reader is stdf-convert (MIT; Rust, Arrow tables with each record's byte offset). It
-reads a path, so the decompressed bytes go to an anonymous in-memory file (``memfd``).
+The reader is stdf-convert (MIT; Rust, Arrow tables with each record's byte offset), read
+through nanoarrow (:mod:`stdf.arrow`), not pyarrow. It reads a path, so the decompressed
+bytes go to an anonymous in-memory file (``memfd``).
 Two things it does not do are done here: it reads STDF V3 files as if they were V4 (so the
 FAR is checked first), and its error for a truncated file names no position (so on an
 error the records are walked here to find the one cut short).
@@ -10,13 +11,19 @@ error the records are walked here to find the one cut short).
 from __future__ import annotations
 
 import contextlib
+import importlib.machinery
+import importlib.util
 import os
 import struct
+import sys
 import tempfile
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from types import ModuleType
 
+import numpy as np
+
+from stdf.arrow import Table
 from stdf.errors import StdfInvalid, StdfTooLarge
 
 #: Gzip's first two bytes.
@@ -147,18 +154,43 @@ def _as_path(raw: bytes) -> Iterator[str]:
         yield out.name
 
 
-def tables(raw: bytes, order: str, record_types: tuple[str, ...] = NEEDED) -> dict[str, Any]:
-    """One ``pyarrow.Table`` per record type of ``record_types`` present in the file.
+def reader() -> ModuleType:
+    """stdf-convert's native module, loaded without its package's ``__init__``.
+
+    That ``__init__`` only wraps the native tables in pyarrow (170 MB, left out of the
+    serving image); the native tables speak the Arrow PyCapsule interface themselves, and
+    :mod:`stdf.arrow` reads them with nanoarrow. Raises ImportError where stdf-convert is
+    not installed.
+    """
+    name = "stdf_convert._stdf_convert"
+    if name in sys.modules:
+        return sys.modules[name]
+    package = importlib.util.find_spec("stdf_convert")
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("No module named 'stdf_convert'", name="stdf_convert")
+    loader = (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES)
+    spec = importlib.machinery.FileFinder(
+        next(iter(package.submodule_search_locations)), loader
+    ).find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"No module named {name!r}", name=name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module  # the package's own ``from . import`` finds it here
+    return module
+
+
+def tables(raw: bytes, order: str, record_types: tuple[str, ...] = NEEDED) -> dict[str, Table]:
+    """One :class:`stdf.arrow.Table` per record type of ``record_types`` present in the file.
 
     ``raw`` is decompressed STDF V4 whose FAR :func:`byte_order` checked. Raises StdfInvalid
     naming the record and offset when the reader refuses the file.
     """
-    import stdf_convert
-
+    native = reader()
     try:
         with _as_path(raw) as path:
-            found = dict(stdf_convert.tables(path, list(record_types)))
-    except stdf_convert.StdfError as exc:
+            found = {name: Table(t) for name, t in native.tables(path, list(record_types)).items()}
+    except native.StdfError as exc:
         for _ in records(raw, order):  # raises at the truncated record, if that is the fault
             pass
         reason = str(exc).replace("/proc/self/fd/", "fd ")
@@ -168,8 +200,8 @@ def tables(raw: bytes, order: str, record_types: tuple[str, ...] = NEEDED) -> di
     last_end = 6
     for table in found.values():
         if table.num_rows:
-            offsets = table.column("byte_offset").to_numpy() + table.column("rec_len").to_numpy()
-            last_end = max(last_end, int(offsets.max()) + 4)
+            ends = table.values("byte_offset", np.int64) + table.values("rec_len", np.int64)
+            last_end = max(last_end, int(ends.max()) + 4)
     for _ in records(raw, order, last_end):
         pass
     return found

@@ -5,6 +5,7 @@ Skipped where podman is missing; `.ci/run` installs it, so CI runs it.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import pytest
 
 from models.families import member_names
 from tests.serving import free_port
+from tests.stdf_writer import wafer_file
 
 from .conftest import ADMIN_SECRET, ROOT, base_env, sample
 
@@ -120,12 +122,18 @@ def test_image_serves_read_only_and_stops_cleanly(
     body = r.json()
     assert body["prediction"] in ("pass", "fail") and not body["degraded"]
     assert body["arm"] == "ensemble"
-    # The image has no STDF reader (pyarrow would take it past 600 MB): a clear 501, not a 500.
-    r = httpx.post(f"{url}/predict_stdf", content=b"FAR...",
-                   headers={"Content-Type": "application/octet-stream"}, timeout=10)  # fmt: skip
-    assert r.status_code in (422, 501), r.text  # 422: the default model has no test map
-    # Every read of the report runs in the image (its statistics need no scipy).
+    # The image reads tester files (stdf-convert through nanoarrow, no pyarrow): a final-test
+    # file's dies are read and, never predicted here, listed as unknown.
     keys = {"Authorization": f"Bearer {ADMIN_SECRET}"}
+    octets = {"Content-Type": "application/octet-stream"}
+    tester_file = bytes(wafer_file(">", parts=30, tests=3, seed=1))
+    r = httpx.post(f"{url}/feedback_stdf", content=gzip.compress(tester_file),
+                   headers={**keys, **octets}, timeout=30)  # fmt: skip
+    assert r.status_code == 200, r.text + podman("logs", name)
+    assert r.json()["counts"]["unknown"] == 30, r.text
+    r = httpx.post(f"{url}/predict_stdf", content=tester_file, headers=octets, timeout=30)
+    assert r.status_code == 422 and "not trained from STDF" in r.json()["error"], r.text
+    # Every read of the report runs in the image (its statistics need no scipy).
     report = httpx.get(f"{url}/ab/report", headers=keys, timeout=30)
     assert report.status_code == 200, report.text + podman("logs", name)
 

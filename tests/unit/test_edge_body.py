@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ops.access import Access, RouteTable
 from ops.body import PIECE_BYTES, BodyRefused, Inflater, coding, declared_length
 from ops.edge import EdgeConfig, EdgeMiddleware
 
@@ -155,3 +156,56 @@ def test_a_field_bentoml_forbids_is_422_naming_it_and_the_fields_there_are() -> 
         "deviceId: unknown field; the fields are features, device_id, wafer_id, lot_id"
     )
     assert kinds == ["bad_input"]
+
+
+@pytest.mark.parametrize(
+    ("media", "framing", "says"),
+    [
+        ("application/json", "length", "send fewer devices"),
+        ("application/octet-stream", "length", "split it by wafer"),
+        ("application/octet-stream", "chunked", "split it by wafer"),
+        ("application/octet-stream", "gzip", "split it by wafer"),
+    ],
+)
+def test_the_413_says_what_to_send_instead_on_each_kind_of_route(
+    media: str, framing: str, says: str
+) -> None:
+    """A file route's 413 names the file and its limit in bytes; a JSON route's, devices."""
+    table = RouteTable()
+    table.declare("/in", Access.PREDICT, media)
+    big = b"\x00" * (LIMIT + 1)
+    headers = [(b"content-type", media.encode())]
+    if framing == "length":
+        headers.append((b"content-length", str(len(big)).encode()))
+    if framing == "gzip":
+        big = gzip.compress(big)
+        headers.append((b"content-encoding", b"gzip"))
+    ran: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        ran.append(True)
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    pieces = [big[i : i + 65536] for i in range(0, len(big), 65536)]
+    queue = [{"type": "http.request", "body": p, "more_body": i < len(pieces) - 1}
+             for i, p in enumerate(pieces)]  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0) if queue else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    edge = EdgeMiddleware(app, EdgeConfig(max_body_bytes=LIMIT), routes=table)
+    scope = {"type": "http", "method": "POST", "path": "/in", "headers": headers}
+    asyncio.run(edge(scope, receive, send))
+    assert sent[0]["status"] == 413
+    error = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["error"]
+    assert says in error and "YIELD_ENSEMBLE_MAX_BODY_MB" in error, error
+    if media == "application/octet-stream":
+        assert f"over the body limit of {LIMIT} bytes" in error and "devices" not in error
+    assert ran == ([] if framing == "length" else [True])  # a declared length: never read

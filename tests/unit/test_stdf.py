@@ -247,13 +247,20 @@ def test_the_real_wafer_sort_file() -> None:
 def test_a_build_without_the_reader_answers_501_naming_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The serving image leaves pyarrow out: reading a file there is a clear 501."""
+    """A build without stdf-convert: reading a file there is a clear 501."""
     import sys
 
     from ensemble.errors import NotInThisBuild
     from stdf.format import read
 
-    monkeypatch.setitem(sys.modules, "stdf.decode", None)
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "stdf.decode", None)
+        with pytest.raises(NotInThisBuild) as err:
+            read(b"\x00\x04\x00\x0a", 1000)
+        assert err.value.status == 501 and "no STDF reader" in str(err.value)
+    # stdf-convert itself missing (its native module not yet loaded, the package not found).
+    monkeypatch.delitem(sys.modules, "stdf_convert._stdf_convert", raising=False)
+    monkeypatch.setitem(sys.modules, "stdf_convert", None)
     with pytest.raises(NotInThisBuild) as err:
-        read(b"\x00\x04\x00\x0a", 1000)
-    assert err.value.status == 501 and "no STDF reader" in str(err.value)
+        read(bytes(wafer_file(">", parts=2)), 1000)
+    assert err.value.status == 501 and "no STDF reader (stdf_convert)" in str(err.value)
