@@ -192,18 +192,26 @@ class Runtime:
         return self.report(since, None, None)
 
     def report(self, since: float | None, until: float | None, arm: str | None) -> dict[str, Any]:
-        """The A/B report over the logged predictions in [since, until), optionally one arm."""
+        """The A/B report over the logged predictions in [since, until), optionally one arm.
+
+        Its reads are run again across a lost database connection (``ledger.retry``);
+        LedgerUnavailable (503) once ``ledger_retry_s`` is spent."""
+        from ledger.retry import retried
+
         self.log.flush(10.0)
         serving = self.serving
         champion = serving.champion
-        return self.log.report(
-            serving.arms,
-            since,
-            until,
-            arm,
-            champion.decision,
-            champion.predictor.combiner.key,
-            candidate=serving.candidate_spec(get_settings().promotion_alpha),
+        return retried(
+            lambda: self.log.report(
+                serving.arms,
+                since,
+                until,
+                arm,
+                champion.decision,
+                champion.predictor.combiner.key,
+                candidate=serving.candidate_spec(get_settings().promotion_alpha),
+            ),
+            what="the A/B report",
         )
 
     def start(self) -> None:

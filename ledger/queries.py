@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from ensemble.arms import ENSEMBLE, Arm
 from ensemble.decision import Decision
 from ledger.report import Labelled, build_report
+from ledger.retry import retried
 from ledger.tables import CHUNK, outcome_events, outcomes, predictions
 
 
@@ -41,11 +42,15 @@ class LedgerQueries:
         Returns one status per item: ``recorded``, ``unchanged``, ``replaced`` or
         ``unknown``. A device id resolves to that device's latest prediction. Every
         recorded or replaced outcome is also kept in ``outcome_events`` with
-        ``sent_by`` (the API key's id) and the value it replaced.
+        ``sent_by`` (the API key's id) and the value it replaced. One transaction, run again
+        whole across a lost connection (``ledger.retry``: a lost commit's are ``unchanged``).
         """
-        with self._serialised() as conn:
-            statuses = self._add_outcomes(conn, items, sent_by)
-        return statuses
+
+        def once() -> list[dict[str, Any]]:
+            with self._serialised() as conn:
+                return self._add_outcomes(conn, items, sent_by)
+
+        return retried(once, what="recording outcomes")
 
     @contextmanager
     def _serialised(self) -> Iterator[sa.Connection]:
