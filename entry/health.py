@@ -83,25 +83,25 @@ async def ready(runtime: Runtime) -> bool:
 
 
 async def check(runtime: Runtime) -> Readiness:
-    """This replica's readiness now (module docstring); sets ``member_up`` per member."""
-    try:
-        problem = await asyncio.wait_for(runtime.probe(runtime.log.accepting), CHECK_S)
-    except TimeoutError:
-        problem = f"the prediction log database did not answer within {CHECK_S} s"
-    if problem is not None:
-        logger.warning("not ready: %s", problem)
-        return Readiness(problem)
-    if not runtime.switch.prepared:
-        logger.info("not ready: members still loading %s", runtime.serving.state.versions)
-        return Readiness(f"members still loading {runtime.serving.state.versions}")
+    """This replica's readiness now (module docstring); sets ``member_up`` per member.
+
+    The log and the members are asked at once: a probe takes at most ~``CHECK_S``."""
     names = list(runtime.proxies)
-    answers = await asyncio.gather(*(_info(runtime.proxies[m]) for m in names))
+    problem, *answers = await asyncio.gather(
+        _log_problem(runtime), *(_info(runtime.proxies[m]) for m in names)
+    )
     infos = [a for a in answers if isinstance(a, Mapping)]
     members = {
         m: "ok" if isinstance(a, Mapping) else a for m, a in zip(names, answers, strict=True)
     }
     for m, why in members.items():
         runtime.metrics.member_up.labels(member=m).set(why == "ok")
+    if problem is not None:
+        logger.warning("not ready: %s", problem)
+        return Readiness(problem, members)
+    if not runtime.switch.prepared:
+        logger.info("not ready: members still loading %s", runtime.serving.state.versions)
+        return Readiness(f"members still loading {runtime.serving.state.versions}", members)
     problem = members_problem(runtime.serving, infos)
     if problem is not None:
         logger.error("not ready: %s; telling the members again what serves", problem)
@@ -126,6 +126,15 @@ async def check(runtime: Runtime) -> Readiness:
 
 #: The members each runtime was last seen degraded of (``check`` logs a change).
 _DEGRADED: dict[int, list[str]] = {}
+
+
+async def _log_problem(runtime: Runtime) -> str | None:
+    """Why the prediction log has no durable place for rows now, or None."""
+    try:
+        problem: str | None = await asyncio.wait_for(runtime.probe(runtime.log.accepting), CHECK_S)
+        return problem
+    except TimeoutError:
+        return f"the prediction log database did not answer within {CHECK_S} s"
 
 
 async def _info(proxy: Any) -> Mapping[str, Any] | str:
