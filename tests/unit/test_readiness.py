@@ -169,3 +169,19 @@ def test_readyz_answers_the_verdict_as_json(installed: Callable[[Any], None]) ->
     r = _get("/readyz")
     assert r.status_code == 503 and r.json()["error"] == "not ready: spill fails"
     assert _get("/predict").status_code == 418
+
+
+def test_a_slow_database_and_a_hung_member_take_one_check_time_not_two() -> None:
+    runtime = _runtime(Member("random_forest"), Member("xgboost"), Member("keras", hangs=True))
+
+    async def slow_probe(call: Callable[[], Any]) -> Any:
+        await asyncio.sleep(30)
+
+    runtime.probe = slow_probe
+    started = time.monotonic()
+    verdict = asyncio.run(health.check(runtime))
+    assert time.monotonic() - started < 1.5 * health.CHECK_S
+    assert (
+        verdict.problem == f"the prediction log database did not answer within {health.CHECK_S} s"
+    )
+    assert verdict.degraded == ["keras"]
