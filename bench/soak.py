@@ -10,15 +10,16 @@ each replica every second (2 s timeout, as a kubelet). A third of the way in, re
 xgboost member is SIGKILLed (its window lasts until a new process runs and A's /readyz
 names no member degraded); two thirds in, PostgreSQL is stopped, kept down
 ``--db-down-s`` seconds and started (its window lasts until a new connection answers).
+Every die sent is new (its measurements jittered by ~1e-4), so the cache answers none.
 
 Every failure (a non-2xx answer, no answer, a failed probe) is kept with its time in
 seconds since the start, route, status, replica and error, and classed as inside a fault
 window (its request overlaps the window plus ``--grace-s``) or outside. At the end it
 waits for the logs to drain and prints, and writes to ``bench/results/soak.json``:
 predictions answered 200 against rows logged (equal), 5xx answers (0), failures and
-readiness failures by window (0 outside), p50/p99 per route, the faults' times, and the
-failures one by one. Not part of the tests: it takes the whole duration and stops the
-database.
+readiness failures by window (0 outside), dies answered, cached and degraded by window,
+p50/p99 per route, the faults' times, and the failures one by one. Not part of the
+tests: it takes the whole duration and stops the database.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class Tally:
         self.answered: set[str] = set()
         self.failures: list[dict[str, Any]] = []
         self.probes: dict[str, int] = defaultdict(int)
+        #: (sent, replica, dies answered, of them cached, of them degraded) per answer.
+        self.dies: list[tuple[float, str, int, int, int]] = []
 
     def at(self, t: float) -> float:
         return round(t - self.start, 3)
@@ -92,10 +95,18 @@ def _error(r: httpx.Response | None) -> str:
         return r.text[:300]
 
 
+def _fresh(rows: np.ndarray, rng: np.random.Generator) -> list[list[float]]:
+    """``rows`` measured again: each value off by ~1e-4 of itself, so no die repeats and
+    the cache answers none (a member's loss then shows in the answers, as on a tester
+    floor, where every die is new)."""
+    return (rows * (1 + rng.normal(0, 1e-4, rows.shape))).tolist()  # type: ignore[no-any-return]
+
+
 async def _client(name: str, url: str, tally: Tally, stop: float, seed: int,
                   ids: list[str]) -> None:  # fmt: skip
     rng = random.Random(seed)
-    rows = feature_rows(4000, seed=seed)
+    noise = np.random.default_rng(seed)
+    rows = np.asarray(feature_rows(4000, seed=seed), dtype=float)
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         while time.monotonic() < stop:
             kind = rng.choices(["single", "wafer", "feedback", "report"], [80, 6, 10, 4])[0]
@@ -106,21 +117,27 @@ async def _client(name: str, url: str, tally: Tally, stop: float, seed: int,
             try:
                 if kind == "single":
                     dev = f"s{seed}-{rng.randrange(10**9)}"
-                    r = await http.post("/predict", json={"features": rng.choice(rows),
-                                                          "device_id": dev})  # fmt: skip
+                    row = _fresh(rows[rng.randrange(len(rows))][None, :], noise)[0]
+                    r = await http.post("/predict", json={"features": row, "device_id": dev})
                     if r.status_code == 200:
-                        tally.answered.add(r.json()["request_id"])
+                        body = r.json()
+                        tally.answered.add(body["request_id"])
+                        tally.dies.append((started, name, 1, int(body["cached"]),
+                                           int(body["degraded"])))  # fmt: skip
                         ids.append(dev)
                 elif kind == "wafer":
                     pick = rng.sample(range(len(rows)), 2000)
                     body = {
-                        "features": [rows[i] for i in pick],
+                        "features": _fresh(rows[pick], noise),
                         "wafer_id": f"W{seed}-{rng.randrange(10**6)}",
                     }
                     r = await http.post("/predict_wafer", json=body)
                     if r.status_code == 200:
-                        rid = r.json()["request_id"]
+                        answer = r.json()
+                        rid, cols = answer["request_id"], answer["columns"]
                         tally.answered.update(f"{rid}.{i}" for i in range(2000))
+                        tally.dies.append((started, name, 2000, sum(cols["cached"]),
+                                           sum(cols["degraded"])))  # fmt: skip
                 elif kind == "feedback":
                     outcomes = [{"device_id": d, "actual": rng.choice(["pass", "fail"])}
                                 for d in rng.sample(ids, min(20, len(ids)))]  # fmt: skip
@@ -209,10 +226,15 @@ async def _faults(servers: dict[str, Server], args: Any, events: dict[str, float
     events["database_stopped"] = time.monotonic()
     await asyncio.sleep(args.db_down_s)
     events["database_start"] = time.monotonic()
-    await asyncio.to_thread(subprocess.run, ["pg_ctlcluster", *cluster, "start"], check=True)
+    starting = asyncio.create_task(
+        asyncio.to_thread(subprocess.run, ["pg_ctlcluster", *cluster, "start"], check=True)
+    )
+    # Back: the first new connection that answers, watched while the cluster starts.
     while not await asyncio.to_thread(_database_answers, args.database_url):
         await asyncio.sleep(0.1)
     events["database_back"] = time.monotonic()
+    await starting
+    events["database_started"] = time.monotonic()
 
 
 def _windows(events: dict[str, float], start: float) -> dict[str, tuple[float, float]]:
@@ -269,6 +291,13 @@ def summary(out: dict[str, Any], logged: set[str], args: Any) -> dict[str, Any]:
         return counts
 
     five = [f for f in requests if f["status"] >= 500]
+    dies: dict[str, dict[str, int]] = {}
+    for sent, _, n, cached, degraded in tally.dies:
+        window = classify({"t": sent - out["start"], "t_end": sent - out["start"]}, windows, 0)
+        counts = dies.setdefault(window, {"answered": 0, "cached": 0, "degraded": 0})
+        counts["answered"] += n
+        counts["cached"] += cached
+        counts["degraded"] += degraded
     routes = sorted(set(tally.status) - {"readyz"})
     return {
         "duration_s": args.duration,
@@ -280,6 +309,7 @@ def summary(out: dict[str, Any], logged: set[str], args: Any) -> dict[str, Any]:
         "5xx": {r: sum(1 for f in five if f["route"] == r) for r in routes},
         "5xx_outside_faults": sum(1 for f in five if f["window"] == "outside"),
         "failed_requests_by_window": by_window(requests),
+        "dies_by_window": dies,
         "readiness_probes": dict(tally.probes),
         "readiness_failures_by_window": by_window(probes),
         "fault_windows_s": {n: [round(b, 3), round(e, 3)] for n, (b, e) in windows.items()},

@@ -67,9 +67,9 @@ class LedgerSettings(BaseSettings):
         15,
         ge=0,
         le=120,
-        description="How long a feedback write or a report or dashboard read is retried "
-        "across a lost database connection (a restart, a failover) before it answers 503 "
-        "with Retry-After (0: no retry).",
+        description="How long, from its first failure, a feedback write or a report or "
+        "dashboard read is retried across a lost database connection (a restart, a "
+        "failover) before it answers 503 with Retry-After (0: no retry).",
     )
     drift_window_s: float = Field(
         86400, gt=0, description="The drift gauges judge the lots served in this many seconds."
