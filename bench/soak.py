@@ -4,8 +4,10 @@
         [--duration 600] [--pg-cluster "15 main"] [--db-down-s 5] [--log-dir DIR]
 
 Starts two replicas (``bentoml serve``, each its own data directory, one shared ledger)
-and sends mixed traffic to both for ``--duration`` seconds: single dies, 2,000-die
-wafers, feedback on answered dies and A/B report reads, while a prober asks /readyz of
+and sends mixed traffic to both for ``--duration`` seconds: single dies and 2,000-die
+wafers from ``--clients`` clients, feedback on answered dies and A/B report reads from
+``--read-clients`` others (a client waiting on a read sends no prediction: the
+predictions must not pause when the reads wait out a fault), while a prober asks /readyz of
 each replica every second (2 s timeout, as a kubelet). A third of the way in, replica A's
 xgboost member is SIGKILLed (its window lasts until a new process runs and A's /readyz
 names no member degraded); two thirds in, PostgreSQL is stopped, kept down
@@ -102,15 +104,23 @@ def _fresh(rows: np.ndarray, rng: np.random.Generator) -> list[list[float]]:
     return (rows * (1 + rng.normal(0, 1e-4, rows.shape))).tolist()  # type: ignore[no-any-return]
 
 
+#: What a predicting client sends, and what a reading client sends, with weights.
+PREDICTING = {"single": 80, "wafer": 6}
+READING = {"feedback": 10, "report": 4}
+
+
 async def _client(name: str, url: str, tally: Tally, stop: float, seed: int,
-                  ids: list[str]) -> None:  # fmt: skip
+                  ids: list[str], mix: dict[str, int]) -> None:  # fmt: skip
+    """Requests one after another, each drawn from ``mix``. Predictions and reads come
+    from clients of their own: a client waiting on a slow read sends no prediction."""
     rng = random.Random(seed)
     noise = np.random.default_rng(seed)
     rows = np.asarray(feature_rows(4000, seed=seed), dtype=float)
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         while time.monotonic() < stop:
-            kind = rng.choices(["single", "wafer", "feedback", "report"], [80, 6, 10, 4])[0]
+            kind = rng.choices(list(mix), list(mix.values()))[0]
             if kind == "feedback" and not ids:
+                await asyncio.sleep(0.1)
                 continue
             started = time.monotonic()
             r, error = None, None
@@ -266,8 +276,9 @@ async def _run(urls: dict[str, str], servers: dict[str, Server], args: Any) -> d
     events: dict[str, float] = {}
     ids: list[str] = []
     probes: dict[str, list[Any]] = {n: [] for n in urls}
-    tasks = [_client("ab"[i % 2], urls["ab"[i % 2]], tally, stop, i, ids)
-             for i in range(args.clients)]  # fmt: skip
+    mixes = [PREDICTING] * args.clients + [READING] * args.read_clients
+    tasks = [_client("ab"[i % 2], urls["ab"[i % 2]], tally, stop, i, ids, mix)
+             for i, mix in enumerate(mixes)]  # fmt: skip
     tasks += [_prober(n, u, tally, stop, probes[n]) for n, u in urls.items()]
     await asyncio.gather(*tasks, _faults(servers, args, events, probes["a"], start))
     return {"tally": tally, "events": events, "start": start}
@@ -291,17 +302,21 @@ def summary(out: dict[str, Any], logged: set[str], args: Any) -> dict[str, Any]:
         return counts
 
     five = [f for f in requests if f["status"] >= 500]
-    dies: dict[str, dict[str, int]] = {}
+    dies: dict[str, dict[str, float]] = {}
     for sent, _, n, cached, degraded in tally.dies:
         window = classify({"t": sent - out["start"], "t_end": sent - out["start"]}, windows, 0)
         counts = dies.setdefault(window, {"answered": 0, "cached": 0, "degraded": 0})
         counts["answered"] += n
         counts["cached"] += cached
         counts["degraded"] += degraded
+    lengths = {name: end - begin for name, (begin, end) in windows.items()}
+    lengths["outside"] = args.duration - sum(lengths.values())
+    for window, counts in dies.items():
+        counts["per_s"] = round(counts["answered"] / lengths[window])
     routes = sorted(set(tally.status) - {"readyz"})
     return {
         "duration_s": args.duration,
-        "clients": args.clients,
+        "clients": {"predicting": args.clients, "reading": args.read_clients},
         "answered": len(tally.answered),
         "logged_of_answered": len(tally.answered & logged),
         "lost": len(tally.answered - logged),
@@ -331,7 +346,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--duration", type=float, default=600)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", type=int, default=6, help="clients sending predictions")
+    parser.add_argument("--read-clients", type=int, default=2,
+                        help="clients sending feedback and report reads")  # fmt: skip
     parser.add_argument("--pg-cluster", default="15 main")
     parser.add_argument("--db-down-s", type=float, default=5.0,
                         help="seconds PostgreSQL stays stopped")  # fmt: skip
