@@ -219,5 +219,7 @@ for _app, _path in (
 ):
     YieldEnsemble = bentoml.asgi_app(_app, path=_path)(YieldEnsemble)
 YieldEnsemble.add_asgi_middleware(EdgeMiddleware, config=EDGE)
+# Inside the edge (request id, error accounting): /readyz answered with its verdict as JSON.
+YieldEnsemble.add_asgi_middleware(health.ReadinessRoute)
 bentoml_quirks.refuse_unknown_fields(YieldEnsemble)
 bentoml_quirks.add_openapi_paths("yield_ensemble", openapi.served(served_schema), openapi.finish)

@@ -6,14 +6,17 @@ replaced (``ledger.queries``); idempotent per prediction.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 from ensemble.validation import parse_outcomes
 from entry.runtime import Runtime
 from ops.edge import current
+from ops.logs import redact
 
 request_log = logging.getLogger("yield_ensemble.requests")
+logger = logging.getLogger("yield_ensemble")
 #: Most outcomes in one call.
 MAX_OUTCOMES = 100_000
 STATUSES = ("recorded", "replaced", "unchanged", "unknown")
@@ -42,13 +45,26 @@ async def _record(
     for status, n in counts.items():
         if n:
             runtime.metrics.feedback.labels(status=status).inc(n)
-    runtime.metrics.accuracy(await runtime.read(log.accuracy_by_arm))
+    await runtime.read(_update_accuracy, runtime)
     request_log.info(
         "feedback",
         extra={"fields": {"request_id": request_id, "key_id": sent_by, "received": received,
                           **counts}},
     )  # fmt: skip
     return {"request_id": request_id, "received": received, "counts": counts, "unknown": unknown}
+
+
+def _update_accuracy(runtime: Runtime) -> None:
+    """The live-accuracy gauges, read once; on a database error they keep their values
+    (the outcomes are committed by then: the answer must say so, not 503)."""
+    try:
+        runtime.metrics.accuracy(runtime.log.accuracy_by_arm())
+    except Exception as exc:
+        from ledger.errors import cause_line, unavailable
+
+        if unavailable(exc) is None:
+            raise
+        logger.warning("accuracy gauges not updated: %s", redact(cause_line(exc)))
 
 
 async def feedback(runtime: Runtime, request_id: str, raw: Any) -> dict[str, Any]:
@@ -69,6 +85,7 @@ async def feedback_file(
     a pass/fail indication are skipped; dies with no logged prediction are listed.
     """
     from ledger.lookup import latest_requests
+    from ledger.retry import retried
     from stdf.errors import StdfInvalid
     from stdf.format import read
     from stdf.parts import NO_COORD
@@ -92,7 +109,8 @@ async def feedback_file(
          coord(parts.y[i]))
         for i in known
     ]  # fmt: skip
-    rids = await runtime.read(latest_requests, runtime.log.engine, dies)
+    find = functools.partial(latest_requests, runtime.log.engine, dies)
+    rids = await runtime.read(retried, find, what="finding the dies' predictions")
     items, unknown = [], []
     for i, die, rid in zip(known, dies, rids, strict=True):
         if rid is None:

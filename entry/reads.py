@@ -104,10 +104,12 @@ def _dashboard_route(
     drift = module == "drift"
 
     async def read(request: Request) -> dict[str, Any]:
+        import functools
         import importlib
 
         from ledger import dashboard
         from ledger import drift as drift_reads
+        from ledger.retry import retried
 
         reads = importlib.import_module(f"ledger.{module}")
         q = _query(request, allowed)
@@ -129,10 +131,12 @@ def _dashboard_route(
             kwargs["reference"] = _reference()
         runtime = current()
         await runtime.read(runtime.log.flush, 10.0)
-        body = await runtime.read(
+        call = functools.partial(
             getattr(reads, reader), runtime.log.engine, since=since, until=until,
             **fixed, **kwargs,
         )  # fmt: skip
+        # Run again across a lost database connection; 503 once ledger_retry_s is spent.
+        body = await runtime.read(retried, call, what=endpoint)
         logged = {k: v for k, v in kwargs.items() if k != "reference"}
         request_log.info(
             "dashboard read",

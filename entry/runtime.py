@@ -196,19 +196,27 @@ class Runtime:
         self, since: float | None, until: float | None, arm: str | None, drift: bool = True
     ) -> dict[str, Any]:
         """The A/B report over the logged predictions in [since, until), optionally one arm;
-        ``drift``: with the drift section against the champion's reference."""
+        ``drift``: with the drift section against the champion's reference.
+
+        Its reads are run again across a lost database connection (``ledger.retry``);
+        LedgerUnavailable (503) once ``ledger_retry_s`` is spent."""
+        from ledger.retry import retried
+
         self.log.flush(10.0)
         serving = self.serving
         champion = serving.champion
-        return self.log.report(
-            serving.arms,
-            since,
-            until,
-            arm,
-            champion.decision,
-            champion.predictor.combiner.key,
-            candidate=serving.candidate_spec(get_settings().promotion_alpha),
-            reference=champion.reference if drift else None,
+        return retried(
+            lambda: self.log.report(
+                serving.arms,
+                since,
+                until,
+                arm,
+                champion.decision,
+                champion.predictor.combiner.key,
+                candidate=serving.candidate_spec(get_settings().promotion_alpha),
+                reference=champion.reference if drift else None,
+            ),
+            what="the A/B report",
         )
 
     def start(self) -> None:

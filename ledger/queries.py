@@ -20,6 +20,7 @@ from ensemble.decision import Decision
 from ensemble.drift import Reference
 from ledger import report_drift
 from ledger.report import Labelled, build_report
+from ledger.retry import retried
 from ledger.tables import CHUNK, outcome_events, outcomes, predictions
 
 
@@ -43,11 +44,15 @@ class LedgerQueries:
         Returns one status per item: ``recorded``, ``unchanged``, ``replaced`` or
         ``unknown``. A device id resolves to that device's latest prediction. Every
         recorded or replaced outcome is also kept in ``outcome_events`` with
-        ``sent_by`` (the API key's id) and the value it replaced.
+        ``sent_by`` (the API key's id) and the value it replaced. One transaction, run again
+        whole across a lost connection (``ledger.retry``: a lost commit's are ``unchanged``).
         """
-        with self._serialised() as conn:
-            statuses = self._add_outcomes(conn, items, sent_by)
-        return statuses
+
+        def once() -> list[dict[str, Any]]:
+            with self._serialised() as conn:
+                return self._add_outcomes(conn, items, sent_by)
+
+        return retried(once, what="recording outcomes")
 
     @contextmanager
     def _serialised(self) -> Iterator[sa.Connection]:
@@ -227,15 +232,11 @@ class LedgerQueries:
         candidate: Mapping[str, Any] | None = None,
         reference: Reference | None = None,
     ) -> dict[str, Any]:
-        """The A/B report (``ledger.report``) over predictions in [since, until).
-
-        ``decision``, ``served_key`` and ``candidate``: see ``ledger.report.build_report``;
-        ``reference``: the champion's, for the ``drift`` section (``ledger.report_drift``).
-
-        Arms are judged as they were served in the window: each arm's latest logged
-        spec (what served it, its share) wins over today's ``arms``, which fill in for
-        rows logged before arms were recorded and for arms with no rows yet.
-        """
+        """The A/B report (``ledger.report``) over predictions in [since, until); ``decision``,
+        ``served_key``, ``candidate``: see ``ledger.report.build_report``; ``reference``: the
+        champion's, for the ``drift`` section (``ledger.report_drift``). Arms are judged as they
+        were served in the window: each arm's latest logged spec (what served it, its share)
+        wins over today's ``arms``, which fill in for old rows and for arms with no rows yet."""
         served_as = {a.name: a for a in arms}
         served_as.update(self.served_arms(since, until))
         if arm is not None and arm not in served_as:

@@ -63,6 +63,14 @@ class LedgerSettings(BaseSettings):
     prediction_log_stall_s: float = Field(
         60, gt=0, description="A log writer that moves no row this long fails /livez."
     )
+    ledger_retry_s: float = Field(
+        15,
+        ge=0,
+        le=120,
+        description="How long, from its first failure, a feedback write or a report or "
+        "dashboard read is retried across a lost database connection (a restart, a "
+        "failover) before it answers 503 with Retry-After (0: no retry).",
+    )
     drift_window_s: float = Field(
         86400, gt=0, description="The drift gauges judge the lots served in this many seconds."
     )

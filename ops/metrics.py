@@ -138,6 +138,14 @@ class ServiceMetrics:
             multiprocess_mode="mostrecent",
             **kw,
         )
+        self.member_up = pc.Gauge(
+            p + "member_up",
+            "1 if the member answered the last readiness probe (/readyz), 0 if not: the "
+            "replica stays ready on the others and its answers are flagged degraded.",
+            ["member"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
         self.serving_revision = pc.Gauge(
             p + "serving_revision",
             "Revision of the serving state (champion, candidate, share) this replica serves.",

@@ -322,16 +322,18 @@ def _member_process(srv: Any, member: str) -> Any:
     raise AssertionError(f"no process of member {member} under {srv.proc.pid}")
 
 
-def _ready(srv: Any, within_s: float = 90) -> None:
+def _whole(srv: Any, within_s: float = 90) -> None:
+    """Wait until /readyz is 200 with every member answering (none ``degraded``)."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{srv.url}/readyz", timeout=2).status_code == 200:
+            r = httpx.get(f"{srv.url}/readyz", timeout=2)
+            if r.status_code == 200 and r.json()["degraded"] == []:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise AssertionError(f"not ready within {within_s} s:\n{srv.log_text()[-3000:]}")
+    raise AssertionError(f"not ready and whole within {within_s} s:\n{srv.log_text()[-3000:]}")
 
 
 @pytest.mark.timeout(900)  # two training runs and two servers
@@ -369,8 +371,13 @@ def test_a_new_run_replaces_nothing_by_itself_and_answers_name_what_computed_the
         member = _member_process(srv, "random_forest")
         member.send_signal(signal.SIGKILL)
         member.wait(10)
-        time.sleep(1.0)
-        _ready(srv)
+        # Two members answer while it restarts: ready, degraded, and saying which.
+        probe = httpx.get(f"{srv.url}/readyz", timeout=5)
+        assert probe.status_code == 200, probe.text
+        assert probe.json()["degraded"] == ["random_forest"], probe.text
+        assert probe.json()["members"]["xgboost"] == "ok"
+        # Back, it holds v2 (its own `latest`) until told v1 serves: then whole again.
+        _whole(srv)
         same_votes(before, answers(srv))
 
     with running(home, tmp_path, **settings) as srv:
