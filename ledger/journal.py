@@ -10,9 +10,13 @@ request (database or spill) the file is emptied; a file of a process that is gon
 replayed by the next writer to start (``recover``), skipping rows the database already
 has, so nothing is written twice.
 
-Entries are pickled ``ledger.tables.Served`` objects (numpy arrays and plain values),
-the fastest faithful form: ~1 ms for a 10,000-die wafer. The directory is the
-process's own (mode 0700) and only this module reads it.
+An entry is pickled, in the cheaper faithful form for its size (``entry``): a request
+of at most ``ROWS_UP_TO`` dies as its rows for the database (``Served.records``, lists of
+plain values: the writer stores them as they are, and pickling them costs a few
+microseconds where a ``Served``'s dozen small numpy arrays cost ~60 us, most of a single
+die's journaling); a larger one as its ``ledger.tables.Served`` (numpy arrays: ~1 ms for
+a 10,000-die wafer, whose rows the writer thread makes later, off the request path).
+The directory is the process's own (mode 0700) and only this module reads it.
 """
 
 from __future__ import annotations
@@ -32,8 +36,11 @@ from ledger.tables import Served
 
 logger = logging.getLogger("ledger.predlog")
 SUFFIX = ".journal"
-#: Each entry: its length and its request's sequence number, then the pickled ``Served``.
+#: Each entry: its length and its request's sequence number, then the pickled ``Served``
+#: (or, for a small request, the pickled list of its records).
 _HEADER = struct.Struct("<QQ")
+#: Requests of at most this many dies are journaled and queued as their records.
+ROWS_UP_TO = 32
 #: A journal larger than this starts a new file; an old one is deleted once stored.
 ROTATE_BYTES = 64 << 20
 #: Journals this process has open: never an orphan, whatever else shares its pid.
@@ -72,9 +79,10 @@ class Journal:
             return None
 
     @staticmethod
-    def encode(served: Served) -> bytes:
-        """``served`` as an entry's body (done outside the writer's lock)."""
-        return pickle.dumps(served, protocol=pickle.HIGHEST_PROTOCOL)
+    def encode(entry: Served | Recorded) -> bytes:
+        """``entry`` (see ``entry``) as an entry's body (done outside the writer's lock)."""
+        body = entry.rows if isinstance(entry, Recorded) else entry
+        return pickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL)
 
     def append(self, seq: int, blob: bytes) -> bool:
         """Journal request ``seq`` (``encode``'s bytes); False when the disk refused it
@@ -120,7 +128,28 @@ class Journal:
             self.path.unlink(missing_ok=True)
 
 
-def orphans(directory: Path) -> Iterator[tuple[Path, list[Served]]]:
+class Recorded:
+    """A small request's rows for the database, made when it is accepted: what the writer
+    queues and the journal holds in place of its ``Served`` (see ``entry``)."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: list[list[Any]]) -> None:
+        self.rows = rows
+
+    def records(self) -> list[list[Any]]:
+        return self.rows
+
+
+def entry(served: Served) -> Served | Recorded:
+    """What to journal and queue for ``served``: its records when it has at most
+    ``ROWS_UP_TO`` dies (cheaper to pickle, and made once), else itself."""
+    if len(served.request_ids) <= ROWS_UP_TO:
+        return Recorded(list(served.records()))
+    return served
+
+
+def orphans(directory: Path) -> Iterator[tuple[Path, list[Served | Recorded]]]:
     """Claim and read each journal of a process that is gone: (its claimed path, entries).
 
     A file of this process's pid that this process did not open is an orphan too (a
@@ -178,7 +207,7 @@ def recover(
         yield outcome, stored, len(missing)
 
 
-def _entries(data: bytes) -> Iterator[Served]:
+def _entries(data: bytes) -> Iterator[Served | Recorded]:
     at = 0
     while at + _HEADER.size <= len(data):
         n, _ = _HEADER.unpack_from(data, at)
@@ -186,7 +215,9 @@ def _entries(data: bytes) -> Iterator[Served]:
         if len(blob) < n:
             logger.warning("journal entry cut at byte %d (its process died writing it)", at)
             return
-        served = pickle.loads(blob)
-        if isinstance(served, Served):
-            yield served
+        body = pickle.loads(blob)
+        if isinstance(body, Served):
+            yield body
+        elif isinstance(body, list):
+            yield Recorded(body)
         at += _HEADER.size + n

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from ensemble.errors import LogBackedUp
 from ledger.dead_letter import DeadLetter
 from ledger.engine import PredictionWrites, make_engine, strict_json
-from ledger.journal import Journal, recover
+from ledger.journal import Journal, Recorded, entry, recover
 from ledger.policy import Durability, LogEvent, LogStatus, Retention, prune
 from ledger.spool import Spool
 from ledger.tables import Served
@@ -69,7 +69,7 @@ class LogWriter:
         self.retry_backoff_s = retry_backoff_s
         self.on_event = on_event
         self.status = LogStatus()
-        self._queue: deque[tuple[int, Served]] = deque()
+        self._queue: deque[tuple[int, Served | Recorded]] = deque()
         self._cond = threading.Condition()
         self._enqueued = 0  # sequence number of the last accepted request
         self._done = 0  # every request up to this number is in the database or the spill
@@ -92,16 +92,19 @@ class LogWriter:
 
     def record(self, served: Served) -> None:
         """Accept one request's predictions: journaled (``ledger.journal``), so they survive
-        this process's death, then queued for the writer."""
-        blob = Journal.encode(served) if self.journal is not None else b""
+        this process's death, then queued for the writer (a small request as its records,
+        ``ledger.journal.entry``)."""
+        n = len(served.request_ids)
+        accepted = entry(served)
+        blob = Journal.encode(accepted) if self.journal is not None else b""
         with self._cond:
             if self._closing:
                 raise RuntimeError("prediction log is closed")
             self._enqueued += 1
             if self.journal is not None and not self.journal.append(self._enqueued, blob):
-                self._emit("journal_failed", len(served.request_ids))
-            self._queue.append((self._enqueued, served))
-            self._pending_rows += len(served.request_ids)
+                self._emit("journal_failed", n)
+            self._queue.append((self._enqueued, accepted))
+            self._pending_rows += n
             # No wake-up: the writer comes every flush interval. Woken at once, it
             # took the GIL from the response still being encoded for these rows.
 
@@ -209,7 +212,7 @@ class LogWriter:
         with self._cond:
             self._cond.wait_for(lambda: self._closing, self.retry_backoff_s)
 
-    def _write(self, batch: list[tuple[int, Served]], closing: bool) -> bool:
+    def _write(self, batch: list[tuple[int, Served | Recorded]], closing: bool) -> bool:
         """Move ``batch`` out of memory; False when it had to stay there."""
         records = [rec for _, served in batch for rec in served.records()]
         outcome, stored = self._store(records, spill_on_outage=True)

@@ -36,7 +36,14 @@ _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s:/@]*:)[^\s/]*@")
 
 
 def redact(text: str) -> str:
-    """``text`` with every URL's password shown as ``***`` (a database URL in an error)."""
+    """``text`` with every URL's password shown as ``***`` (a database URL in an error).
+
+    A text without ``://`` holds no URL and is returned as it is: the expression tries
+    a scheme at every word of the text, ~27 us for a request's log line, which every
+    request writes.
+    """
+    if "://" not in text:
+        return text
     return _URL_PASSWORD.sub(r"\1***@", text)
 
 

@@ -89,3 +89,11 @@ def test_served_counts_and_returns_the_tally() -> None:
     assert value("yield_ensemble_degraded_predictions_total", missing_member="keras") == 1
     # Only the ensemble arm's split counts.
     assert value("yield_ensemble_member_disagreements_total") == 1
+    assert value("yield_ensemble_predictions_total", arm="ensemble", prediction="pass") == 1
+    assert value("yield_ensemble_predictions_total", arm="challenger", prediction="fail") == 1
+    assert value("yield_ensemble_predictions_total", arm="challenger", prediction="pass") == 0
+    # Counted again, into the same series (the counters' children are kept, not re-made).
+    assert metrics.served(results) == tally
+    assert value("yield_ensemble_predictions_total", arm="ensemble", prediction="pass") == 2
+    assert value("yield_ensemble_predictions_total", arm="challenger", prediction="fail") == 2
+    assert value("yield_ensemble_member_disagreements_total") == 2

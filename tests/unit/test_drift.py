@@ -68,6 +68,27 @@ def test_out_of_range_flags_which_features_and_how_far() -> None:
     assert out_of_range(rows, None).per_die() == [None, None, None]
 
 
+def test_out_of_range_distances_are_the_defined_ones_exactly() -> None:
+    """Distance = (below the low bound + above the high bound) / max(range, float32's
+    smallest normal), in float64, bit for bit, for a batch or a die at a time, with a
+    feature training saw at one value."""
+    rng = np.random.default_rng(3)
+    low, high = np.array([0.0, -5.0, 2.0, 7.0]), np.array([1.0, 5.0, 2.0, 7.5])
+    ranges = Ranges(("a", "b", "c", "d"), low, high)
+    rows = rng.uniform(-10, 10, size=(500, 4)).astype(np.float32)
+    rows[::7] = np.float32([0.5, 0.0, 2.0, 7.25])  # in range
+    values = rows.astype(np.float64)
+    span = np.maximum(high - low, np.finfo(np.float32).tiny)
+    expected = (np.maximum(low - values, 0) + np.maximum(values - high, 0)) / span
+    flags = out_of_range(rows, ranges)
+    assert flags.distance.dtype == np.float64
+    assert np.array_equal(flags.distance, expected)
+    assert flags.dies.tolist() == np.flatnonzero(expected.any(axis=1)).tolist()
+    one = out_of_range(rows[1:2], ranges)
+    assert np.array_equal(one.distance, expected[1:2])
+    assert out_of_range(rows[:1], ranges).per_die() == [None]
+
+
 def test_holm_matches_statsmodels() -> None:
     from statsmodels.stats.multitest import multipletests
 

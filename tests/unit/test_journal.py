@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ledger.journal import Journal, orphans
+from ledger.journal import ROWS_UP_TO, Journal, Recorded, entry, orphans
 from ledger.predlog import Durability, PredictionLog
 from tests.unit.test_predlog import _served
 
@@ -38,6 +38,8 @@ def test_a_killed_process_rows_are_recovered_once(tmp_path: Path) -> None:
         assert log.flush(10)
         log.record(_served(["b.0"], ["d3"]))
         log.record(_served(["c.0", "c.1", "c.2"], [None, None, None]))
+        big = [f"e.{{i}}" for i in range({ROWS_UP_TO + 1})]  # journaled as its Served
+        log.record(_served(big, [None] * len(big)))
         os.kill(os.getpid(), signal.SIGKILL)
     """)  # noqa: E501
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -46,8 +48,28 @@ def test_a_killed_process_rows_are_recovered_once(tmp_path: Path) -> None:
     log = PredictionLog(url, durability=Durability(spill_dir=spill))
     assert log.flush(10)
     log.close()
-    assert _ids(url) == ["a.0", "a.1", "b.0", "c.0", "c.1", "c.2"]
+    big = sorted(f"e.{i}" for i in range(ROWS_UP_TO + 1))
+    assert _ids(url) == ["a.0", "a.1", "b.0", "c.0", "c.1", "c.2", *big]
     assert not list((spill / "journal").glob("*.journal*"))
+
+
+def test_a_small_request_is_journaled_as_its_records_a_large_one_as_itself(
+    tmp_path: Path,
+) -> None:
+    small = _served(["a.0", "a.1"], ["d1", "d2"])
+    big_ids = [f"b.{i}" for i in range(ROWS_UP_TO + 1)]
+    big = _served(big_ids, [None] * len(big_ids))
+    accepted = entry(small)
+    assert isinstance(accepted, Recorded) and accepted.records() == list(small.records())
+    assert entry(big) is big
+    journal = Journal(tmp_path)
+    journal.append(1, Journal.encode(accepted))
+    journal.append(2, Journal.encode(big))
+    os.close(journal._fd)
+    journal.path.rename(journal.path.with_name(f"999999999-1{journal.path.suffix}"))
+    ((_, read),) = orphans(tmp_path)
+    assert [type(e).__name__ for e in read] == ["Recorded", "Served"]
+    assert [r for e in read for r in e.records()] == [*small.records(), *big.records()]
 
 
 def test_rows_already_stored_are_not_written_twice(tmp_path: Path) -> None:
