@@ -105,7 +105,9 @@ def feature_drift(
         "psi": round(psi(observed, expected), 6) if n else 0.0,
         "chi2": round(statistic, 4),
         "df": [1, ref.wafers - 1] if wafer_test else len(observed) - 1,
-        "design_effect": round(float(d.mean()), 4),
+        # One inner bin (a constant feature, or a tester's test no training part ran)
+        # leaves no mode: nothing to correct, and an empty mean would be NaN in the JSON.
+        "design_effect": round(float(d.mean()), 4) if d.size else 1.0,
         "p_value": p_value,
         "p_below": below,
     }

@@ -87,3 +87,13 @@ def test_a_far_drifted_feature_reports_the_tables_bound() -> None:
     row = out["features"][0]
     assert row["p_below"] and row["p_value"] == reference.sf_table.p_min  # type: ignore[union-attr]
     assert row["drifted"] and out["tested"] and out["moved_most"] == ["f"]
+
+
+def test_a_feature_of_one_bin_has_no_test_and_nothing_that_is_not_a_number() -> None:
+    """A constant feature (or a tester's test no training part ran) has one inner bin: the
+    A/B report's drift section answered 500 on an STDF-trained model (NaN in its JSON)."""
+    ref = FeatureReference("f", 0.0, 0.0, (0.0,) * 11, (0.0, 0.0, 0.0), (0, 40, 0), (0, 40, 0),
+                           (), 4, 10.0)  # fmt: skip
+    row = feature_drift(ref, np.array([1, 30, 2]), 10.0, None)
+    json.dumps(row, allow_nan=False)  # raises on NaN or inf
+    assert row["df"] == 0 and row["p_value"] == 1.0 and row["design_effect"] == 1.0
