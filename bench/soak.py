@@ -5,9 +5,9 @@
 
 Starts two replicas (``bentoml serve``, each its own data directory, one shared ledger)
 and sends mixed traffic to both for ``--duration`` seconds: single dies and 2,000-die
-wafers from ``--clients`` clients, feedback on answered dies and A/B report reads from
-``--read-clients`` others (a client waiting on a read sends no prediction: the
-predictions must not pause when the reads wait out a fault), while a prober asks /readyz of
+wafers from ``--clients`` clients, feedback on answered dies from one more and A/B
+report reads from another (``--read-clients`` pairs; apart, since a client waiting on a
+report sends nothing else while it waits out a fault), while a prober asks /readyz of
 each replica every second (2 s timeout, as a kubelet). A third of the way in, replica A's
 xgboost member is SIGKILLed (its window lasts until a new process runs and A's /readyz
 names no member degraded); two thirds in, PostgreSQL is stopped, kept down
@@ -104,15 +104,16 @@ def _fresh(rows: np.ndarray, rng: np.random.Generator) -> list[list[float]]:
     return (rows * (1 + rng.normal(0, 1e-4, rows.shape))).tolist()  # type: ignore[no-any-return]
 
 
-#: What a predicting client sends, and what a reading client sends, with weights.
+#: What each kind of client sends, with weights.
 PREDICTING = {"single": 80, "wafer": 6}
-READING = {"feedback": 10, "report": 4}
+FEEDBACK = {"feedback": 1}
+REPORTS = {"report": 1}
 
 
 async def _client(name: str, url: str, tally: Tally, stop: float, seed: int,
                   ids: list[str], mix: dict[str, int]) -> None:  # fmt: skip
     """Requests one after another, each drawn from ``mix``. Predictions and reads come
-    from clients of their own: a client waiting on a slow read sends no prediction."""
+    from clients of their own: a client waiting on a slow read sends nothing else."""
     rng = random.Random(seed)
     noise = np.random.default_rng(seed)
     rows = np.asarray(feature_rows(4000, seed=seed), dtype=float)
@@ -276,7 +277,7 @@ async def _run(urls: dict[str, str], servers: dict[str, Server], args: Any) -> d
     events: dict[str, float] = {}
     ids: list[str] = []
     probes: dict[str, list[Any]] = {n: [] for n in urls}
-    mixes = [PREDICTING] * args.clients + [READING] * args.read_clients
+    mixes = [PREDICTING] * args.clients + [FEEDBACK, REPORTS] * args.read_clients
     tasks = [_client("ab"[i % 2], urls["ab"[i % 2]], tally, stop, i, ids, mix)
              for i, mix in enumerate(mixes)]  # fmt: skip
     tasks += [_prober(n, u, tally, stop, probes[n]) for n, u in urls.items()]
@@ -316,7 +317,11 @@ def summary(out: dict[str, Any], logged: set[str], args: Any) -> dict[str, Any]:
     routes = sorted(set(tally.status) - {"readyz"})
     return {
         "duration_s": args.duration,
-        "clients": {"predicting": args.clients, "reading": args.read_clients},
+        "clients": {
+            "predicting": args.clients,
+            "feedback": args.read_clients,
+            "report": args.read_clients,
+        },
         "answered": len(tally.answered),
         "logged_of_answered": len(tally.answered & logged),
         "lost": len(tally.answered - logged),
@@ -347,8 +352,8 @@ def main() -> None:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--duration", type=float, default=600)
     parser.add_argument("--clients", type=int, default=6, help="clients sending predictions")
-    parser.add_argument("--read-clients", type=int, default=2,
-                        help="clients sending feedback and report reads")  # fmt: skip
+    parser.add_argument("--read-clients", type=int, default=1,
+                        help="pairs of clients: one sends feedback, one report reads")  # fmt: skip
     parser.add_argument("--pg-cluster", default="15 main")
     parser.add_argument("--db-down-s", type=float, default=5.0,
                         help="seconds PostgreSQL stays stopped")  # fmt: skip
