@@ -54,6 +54,8 @@ KEY = "soak:admin:soak-admin-secret-000000001"
 AUTH = {"Authorization": "Bearer soak-admin-secret-000000001"}
 #: Seconds after a fault ends in which its after-effects still count as inside it.
 GRACE_S = 5.0
+#: A kubelet's default probe timeout (deploy/k8s sets none), seconds.
+PROBE_TIMEOUT_S = 1.0
 #: Failures listed one by one in the result (all are counted).
 LISTED = 500
 
@@ -161,8 +163,9 @@ async def _client(name: str, url: str, tally: Tally, stop: float, seed: int,
 
 
 async def _prober(name: str, url: str, tally: Tally, stop: float, seen: list[Any]) -> None:
-    """/readyz every second, as a kubelet would (2 s timeout); ``seen`` gets
-    (time, status, degraded members) of each probe."""
+    """/readyz every second (2 s timeout); ``seen`` gets (time, status, degraded members)
+    of each probe. A 200 slower than ``PROBE_TIMEOUT_S`` (a kubelet's default timeout,
+    which deploy/k8s keeps) is kept as ``readyz_slow``: a kubelet counts it failed."""
     async with httpx.AsyncClient(base_url=url, timeout=2) as http:
         while time.monotonic() < stop:
             started = time.monotonic()
@@ -179,8 +182,15 @@ async def _prober(name: str, url: str, tally: Tally, stop: float, seen: list[Any
             if status != 200:
                 tally.note("readyz", name, started, r, error)
             else:
-                tally.latency["readyz"].append((time.monotonic() - started) * 1000)
+                took = time.monotonic() - started
+                tally.latency["readyz"].append(took * 1000)
                 tally.status["readyz"][200] += 1
+                if took > PROBE_TIMEOUT_S:
+                    tally.failures.append({
+                        "t": tally.at(started), "t_end": tally.at(started + took),
+                        "route": "readyz_slow", "status": 200, "replica": name,
+                        "error": f"answered after {took * 1000:.0f} ms",
+                    })  # fmt: skip
             await asyncio.sleep(max(0.0, 1 - (time.monotonic() - started)))
 
 
@@ -293,8 +303,9 @@ def summary(out: dict[str, Any], logged: set[str], args: Any) -> dict[str, Any]:
     for failure in tally.failures:
         failure["window"] = classify(failure, windows, args.grace_s)
     failures = sorted(tally.failures, key=lambda f: f["t"])
-    requests = [f for f in failures if f["route"] != "readyz"]
+    requests = [f for f in failures if not f["route"].startswith("readyz")]
     probes = [f for f in failures if f["route"] == "readyz"]
+    slow = [f for f in failures if f["route"] == "readyz_slow"]
 
     def by_window(items: list[dict[str, Any]]) -> dict[str, int]:
         counts = dict.fromkeys(["outside", *windows], 0)
@@ -332,6 +343,7 @@ def summary(out: dict[str, Any], logged: set[str], args: Any) -> dict[str, Any]:
         "dies_by_window": dies,
         "readiness_probes": dict(tally.probes),
         "readiness_failures_by_window": by_window(probes),
+        "readiness_over_1s_by_window": by_window(slow),
         "fault_windows_s": {n: [round(b, 3), round(e, 3)] for n, (b, e) in windows.items()},
         "grace_s": args.grace_s,
         "events_s": {k: round(v - out["start"], 3) for k, v in out["events"].items()},
