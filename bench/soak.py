@@ -5,9 +5,9 @@
 
 Starts two replicas (``bentoml serve``, each its own data directory, one shared ledger)
 and sends mixed traffic to both for ``--duration`` seconds: single dies and 2,000-die
-wafers from ``--clients`` clients, feedback on answered dies and A/B report reads from
-``--read-clients`` others (a client waiting on a read sends no prediction: the
-predictions must not pause when the reads wait out a fault), while a prober asks /readyz of
+wafers from ``--clients`` clients, feedback on answered dies from one more and A/B
+report reads from another (``--read-clients`` pairs; apart, since a client waiting on a
+report sends nothing else while it waits out a fault), while a prober asks /readyz of
 each replica every second (2 s timeout, as a kubelet). A third of the way in, replica A's
 xgboost member is SIGKILLed (its window lasts until a new process runs and A's /readyz
 names no member degraded); two thirds in, PostgreSQL is stopped, kept down
@@ -54,6 +54,8 @@ KEY = "soak:admin:soak-admin-secret-000000001"
 AUTH = {"Authorization": "Bearer soak-admin-secret-000000001"}
 #: Seconds after a fault ends in which its after-effects still count as inside it.
 GRACE_S = 5.0
+#: A kubelet's default probe timeout (deploy/k8s sets none), seconds.
+PROBE_TIMEOUT_S = 1.0
 #: Failures listed one by one in the result (all are counted).
 LISTED = 500
 
@@ -104,15 +106,16 @@ def _fresh(rows: np.ndarray, rng: np.random.Generator) -> list[list[float]]:
     return (rows * (1 + rng.normal(0, 1e-4, rows.shape))).tolist()  # type: ignore[no-any-return]
 
 
-#: What a predicting client sends, and what a reading client sends, with weights.
+#: What each kind of client sends, with weights.
 PREDICTING = {"single": 80, "wafer": 6}
-READING = {"feedback": 10, "report": 4}
+FEEDBACK = {"feedback": 1}
+REPORTS = {"report": 1}
 
 
 async def _client(name: str, url: str, tally: Tally, stop: float, seed: int,
                   ids: list[str], mix: dict[str, int]) -> None:  # fmt: skip
     """Requests one after another, each drawn from ``mix``. Predictions and reads come
-    from clients of their own: a client waiting on a slow read sends no prediction."""
+    from clients of their own: a client waiting on a slow read sends nothing else."""
     rng = random.Random(seed)
     noise = np.random.default_rng(seed)
     rows = np.asarray(feature_rows(4000, seed=seed), dtype=float)
@@ -160,8 +163,9 @@ async def _client(name: str, url: str, tally: Tally, stop: float, seed: int,
 
 
 async def _prober(name: str, url: str, tally: Tally, stop: float, seen: list[Any]) -> None:
-    """/readyz every second, as a kubelet would (2 s timeout); ``seen`` gets
-    (time, status, degraded members) of each probe."""
+    """/readyz every second (2 s timeout); ``seen`` gets (time, status, degraded members)
+    of each probe. A 200 slower than ``PROBE_TIMEOUT_S`` (a kubelet's default timeout,
+    which deploy/k8s keeps) is kept as ``readyz_slow``: a kubelet counts it failed."""
     async with httpx.AsyncClient(base_url=url, timeout=2) as http:
         while time.monotonic() < stop:
             started = time.monotonic()
@@ -178,8 +182,15 @@ async def _prober(name: str, url: str, tally: Tally, stop: float, seen: list[Any
             if status != 200:
                 tally.note("readyz", name, started, r, error)
             else:
-                tally.latency["readyz"].append((time.monotonic() - started) * 1000)
+                took = time.monotonic() - started
+                tally.latency["readyz"].append(took * 1000)
                 tally.status["readyz"][200] += 1
+                if took > PROBE_TIMEOUT_S:
+                    tally.failures.append({
+                        "t": tally.at(started), "t_end": tally.at(started + took),
+                        "route": "readyz_slow", "status": 200, "replica": name,
+                        "error": f"answered after {took * 1000:.0f} ms",
+                    })  # fmt: skip
             await asyncio.sleep(max(0.0, 1 - (time.monotonic() - started)))
 
 
@@ -276,7 +287,7 @@ async def _run(urls: dict[str, str], servers: dict[str, Server], args: Any) -> d
     events: dict[str, float] = {}
     ids: list[str] = []
     probes: dict[str, list[Any]] = {n: [] for n in urls}
-    mixes = [PREDICTING] * args.clients + [READING] * args.read_clients
+    mixes = [PREDICTING] * args.clients + [FEEDBACK, REPORTS] * args.read_clients
     tasks = [_client("ab"[i % 2], urls["ab"[i % 2]], tally, stop, i, ids, mix)
              for i, mix in enumerate(mixes)]  # fmt: skip
     tasks += [_prober(n, u, tally, stop, probes[n]) for n, u in urls.items()]
@@ -292,8 +303,9 @@ def summary(out: dict[str, Any], logged: set[str], args: Any) -> dict[str, Any]:
     for failure in tally.failures:
         failure["window"] = classify(failure, windows, args.grace_s)
     failures = sorted(tally.failures, key=lambda f: f["t"])
-    requests = [f for f in failures if f["route"] != "readyz"]
+    requests = [f for f in failures if not f["route"].startswith("readyz")]
     probes = [f for f in failures if f["route"] == "readyz"]
+    slow = [f for f in failures if f["route"] == "readyz_slow"]
 
     def by_window(items: list[dict[str, Any]]) -> dict[str, int]:
         counts = dict.fromkeys(["outside", *windows], 0)
@@ -316,7 +328,11 @@ def summary(out: dict[str, Any], logged: set[str], args: Any) -> dict[str, Any]:
     routes = sorted(set(tally.status) - {"readyz"})
     return {
         "duration_s": args.duration,
-        "clients": {"predicting": args.clients, "reading": args.read_clients},
+        "clients": {
+            "predicting": args.clients,
+            "feedback": args.read_clients,
+            "report": args.read_clients,
+        },
         "answered": len(tally.answered),
         "logged_of_answered": len(tally.answered & logged),
         "lost": len(tally.answered - logged),
@@ -327,6 +343,7 @@ def summary(out: dict[str, Any], logged: set[str], args: Any) -> dict[str, Any]:
         "dies_by_window": dies,
         "readiness_probes": dict(tally.probes),
         "readiness_failures_by_window": by_window(probes),
+        "readiness_over_1s_by_window": by_window(slow),
         "fault_windows_s": {n: [round(b, 3), round(e, 3)] for n, (b, e) in windows.items()},
         "grace_s": args.grace_s,
         "events_s": {k: round(v - out["start"], 3) for k, v in out["events"].items()},
@@ -347,8 +364,8 @@ def main() -> None:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--duration", type=float, default=600)
     parser.add_argument("--clients", type=int, default=6, help="clients sending predictions")
-    parser.add_argument("--read-clients", type=int, default=2,
-                        help="clients sending feedback and report reads")  # fmt: skip
+    parser.add_argument("--read-clients", type=int, default=1,
+                        help="pairs of clients: one sends feedback, one report reads")  # fmt: skip
     parser.add_argument("--pg-cluster", default="15 main")
     parser.add_argument("--db-down-s", type=float, default=5.0,
                         help="seconds PostgreSQL stays stopped")  # fmt: skip
