@@ -71,8 +71,8 @@ class Tally:
         self.answered: set[str] = set()
         self.failures: list[dict[str, Any]] = []
         self.probes: dict[str, int] = defaultdict(int)
-        #: (sent, replica, dies answered, of them cached, of them degraded) per answer.
-        self.dies: list[tuple[float, str, int, int, int]] = []
+        #: (sent, answered, replica, dies, of them cached, of them degraded) per answer.
+        self.dies: list[tuple[float, float, str, int, int, int]] = []
 
     def at(self, t: float) -> float:
         return round(t - self.start, 3)
@@ -135,7 +135,7 @@ async def _client(name: str, url: str, tally: Tally, stop: float, seed: int,
                     if r.status_code == 200:
                         body = r.json()
                         tally.answered.add(body["request_id"])
-                        tally.dies.append((started, name, 1, int(body["cached"]),
+                        tally.dies.append((started, time.monotonic(), name, 1, int(body["cached"]),
                                            int(body["degraded"])))  # fmt: skip
                         ids.append(dev)
                 elif kind == "wafer":
@@ -149,8 +149,8 @@ async def _client(name: str, url: str, tally: Tally, stop: float, seed: int,
                         answer = r.json()
                         rid, cols = answer["request_id"], answer["columns"]
                         tally.answered.update(f"{rid}.{i}" for i in range(2000))
-                        tally.dies.append((started, name, 2000, sum(cols["cached"]),
-                                           sum(cols["degraded"])))  # fmt: skip
+                        cached, degraded = sum(cols["cached"]), sum(cols["degraded"])
+                        tally.dies.append((started, time.monotonic(), name, 2000, cached, degraded))
                 elif kind == "feedback":
                     outcomes = [{"device_id": d, "actual": rng.choice(["pass", "fail"])}
                                 for d in rng.sample(ids, min(20, len(ids)))]  # fmt: skip
@@ -270,12 +270,17 @@ def _windows(events: dict[str, float], start: float) -> dict[str, tuple[float, f
     return out
 
 
+#: The replicas each fault touches: the member is killed in replica A only.
+FAULT_REPLICAS = {"member": ("a",), "database": ("a", "b")}
+
+
 def classify(failure: dict[str, Any], windows: dict[str, tuple[float, float]],
              grace_s: float) -> str:  # fmt: skip
     """The fault window a failure overlaps (its request from sent to answered, against
-    the window plus ``grace_s``), or "outside"."""
+    the window plus ``grace_s``, on a replica the fault touches), or "outside"."""
     for name, (begin, end) in windows.items():
-        if failure["t"] <= end + grace_s and failure["t_end"] >= begin:
+        touched = failure["replica"] in FAULT_REPLICAS[name]
+        if touched and failure["t"] <= end + grace_s and failure["t_end"] >= begin:
             return name
     return "outside"
 
@@ -315,8 +320,9 @@ def summary(out: dict[str, Any], logged: set[str], args: Any) -> dict[str, Any]:
 
     five = [f for f in requests if f["status"] >= 500]
     dies: dict[str, dict[str, float]] = {}
-    for sent, _, n, cached, degraded in tally.dies:
-        window = classify({"t": sent - out["start"], "t_end": sent - out["start"]}, windows, 0)
+    for sent, answered, replica, n, cached, degraded in tally.dies:
+        at = {"t": sent - out["start"], "t_end": answered - out["start"], "replica": replica}
+        window = classify(at, windows, 0)
         counts = dies.setdefault(window, {"answered": 0, "cached": 0, "degraded": 0})
         counts["answered"] += n
         counts["cached"] += cached

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -32,6 +33,8 @@ from ledger.tables import Served
 from ops.gc_tuning import return_freed_memory
 
 logger = logging.getLogger("ledger.predlog")
+#: A batch written this recently (seconds) tells readiness the database takes writes.
+WROTE_RECENTLY_S = 5.0
 #: After writing this many rows at once, hand freed heap back to the OS: a wafer's rows
 #: (~40 MB of Python objects and JSON) otherwise stay in this thread's malloc arena.
 TRIM_AFTER_ROWS = 5_000
@@ -77,6 +80,7 @@ class LogWriter:
         self._closing = False
         self._flush_requested = False
         self._progress_at = time.monotonic()
+        self._written_at = -math.inf  # when the database last took a batch of rows
         self._next_prune = 0.0
         self._next_replay = 0.0
         self._spill_error: str | None = None
@@ -167,12 +171,17 @@ class LogWriter:
     def accepting(self) -> str | None:
         """None while served rows have a durable place to go, else why not (for /readyz).
 
-        The database taking writes is enough; while it does not, the spill is.
+        The database taking writes is enough; while it does not, the spill is. A batch
+        written in the last ``WROTE_RECENTLY_S`` says the database takes writes: no probe
+        row is written then (under load that round trip is what made probes late).
         """
         if not self._thread.is_alive():
             return "prediction log writer is not running"
         if self._pending_rows >= self.durability.max_pending_rows:
             return f"prediction log holds {self._pending_rows} unwritten rows in memory"
+        recent = time.monotonic() - self._written_at < WROTE_RECENTLY_S
+        if recent and self.status.database_error is None:
+            return None
         refused = self._writes.refuses()
         if refused is None:
             return None
@@ -250,6 +259,7 @@ class LogWriter:
         error, refused_alone = self._insert_isolating(records, payload)
         if error is None:
             self._set_database_error(None)
+            self._written_at = time.monotonic()
             return "written", len(records) - refused_alone
         self._set_database_error(error)
         if not spill_on_outage or self.spill is None:

@@ -40,7 +40,10 @@ _SERVICE_OPTIONS: dict[str, Any] = {
     # An access line per internal call is three lines per request; the entry logs each request.
     "logging": {"access": {"enabled": False}},
 }
-_SERVICE_OPTIONS.update(bentoml_quirks.tracing_options(OPS.tracing, ["/predict_proba"]))
+# The calls the entry makes per request: no span for them unless tracing is asked for.
+_SERVICE_OPTIONS.update(
+    bentoml_quirks.tracing_options(OPS.tracing, ["/predict_proba", "/predict_version"])
+)
 
 
 def _load_adapter(member: str, model: bentoml.Model) -> MemberAdapter:

@@ -55,17 +55,26 @@ class RouteTable:
 
     def __init__(self) -> None:
         self._routes: list[tuple[re.Pattern[str], Declaration]] = []
+        # Paths found declared as they are (``/predict``): their lookup, kept. At most one
+        # entry per declaration, whatever paths clients send.
+        self._exact: dict[str, Declaration] = {}
 
     def declare(self, path: str, access: Access, body: str | None = None) -> str:
         """Declare ``path`` (``/a/{id}``, or ``/a/*`` for everything below ``/a/``);
         returns ``path`` so a route can be declared where it is defined."""
         self._routes.append((_pattern(path), Declaration(path, access, body)))
+        self._exact.clear()
         return path
 
     def find(self, path: str) -> Declaration | None:
         """The declaration covering ``path``; None: undeclared (refused)."""
+        found = self._exact.get(path)
+        if found is not None:
+            return found
         for pattern, declaration in self._routes:
             if pattern.fullmatch(path):
+                if declaration.path == path:
+                    self._exact[path] = declaration
                 return declaration
         return None
 

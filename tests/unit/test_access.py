@@ -83,3 +83,18 @@ def test_an_undeclared_route_is_refused_before_the_app_runs(path: str) -> None:
 def test_a_declared_route_asks_for_its_role() -> None:
     assert _call("/reports", "/reports")[0] == 401
     assert _call("/reports", "/reports", "Bearer " + "s" * 24) == (200, b"ok")
+
+
+def test_a_path_finds_the_first_declaration_covering_it_every_time() -> None:
+    table = RouteTable()
+    table.declare("/a/*", Access.REPORT)
+    table.declare("/a/b", Access.OPEN)  # covered by the wildcard declared first
+    table.declare("/c", Access.FEEDBACK)
+    table.declare("/c/{id}", Access.ADMIN)
+    for _ in range(2):  # the second lookup is the kept one
+        assert table.find("/a/b").access is Access.REPORT  # type: ignore[union-attr]
+        assert table.find("/c").access is Access.FEEDBACK  # type: ignore[union-attr]
+        assert table.find("/c/7").access is Access.ADMIN  # type: ignore[union-attr]
+        assert table.find("/d") is None
+    table.declare("/d", Access.OPEN)  # a later declaration is found too
+    assert table.find("/d").access is Access.OPEN  # type: ignore[union-attr]

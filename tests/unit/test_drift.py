@@ -84,9 +84,14 @@ def test_out_of_range_distances_are_the_defined_ones_exactly() -> None:
     assert flags.distance.dtype == np.float64
     assert np.array_equal(flags.distance, expected)
     assert flags.dies.tolist() == np.flatnonzero(expected.any(axis=1)).tolist()
-    one = out_of_range(rows[1:2], ranges)
-    assert np.array_equal(one.distance, expected[1:2])
-    assert out_of_range(rows[:1], ranges).per_die() == [None]
+    assert expected[0].sum() == 0 and expected[1].sum() > 0
+    for i in (0, 1):  # a die in range (checked in Python) and one out of range
+        one = out_of_range(rows[i : i + 1], ranges)
+        assert one.distance.dtype == np.float64
+        assert np.array_equal(one.distance, expected[i : i + 1])
+        assert one.dies.tolist() == ([] if i == 0 else [0])
+        assert one.die(0) == flags.die(i) and one.per_die() == [flags.per_die()[i]]
+    assert out_of_range(rows[:1], ranges).die(0) == {}
 
 
 def test_holm_matches_statsmodels() -> None:

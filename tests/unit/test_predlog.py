@@ -395,3 +395,33 @@ def test_the_assigned_arm_is_logged_apart_and_a_drifted_split_is_flagged(
     from ledger.html_report import render
 
     assert "<b>MISMATCH</b>" in render({**report, "ground_truth": []})
+
+
+def test_readiness_asks_the_database_only_when_the_log_has_not_written_lately(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch written moments ago says the database takes writes: no probe row then (it
+    was the round trip that made probes miss their 0.5 s under load). Idle, or after a
+    failed write, the probe row is written again."""
+    import ledger.writer
+
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}", flush_interval_s=0.05,
+                        durability=Durability(spill_dir=None))  # fmt: skip
+    probes: list[int] = []
+    real = log._writes.refuses
+    monkeypatch.setattr(log._writes, "refuses", lambda: probes.append(1) or real())
+    assert log.accepting() is None and probes == [1]  # nothing written yet
+    log.record(_served(["a"], ["D1"]))
+    assert log.flush(5)
+    assert log.accepting() is None and probes == [1]  # written just now
+    monkeypatch.setattr(ledger.writer, "WROTE_RECENTLY_S", 0.0)
+    assert log.accepting() is None and probes == [1, 1]  # not lately: asked again
+    monkeypatch.setattr(ledger.writer, "WROTE_RECENTLY_S", 60.0)
+    with log.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE predictions"))
+    log.record(_served(["b"], ["D2"]))
+    deadline = time.monotonic() + 5
+    while log.status.database_error is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "predictions" in (log.accepting() or "")  # the failed write counts, not the old one
+    log.close()
