@@ -1,7 +1,9 @@
 """The read routes: ``GET /ab/report`` and ``GET /dashboard/...`` over the prediction log.
 
-Each read runs in the runtime's own read threads (``Runtime.read``), at most a few at
-once: a crowd of dashboards queues there, never in front of a probe or a prediction.
+Each read waits in the runtime's own read threads (``Runtime.read``), at most a few at
+once, and computes in the reads' own process (``entry.read_process``): a crowd of
+dashboards queues there, never in front of a probe or a prediction, and its CPU is not
+the entry worker's.
 Every route is declared with its access where it is made (``ops.access``).
 """
 
@@ -20,6 +22,7 @@ from ensemble.arms import ARM_NAME, ENSEMBLE
 from ensemble.errors import Conflict, InvalidInput, NotFound
 from ensemble.validation import parse_count, parse_identifier, parse_window, shown
 from entry.answers import answer, request_id
+from entry.read_process import on_engine
 from entry.runtime import current
 from ops.access import ROUTES, Access
 from ops.edge import current as current_request
@@ -104,12 +107,10 @@ def _dashboard_route(
     drift = module == "drift"
 
     async def read(request: Request) -> dict[str, Any]:
-        import functools
         import importlib
 
         from ledger import dashboard
         from ledger import drift as drift_reads
-        from ledger.retry import retried
 
         reads = importlib.import_module(f"ledger.{module}")
         q = _query(request, allowed)
@@ -131,12 +132,12 @@ def _dashboard_route(
             kwargs["reference"] = _reference()
         runtime = current()
         await runtime.read(runtime.log.flush, 10.0)
-        call = functools.partial(
-            getattr(reads, reader), runtime.log.engine, since=since, until=until,
-            **fixed, **kwargs,
+        # In the reads' own process; run again across a lost database connection there
+        # (503 once ledger_retry_s is spent).
+        body = await runtime.read(
+            runtime.queries.call, on_engine, getattr(reads, reader), since=since,
+            until=until, what=endpoint, **fixed, **kwargs,
         )  # fmt: skip
-        # Run again across a lost database connection; 503 once ledger_retry_s is spent.
-        body = await runtime.read(retried, call, what=endpoint)
         logged = {k: v for k, v in kwargs.items() if k != "reference"}
         request_log.info(
             "dashboard read",

@@ -3,6 +3,7 @@
 ``Runtime`` holds the prediction log, the fleet of served versions and the switchboard
 that follows the shared serving state, the metrics, the prediction pipeline, and the
 thread pools that keep reads and probes apart from each other and from predictions.
+The report and dashboard reads run in a process of their own (``entry.read_process``).
 ``current()`` is the worker's runtime, for the routes mounted beside the service.
 """
 
@@ -26,7 +27,9 @@ from ensemble.predictor import EnsemblePredictor
 from ensemble.schema import FeatureSchema
 from ensemble.settings import get_settings
 from ensemble.switchboard import Switchboard
+from entry import read_process
 from entry.evidence import LedgerEvidence
+from entry.read_process import ReadProcess
 from entry.startup import load_version, reconcile
 from ledger.settings import get_ledger_settings
 from ops.gc_tuning import tune_gc
@@ -108,6 +111,11 @@ class Runtime:
             lambda: self.switch.serving, self.evidence, lambda: limits, admission
         )
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="yield-read")
+        ops = get_ops_settings()
+        #: The report and dashboard reads' own process (``entry.read_process``).
+        self.queries = ReadProcess(self.log.url, ledger.read_processes, ops.log_format,
+                                   ops.log_level, local=self.log)  # fmt: skip
+        self.queries.start()
         self._probes = ThreadPoolExecutor(1, thread_name_prefix="yield-probe")
         self.following: asyncio.Task[None] | None = None
         self.drift_watch: asyncio.Task[None] | None = None
@@ -200,24 +208,21 @@ class Runtime:
 
         Its reads are run again across a lost database connection (``ledger.retry``);
         LedgerUnavailable (503) once ``ledger_retry_s`` is spent."""
-        from ledger.retry import retried
-
         self.log.flush(10.0)
         serving = self.serving
         champion = serving.champion
-        return retried(
-            lambda: self.log.report(
-                serving.arms,
-                since,
-                until,
-                arm,
-                champion.decision,
-                champion.predictor.combiner.key,
-                candidate=serving.candidate_spec(get_settings().promotion_alpha),
-                reference=champion.reference if drift else None,
-            ),
-            what="the A/B report",
+        result: dict[str, Any] = self.queries.call(
+            read_process.report,
+            serving.arms,
+            since,
+            until,
+            arm,
+            champion.decision,
+            champion.predictor.combiner.key,
+            candidate=serving.candidate_spec(get_settings().promotion_alpha),
+            reference=champion.reference if drift else None,
         )
+        return result
 
     def start(self) -> None:
         """Follow the shared serving state and watch drift (on the worker's event loop)."""
@@ -236,7 +241,10 @@ class Runtime:
         if reference is None:
             return
         since = time.time() - get_ledger_settings().drift_window_s
-        lots = groups(self.log.engine, reference, "lot_id", since, None, limit=MAX_LIMIT)["lots"]
+        lots = self.queries.call(
+            read_process.on_engine, groups, reference, "lot_id", since, None,
+            limit=MAX_LIMIT, what="the drift gauges",
+        )["lots"]  # fmt: skip
         worst = dict.fromkeys(reference.names, 0.0)
         for lot in lots:
             for f in lot["features"]:
@@ -264,6 +272,7 @@ class Runtime:
         logger.info("prediction log flushed %d rows at shutdown: %d lost, %d waiting in the "
                     "spill", pending, status.lost, spilled)  # fmt: skip
         self._reads.shutdown(wait=False, cancel_futures=True)
+        self.queries.close()
         self._probes.shutdown(wait=False, cancel_futures=True)
         return status.lost
 

@@ -63,6 +63,16 @@ def _yield_table(wafers: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def _left_out(line: dict[str, Any]) -> str:
+    """A note on an arm line judged on one candidate version of several in the window."""
+    left = line.get("left_out") or []
+    if not left:
+        return ""
+    n = sum(v["labelled"] for v in left)
+    return (f"<br><small>one candidate version; {n} labelled rows of {len(left)} other "
+            "version(s) left out (see Versions)</small>")  # fmt: skip
+
+
 def render(
     report: Mapping[str, Any],
     title: str = "yield-ensemble A/B report",
@@ -84,7 +94,8 @@ def render(
     matplotlib.use("Agg")
     w = report["window"]
     rows = "".join(
-        f"<tr><th>{html.escape(arm)}</th><td>{html.escape(d['model'])}</td><td>{d['served']}</td>"
+        f"<tr><th>{html.escape(arm)}{_left_out(d)}</th><td>{html.escape(d['model'])}</td>"
+        f"<td>{d['served']}</td>"
         f"<td>{d['labelled']}</td><td>{_pct(d['accuracy'])}</td><td>{_pct(d['fail_recall'])}</td>"
         f"<td>{d['escapes']}</td><td>{_pct(d['overkill'])}</td><td>{_cost(d['cost'])}</td>"
         f"<td>{_pct(d['fail_precision'])}</td></tr>"

@@ -21,6 +21,7 @@ import numpy as np
 from ensemble.arms import ENSEMBLE, Arm
 from ensemble.combiners import Objective
 from ensemble.decision import Decision
+from ensemble.serving import CANDIDATE
 from ledger.comparisons import (
     ALPHA,
     DETECT_DIFFERENCE,
@@ -36,7 +37,7 @@ from ledger.comparisons import (
 from ledger.labelled import Labelled
 from ledger.shadow import agreement, shadow_combiners, shadow_members
 from ledger.stats import Proportion, decision_metrics, wilson_interval
-from ledger.versions import ADVICE, by_version, candidate_section
+from ledger.versions import ADVICE, by_version, candidate_section, one_version
 
 __all__ = [
     "ADVICE",
@@ -132,6 +133,9 @@ def build_report(
     stats: dict[str, Any] = {}
     for arm in arms:
         part = data.where(data.arm == arm.name)
+        left_out: list[dict[str, Any]] = []
+        if arm.name == CANDIDATE:
+            part, left_out = one_version(part, candidate)
         stats[arm.name] = {
             "model": "ensemble" if arm.single is None else arm.single,
             "share": arm.share,
@@ -139,6 +143,8 @@ def build_report(
             **_class_metrics(part.served_pass, part.actual_pass, objective),
             "timeline": _timeline(part, TIMELINE_BINS),
         }
+        if left_out:
+            stats[arm.name]["left_out"] = left_out
     ens = data.where(data.arm == ENSEMBLE)
     # Shadow rules are the decision's: judge them only on rows its models served.
     current = ens.where(ens.served_by(decision.members)) if decision.fitted else ens

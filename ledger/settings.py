@@ -71,6 +71,14 @@ class LedgerSettings(BaseSettings):
         "dashboard read is retried across a lost database connection (a restart, a "
         "failover) before it answers 503 with Retry-After (0: no retry).",
     )
+    read_processes: int = Field(
+        1,
+        ge=0,
+        le=8,
+        description="Processes of its own for the A/B report and dashboard reads, so their "
+        "CPU never shares the entry worker's with predictions and probes (~60 MB each; 0: "
+        "in the entry worker's threads).",
+    )
     drift_window_s: float = Field(
         86400, gt=0, description="The drift gauges judge the lots served in this many seconds."
     )

@@ -52,6 +52,29 @@ def _by_version(data: Labelled) -> list[dict[str, Any]]:
     return sorted(out.values(), key=lambda v: v["first_ts"])
 
 
+def one_version(
+    data: Labelled, spec: Mapping[str, Any] | None
+) -> tuple[Labelled, list[dict[str, Any]]]:
+    """The candidate arm's rows of one candidate version, and what was left out.
+
+    A window can hold two candidate versions (one replaced the other); pooled, their
+    accuracy describes neither. The line keeps the serving candidate's rows (``spec``'s
+    ``candidate_versions``) when the window has any, else the newest logged trio's; each
+    other trio is listed with its labelled rows (its own line is in ``versions``)."""
+    if data.versions is None or len(set(data.versions.tolist())) < 2:
+        return data, []
+    kept = data.served_by(spec["candidate_versions"]) if spec else np.zeros(len(data), bool)
+    if not kept.any():
+        newest = data.versions[int(np.argmax(data.ts))]
+        kept = data.versions == newest
+    out = []
+    for text in sorted(set(data.versions[~kept].tolist())):
+        part = data.where(data.versions == text)
+        out.append({"model_versions": parse_versions(text), "labelled": len(part),
+                    "first_ts": float(part.ts.min()), "last_ts": float(part.ts.max())})  # fmt: skip
+    return data.where(kept), sorted(out, key=lambda v: v["first_ts"])
+
+
 #: What the report advises about a candidate version, by the sequential test's finding.
 ADVICE = {"candidate better": "promote", "candidate worse": "roll back"}
 

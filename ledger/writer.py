@@ -183,9 +183,7 @@ class LogWriter:
         if recent and self.status.database_error is None:
             return None
         refused = self._writes.refuses()
-        if refused is None:
-            return None
-        if self.spill is None:
+        if refused is None or self.spill is None:
             return refused
         if self._spill_error is not None:
             return f"{refused}; and the spill fails: {self._spill_error}"

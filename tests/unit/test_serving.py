@@ -473,3 +473,45 @@ def html_escape(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def test_the_candidate_arm_line_judges_one_candidate_version_not_two_pooled() -> None:
+    # v2 was the candidate first and was right on every die; v3 replaced it and is right on
+    # half. Pooled, the line said 75%: neither version's accuracy.
+    v2, v3 = (json.dumps({m: f"{m}:{v}" for m in MEMBERS}, sort_keys=True) for v in ("v2", "v3"))
+    n = 200
+    data = Labelled(
+        ts=np.arange(2 * n, dtype=float),
+        arm=np.array([CANDIDATE] * (2 * n), dtype=object),
+        served_pass=np.ones(2 * n, dtype=bool),
+        actual_pass=np.concatenate([np.ones(n, bool), np.arange(n) % 2 == 0]),
+        votes={m: np.full(2 * n, 0.9) for m in MEMBERS},
+        versions=np.array([v2] * n + [v3] * n, dtype=object),
+    )
+    arms = with_candidate(BASE, CANDIDATE, "v3", 0.5)
+    # Without a serving candidate: the newest version's rows.
+    line = build_report(data, {}, MEMBERS, arms)["arms"][CANDIDATE]
+    assert line["labelled"] == n and line["accuracy"]["k"] == n // 2
+    (left,) = line["left_out"]
+    assert left["model_versions"]["rf"] == "rf:v2" and left["labelled"] == n
+    # With v2 serving as the candidate again (v3 rolled back): v2's rows.
+    state = ServingState(4, "v1", "v2", 0.5, candidate_since=0.0)
+    spec = comparison(state, {m: f"{m}:v1" for m in MEMBERS}, {m: f"{m}:v2" for m in MEMBERS})
+    line = build_report(data, {}, MEMBERS, arms, candidate=spec)["arms"][CANDIDATE]
+    assert line["labelled"] == n and line["accuracy"]["k"] == n
+    assert line["left_out"][0]["model_versions"]["rf"] == "rf:v3"
+    # One version in the window: nothing left out.
+    line = build_report(data.where(data.ts < n), {}, MEMBERS, arms)["arms"][CANDIDATE]
+    assert line["labelled"] == n and "left_out" not in line
+
+
+def test_the_html_report_says_when_the_candidate_line_left_a_version_out() -> None:
+    from ledger.html_report import render
+
+    report = _candidate_report(_labelled(2850, 3000, 2550, 3000))
+    assert "left out" not in render({**report, "ground_truth": []})
+    report["arms"][CANDIDATE]["left_out"] = [{"model_versions": {"rf": "rf:v0"}, "labelled": 12,
+                                              "first_ts": 1.0, "last_ts": 2.0}]  # fmt: skip
+    assert "12 labelled rows of 1 other version(s) left out" in render(
+        {**report, "ground_truth": []}
+    )
