@@ -10,14 +10,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ensemble.breaker import Breaker
 from ensemble.coalesce import Coalescer, MemberCall
 from ensemble.combiners import Combiner, MajorityVote
 from ensemble.errors import MembersUnavailable
 
 logger = logging.getLogger(__name__)
 
-#: Told of every member call: (member, seconds, None or "timeout" or "error", 1), and of
-#: rows a member answered with no probability: (member, None, "non_finite", rows).
+#: Told of every member call: (member, seconds, None or "timeout" or "error", 1), of a
+#: call not made because the member's breaker is open: (member, None, "breaker_open", 1),
+#: and of rows a member answered with no probability: (member, None, "non_finite", rows).
 CallObserver = Callable[[str, "float | None", "str | None", int], None]
 
 #: Fewer answering members than this is an error, not a degraded answer.
@@ -81,8 +83,12 @@ class EnsemblePredictor:
         observer: CallObserver | None = None,
         combiner: Combiner | None = None,
         timeout_per_1000_rows_s: float = 0.0,
+        breakers: Mapping[str, Breaker] | None = None,
     ) -> None:
+        """``breakers``: member -> its circuit breaker (``ensemble.breaker``), shared by the
+        predictors of every version; without, every call waits out its time limit."""
         self.timeout_s = timeout_s
+        self.breakers = dict(breakers or {})
         self.timeout_per_row_s = timeout_per_1000_rows_s / 1000
         self.combiner: Combiner = combiner or MajorityVote()
         self.observer = observer
@@ -101,10 +107,23 @@ class EnsemblePredictor:
 
         A row whose answer is not a finite probability is NaN: the member failed there.
         """
+        breaker = self.breakers.get(name)
+        if breaker is not None:
+            admitted, why = breaker.admit()
+            if not admitted:
+                self._observe(name, None, "breaker_open")
+                return None, why
         started = time.perf_counter()
         limit = self.timeout_for(len(rows))
         try:
-            p = await asyncio.wait_for(self.coalescers[name].submit(rows), limit)
+            try:
+                p = await asyncio.wait_for(self.coalescers[name].submit(rows), limit)
+            except asyncio.CancelledError:
+                if breaker is not None:
+                    breaker.abandoned()
+                raise
+            if breaker is not None:
+                breaker.succeeded()
             self._observe(name, started, None)
             p = finite_probabilities(p)
             bad = int(np.isnan(p).sum())
@@ -117,6 +136,8 @@ class EnsemblePredictor:
             why, kind = f"timed out after {limit:g} s", "timeout"
         except Exception as exc:  # any member fault degrades, it never fails the request
             why, kind = f"{type(exc).__name__}: {str(exc)[:200]}", "error"
+        if breaker is not None:
+            breaker.failed(why)
         self._observe(name, started, kind)
         logger.warning("member %s failed: %s", name, why)
         return None, why

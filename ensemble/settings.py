@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     member_timeout_s: float = Field(
         2.0, gt=0, le=120, description="Per-member call timeout; a slower member is left out."
     )
+    member_breaker_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="After a member call fails or times out, calls go without that member "
+        "for this long (doubling while it keeps failing, up to 15 s), then one call tries it "
+        "(ensemble.breaker); 0: every call waits out member_timeout_s.",
+    )
     member_shutdown_grace_s: float = Field(
         5.0,
         ge=0,

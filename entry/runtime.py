@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ensemble.admission import Admission
+from ensemble.breaker import Breaker
 from ensemble.cache import PredictionCache
 from ensemble.decision import Decision
 from ensemble.errors import MemberLoadFailed
@@ -69,6 +70,12 @@ class Runtime:
 
         core, ledger = get_settings(), get_ledger_settings()
         self.proxies = dict(proxies)
+        #: One circuit breaker per member process, shared by every version's predictor.
+        self.breakers = (
+            {m: Breaker(core.member_breaker_s) for m in self.proxies}
+            if core.member_breaker_s
+            else {}
+        )
         self.schema = started.schema
         self.metrics = ServiceMetrics()
         days = ledger.prediction_log_retention_days
@@ -166,6 +173,7 @@ class Runtime:
             max_in_flight=core.coalesce_max_in_flight,
             observer=self.metrics.member_call,
             combiner=decision.combiner(core.combiner),
+            breakers=self.breakers,
         )
 
     async def _prepare_members(self, versions: Sequence[str]) -> None:

@@ -83,8 +83,9 @@ class ServiceMetrics:
         )
         self.member_failures = pc.Counter(
             p + "member_failures",
-            "Member calls that failed, by reason: timeout or error; non_finite counts rows "
-            "a member answered with no probability (NaN, infinity).",
+            "Member calls that failed, by reason: timeout or error; breaker_open counts calls "
+            "not made while the member's breaker was open; non_finite counts rows a member "
+            "answered with no probability (NaN, infinity).",
             ["member", "reason"],
             **kw,
         )

@@ -42,6 +42,12 @@ def test_deployment_matches_the_service() -> None:
     (container,) = pod["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    from entry.health import CHECK_S
+
+    # A probe's checks take up to CHECK_S; the kubelet's default timeout (1 s) left no room
+    # for an answer queued behind a busy event loop.
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["timeoutSeconds"] >= 4 * CHECK_S, probe
     env = {e["name"]: e for e in container["env"]}
     assert env["YIELD_ENSEMBLE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
     for name in env:  # every variable is a real setting
