@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import pickle
 import signal
 import threading
@@ -55,9 +56,15 @@ _QUERIES: Any = None
 def _open(url: str, log_format: str, log_level: str) -> None:
     """A read process's start: our log format (redacted), its own engine on ``url``.
 
-    Interrupts are ignored: the entry worker decides when its reads stop."""
+    SIGINT and SIGTERM are ignored: a server's stop signals its whole process group, and
+    the entry worker, which drains its requests first, decides when its reads stop (its
+    exit, even by SIGKILL, ends this process too: ``_exit_with``)."""
     global _QUERIES
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), name="read-parent", daemon=True).start()
     from ledger.engine import make_engine
     from ledger.queries import LedgerQueries
     from ops import logs
@@ -66,6 +73,13 @@ def _open(url: str, log_format: str, log_level: str) -> None:
     queries = LedgerQueries()
     queries.engine = make_engine(url)
     _QUERIES = queries
+
+
+def _exit_with(parent: Any) -> None:
+    """Exit when the entry worker is gone, however it went (SIGKILL included): a read
+    process blocked on its call pipe otherwise outlives it, an orphan holding memory."""
+    parent.join()
+    os._exit(0)
 
 
 def _ready() -> bool:

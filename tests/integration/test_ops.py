@@ -136,6 +136,7 @@ def test_sigterm_under_load_loses_nothing(model_home: Path, tmp_path: Path) -> N
         "cache_maxsize": "0",
         "challenger_fraction": "0",
         "prediction_log_flush_interval_s": "30",
+        "member_shutdown_grace_s": "5",  # the default: members outlive the entry's drain
     }
     with running(model_home, tmp_path, **settings) as srv:
         expected = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -301,14 +302,6 @@ def test_replicas_on_one_postgresql_follow_each_other_within_seconds(
         assert state["previous"] == "v2" and state["changed_by"].startswith("start-up:")
 
 
-def _train(home: Path, version: str, seed: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "train.cli", "train", "--tiny", "--n-devices", "3000",
-         "--seed", seed, "--version", version],
-        cwd=ROOT, env=base_env(home), check=True, capture_output=True,
-    )  # fmt: skip
-
-
 def _member_process(srv: Any, member: str) -> Any:
     """The process of the member service ``yield_<member>`` among the server's children."""
     import psutil
@@ -336,18 +329,26 @@ def _whole(srv: Any, within_s: float = 90) -> None:
     raise AssertionError(f"not ready and whole within {within_s} s:\n{srv.log_text()[-3000:]}")
 
 
-@pytest.mark.timeout(900)  # two training runs and two servers
+def _land(store: Path, home: Path, version: str) -> None:
+    """Run ``version`` of ``store``'s model store lands in ``home``'s as `train` writes one:
+    each model's directory, then its ``latest`` (a copy: no second training per test)."""
+    for model in sorted((store / "models").iterdir()):
+        if (model / version).is_dir():
+            shutil.copytree(model / version, home / "models" / model.name / version)
+            (home / "models" / model.name / "latest").write_text(version)
+
+
+@pytest.mark.timeout(900)  # the module's model store trains two runs first
 def test_a_new_run_replaces_nothing_by_itself_and_answers_name_what_computed_them(
-    tmp_path: Path,
+    versions_home: Path, tmp_path: Path
 ) -> None:
-    """`latest` (the default) with v1, then a weak v2 trained: a member process restarted
-    answers with v1 still (every answer names what computed it), and a restarted server
-    keeps v1 as champion, saying at WARNING how to serve v2."""
+    """`latest` (the default) with v1, then another run v2 lands in the store: a member
+    process restarted answers with v1 still (every answer names what computed it), and a
+    restarted server keeps v1 as champion, saying at WARNING how to serve v2."""
     import signal
 
     home = tmp_path / "home"
-    home.mkdir()
-    _train(home, "v1", "7")
+    _land(versions_home, home, "v1")
     rows = feature_rows(60, seed=11)
     devices = [{"features": r, "device_id": f"d{i}"} for i, r in enumerate(rows)]
     data = tmp_path / "data"
@@ -367,7 +368,7 @@ def test_a_new_run_replaces_nothing_by_itself_and_answers_name_what_computed_the
 
     with running(home, tmp_path, **settings) as srv:
         before = answers(srv)
-        _train(home, "v2", "99")  # an untried, deliberately weak run
+        _land(versions_home, home, "v2")  # an untried run, trained on another seed
         member = _member_process(srv, "random_forest")
         member.send_signal(signal.SIGKILL)
         member.wait(10)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +124,31 @@ def test_the_read_process_is_in_the_settings(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("YIELD_ENSEMBLE_READ_PROCESSES", "-1")
     with pytest.raises(ValueError, match="read_processes"):
         LedgerSettings()
+
+
+def test_a_read_process_exits_with_its_worker_even_a_killed_one(logged: PredictionLog) -> None:
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    code = (
+        "import os, sys, time\n"
+        "from entry.read_process import ReadProcess\n"
+        f"r = ReadProcess({logged.url!r}, 1, 'text', 'WARNING')\n"
+        "r.start().result(60)\n"
+        "from tests.unit.test_read_process import _pid\n"
+        "print(r.call(_pid), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).parents[2])  # fmt: skip
+    assert worker.stdout is not None
+    child = psutil.Process(int(worker.stdout.readline()))
+    os.kill(child.pid, signal.SIGTERM)  # a server's stop signals the whole group
+    time.sleep(0.3)
+    assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+    worker.kill()  # SIGKILL: no atexit, no shutdown of the pool
+    worker.wait(10)
+    child.wait(10)  # psutil.TimeoutExpired if it outlived its worker
