@@ -57,19 +57,16 @@ def _train(args: argparse.Namespace) -> int:
     if args.stdf and args.data:
         print("error: choose --data or --stdf", file=sys.stderr)
         return 2
-    if args.spatial and args.stdf:
-        print("error: --spatial takes --data or synthetic data (not yet --stdf)", file=sys.stderr)
-        return 2
     if args.compare and not args.spatial:
         print("error: --compare needs --spatial (it compares with and without)", file=sys.stderr)
         return 2
     try:
-        if args.spatial:
-            data = _spatial_data(args)
-        elif args.stdf:
+        if args.stdf:  # with --spatial too
             from train.stdf_cli import dataset
 
             data = dataset(args)
+        elif args.spatial:
+            data = _spatial_data(args)
         elif args.data:
             if not args.label:
                 print("error: --data needs --label COLUMN", file=sys.stderr)
