@@ -25,7 +25,7 @@ PRIOR_FAIL = "sort_fail"
 def failed(parts: Parts) -> np.ndarray:
     """(n,) float32: 1 where PRR PART_FLG says the part failed, else 0 (passed, or no
     pass/fail indication: an unknown result counts as no known fail)."""
-    return (parts.pass_known & ~parts.passed).astype(np.float32)
+    return np.asarray(parts.pass_known & ~parts.passed, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -128,9 +128,9 @@ class TestMap:
         empty = np.isnan(picked)
         fills = np.array([t.fill for t in self.tests], dtype=np.float32)
         filled = np.where(empty, fills, picked).astype(np.float32, copy=False)
-        more = [empty.astype(np.float32)] if self.indicators else []
-        more += [failed(parts)[:, None]] if self.prior_fail else []
-        return np.hstack([filled, *more]) if more else filled
+        extra = [empty.astype(np.float32)] if self.indicators else []
+        extra += [failed(parts)[:, None]] if self.prior_fail else []
+        return np.hstack([filled, *extra]) if extra else filled
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as stored in model metadata under ``stdf_tests``."""
