@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         help="derived spatial features, comma-separated: radial (distance from the wafer "
         "centre, edge ring), nnr (each test less its neighbours' median), zscore (each "
         "test's robust z within its wafer), prior (the neighbours' fail share at a previous "
-        "insertion, --prior-fail); needs die_x, die_y, wafer_id; whole wafers held out",
+        "insertion, --prior-fail; with --stdf the file's own PRR pass/fail, and --outcomes "
+        "needed); needs die_x, die_y, wafer_id (--stdf: PRR X/Y, WIR); whole wafers held out",
     )
     train.add_argument("--spatial-tests", help="features nnr and zscore use (default: all)")
     train.add_argument(
