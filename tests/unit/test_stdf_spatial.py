@@ -5,6 +5,7 @@ and needs a later insertion's label, parts without a place are refused on both s
 from __future__ import annotations
 
 import argparse
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,6 @@ import numpy as np
 import pytest
 
 from ensemble.errors import InvalidInput
-from ensemble.pipeline import Limits
 from ensemble.spatial import Spec
 from stdf import NO_COORD, concat
 from stdf.decode import decode
@@ -21,6 +21,7 @@ from stdf.format import STDF
 from stdf.testmap import PRIOR_FAIL
 from stdf.testmap import TestMap as Map
 from tests.stdf_writer import StdfWriter, wafer_file
+from tests.unit.test_spatial import _spatial_pipeline
 from tests.unit.test_stdf import LOT2
 from train import cli, stdf, stdf_cli
 from train.data import TrainingDataError
@@ -60,10 +61,13 @@ def _args(**given: Any) -> argparse.Namespace:
 
 
 def _served(path: Path, data: Any) -> np.ndarray:
-    """What ``/predict_stdf`` hands the members for the file: decode, then derive."""
-    limits = Limits(data.schema, 10_000, inputs=data.metadata)
-    decoded = STDF.decode(path.read_bytes(), limits.raw)
-    return np.asarray(limits.derive(decoded.dies).rows)
+    """The rows ``/predict_stdf``'s pipeline hands the members (and logs) for the file, the
+    model trained on ``data`` served by fake members."""
+    pipeline, ledger, _ = _spatial_pipeline(data.schema, data.metadata)
+    answer = asyncio.run(pipeline.run(STDF, "r", path.read_bytes()))
+    (served,) = ledger.served
+    assert answer["count"] == len(served.dies.rows)
+    return np.asarray(served.dies.rows)
 
 
 def test_training_rows_from_a_file_are_the_rows_served_for_it(tmp_path: Path) -> None:
