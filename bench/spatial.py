@@ -2,6 +2,7 @@
 
     python -m bench.spatial speed [--repeat 21]
     python -m bench.spatial compare [--n-devices 40000] [--tiny]
+    python -m bench.spatial stdf [--n-devices 40000] [--tiny]
 
 ``speed``: ``ensemble.spatial.derive`` (radial, nnr and zscore of 5 tests, prior) on one
 wafer of 9,997 dies (a disc of radius 56), pinned to one core, median of ``--repeat``;
@@ -11,6 +12,12 @@ beside it the plain ``np.median`` of the same columns (a floor). Target: 20 ms.
 same wafers and judged on the same held-out whole wafers (``train.spatial.compare``), on
 the spatial synthetic data and on the default (old) synthetic data. Writes
 ``bench/results/spatial-compare.json`` and ``.txt``.
+
+``stdf``: the same comparison on the spatial synthetic data written as tester files (a sort
+file: the five measured columns as PTRs, PART_FLG from ``sort_fail``, X/Y, one WIR per
+wafer; a final-test file: PART_FLG from ``passed``) and read back through ``train --stdf
+SORT --outcomes FINAL --spatial ...`` (``train.stdf_cli.dataset``). Writes
+``bench/results/spatial-stdf-compare.json`` and ``.txt``.
 """
 
 from __future__ import annotations
@@ -97,6 +104,67 @@ def compare(n_devices: int, tiny: bool) -> dict[str, Any]:
     return out
 
 
+def _tester_files(n_devices: int, folder: Path) -> tuple[Path, Path]:
+    """The spatial synthetic data as a sort file and a later insertion's final-test file."""
+    from tests.stdf_writer import StdfWriter
+    from train.synthetic import SPATIAL, SPATIAL_FEATURES, generate
+
+    frame = generate(n_devices=n_devices, seed=7, truth=SPATIAL)
+    measured = [c for c in SPATIAL_FEATURES if c != "sort_fail"]
+    sort, final = StdfWriter(">").far().mir("SYN"), StdfWriter(">").far().mir("SYN")
+    for wafer, dies in frame.groupby("wafer_id", sort=False):
+        sort.wir(str(wafer))
+        final.wir(str(wafer))
+        values = dies[measured].to_numpy(dtype=np.float32)
+        for i, die in enumerate(dies.itertuples(index=False)):
+            sort.pir()
+            for j, name in enumerate(measured):
+                sort.ptr(100 + j, name, float(values[i, j]))
+            x, y = int(die.die_x), int(die.die_y)
+            sort.prr(str(die.device_id), x, y, failed=bool(die.sort_fail >= 0.5))
+            final.pir().prr(str(die.device_id), x, y, failed=not die.passed)
+        sort.wrr()
+        final.wrr()
+    paths = folder / "sort.stdf", folder / "final.stdf"
+    for path, writer in zip(paths, (sort, final), strict=True):
+        path.write_bytes(bytes(writer.mrr()))
+    return paths
+
+
+def compare_stdf(n_devices: int, tiny: bool) -> dict[str, Any]:
+    import tempfile
+    from argparse import Namespace
+
+    from ensemble.combiners import Objective
+    from train.fit import TrainConfig, fit
+    from train.spatial import compare as run
+    from train.spatial import format_comparison
+    from train.stdf_cli import dataset
+
+    config = TrainConfig.tiny() if tiny else TrainConfig()
+    out: dict[str, Any] = {"n_devices": n_devices, "tiny": tiny, "data": {}}
+    text = []
+    with tempfile.TemporaryDirectory() as folder:
+        sort, final = _tester_files(n_devices, Path(folder))
+        for features in ("radial,nnr,zscore,prior", "radial,nnr,zscore"):
+            args = Namespace(
+                stdf=[str(sort)], outcomes=[str(final)], label=None, good_bins=None, tests=None,
+                only_complete_tests=False, empty_indicators=False, spatial=features,
+                spatial_tests=None, prior_fail=None, seed=7,
+            )  # fmt: skip
+            data = dataset(args)
+            trained, test_idx = fit(data, config, lambda _: None, Objective(), "majority")
+            result = run(data, trained, test_idx, config, Objective(), "majority", lambda _: None)
+            out["data"][features] = result
+            text.append(f"tester files ({n_devices} dies, final-test label), {features}:")
+            text.append(format_comparison(result))
+            print(text[-2], text[-1], sep="\n", flush=True)
+    suffix = "-tiny" if tiny else ""
+    (OUT / f"spatial-stdf-compare{suffix}.json").write_text(json.dumps(out, indent=1))
+    (OUT / f"spatial-stdf-compare{suffix}.txt").write_text("\n".join(text) + "\n")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -105,10 +173,15 @@ def main() -> None:
     c = sub.add_parser("compare")
     c.add_argument("--n-devices", type=int, default=40_000)
     c.add_argument("--tiny", action="store_true")
+    t = sub.add_parser("stdf")
+    t.add_argument("--n-devices", type=int, default=40_000)
+    t.add_argument("--tiny", action="store_true")
     args = parser.parse_args()
     if args.what == "speed":
         result = speed(args.repeat)
         (OUT / "spatial-speed.json").write_text(json.dumps(result, indent=1))
+    elif args.what == "stdf":
+        compare_stdf(args.n_devices, args.tiny)
     else:
         compare(args.n_devices, args.tiny)
 

@@ -98,7 +98,10 @@ PATHS: dict[str, Any] = {
         "predict_stdf",
         "Pass/fail for every die of a tester's STDF file, with the model trained from such "
         "files (`yield-ensemble train --stdf`): its PTR results mapped to the features the "
-        "way training mapped them. Every die is logged as a /predict_wafer die.",
+        "way training mapped them. A model trained with `--spatial` derives its wafer "
+        "features from the file's dies (PRR X/Y, WIR wafer; `prior` from the file's own PRR "
+        "pass/fail) and answers 422 (field: die_x, die_y) when a part has no X/Y. Every die "
+        "is logged as a /predict_wafer die.",
         ok_response(
             "Every die in columns, a summary per wafer, the retests the file held.",
             {

@@ -24,7 +24,8 @@ from stdf.parts import NO_COORD, Parts
 from stdf.testmap import METADATA_KEY, TestMap
 
 
-def _text(values: np.ndarray) -> list[str | None]:
+def id_text(values: np.ndarray) -> list[str | None]:
+    """Identifiers as the answer and the wafer grouping take them: None for empty."""
     return [None if v is None or v == "" else str(v) for v in values.tolist()]
 
 
@@ -51,8 +52,8 @@ def _decode(body: Any, limits: Limits) -> Decoded:
     positions = (
         list(zip(parts.x.tolist(), parts.y.tolist(), strict=True)) if located.all() else None
     )
-    ids = {"device_id": _text(parts.part_id), "wafer_id": _text(parts.wafer),
-           "lot_id": _text(parts.lot)}  # fmt: skip
+    ids = {"device_id": id_text(parts.part_id), "wafer_id": id_text(parts.wafer),
+           "lot_id": id_text(parts.lot)}  # fmt: skip
     return Decoded(Dies(rows, ids, positions), {"parts": parts, "tests_run": ran})
 
 

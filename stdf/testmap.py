@@ -1,4 +1,5 @@
-"""Which PTR tests a model reads, as which features, and what fills an empty cell."""
+"""Which PTR tests a model reads, as which features, and what fills an empty cell; and,
+for the ``prior`` spatial feature, the file's own PRR pass/fail as one more column."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ from stdf.parts import Parts, Test
 SHOWN_TESTS = 12
 #: Metadata key of the map in a saved model's metadata.
 METADATA_KEY = "stdf_tests"
+#: The column a map with ``prior_fail`` adds after the tests: the file's own PRR fail flag.
+PRIOR_FAIL = "sort_fail"
+
+
+def failed(parts: Parts) -> np.ndarray:
+    """(n,) float32: 1 where PRR PART_FLG says the part failed, else 0 (passed, or no
+    pass/fail indication: an unknown result counts as no known fail)."""
+    return np.asarray(parts.pass_known & ~parts.passed, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -57,10 +66,13 @@ def matches(test: Test, pattern: str) -> bool:
 class TestMap:
     """Tests -> features. ``rows(parts)`` gives (n, k) float32 in ``feature_names`` order:
     one column per test and, with ``indicators``, then one 0/1 ``<feature>_empty`` column per
-    test. Saved in every member's and the decision's metadata (``to_dict``)."""
+    test; with ``prior_fail``, then ``sort_fail`` (:func:`failed`: the file's own PRR
+    pass/fail, the input of the ``prior`` spatial feature when the label comes from a later
+    insertion). Saved in every member's and the decision's metadata (``to_dict``)."""
 
     tests: tuple[MappedTest, ...]
     indicators: bool = False
+    prior_fail: bool = False
 
     @classmethod
     def choose(
@@ -94,7 +106,8 @@ class TestMap:
     @property
     def feature_names(self) -> tuple[str, ...]:
         names = tuple(t.feature for t in self.tests)
-        return names + tuple(f"{n}_empty" for n in names) if self.indicators else names
+        empty = tuple(f"{n}_empty" for n in names) if self.indicators else ()
+        return names + empty + ((PRIOR_FAIL,) if self.prior_fail else ())
 
     def rows(self, parts: Parts) -> np.ndarray:
         """(len(parts), len(feature_names)) float32; empty cells hold the training median.
@@ -115,14 +128,15 @@ class TestMap:
         empty = np.isnan(picked)
         fills = np.array([t.fill for t in self.tests], dtype=np.float32)
         filled = np.where(empty, fills, picked).astype(np.float32, copy=False)
-        if self.indicators:
-            return np.hstack([filled, empty.astype(np.float32)])
-        return filled
+        extra = [empty.astype(np.float32)] if self.indicators else []
+        extra += [failed(parts)[:, None]] if self.prior_fail else []
+        return np.hstack([filled, *extra]) if extra else filled
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as stored in model metadata under ``stdf_tests``."""
         return {
             "indicators": self.indicators,
+            "prior_fail": self.prior_fail,
             "tests": [
                 {"num": t.number, "txt": t.text, "units": t.units, "feature": t.feature,
                  "fill": t.fill}
@@ -138,7 +152,7 @@ class TestMap:
                        float(t["fill"]))
             for t in data["tests"]
         )  # fmt: skip
-        return cls(tests, bool(data.get("indicators", False)))
+        return cls(tests, bool(data.get("indicators", False)), bool(data.get("prior_fail", False)))
 
 
 def _listed(tests: Sequence[Test]) -> str:

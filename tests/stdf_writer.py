@@ -107,17 +107,32 @@ def wafer_file(
     seed: int = 0,
     lot: str = "LOT1",
     wafer: str = "W01",
+    wafers: int = 1,
 ) -> StdfWriter:
     """A one-wafer file: ``parts`` dies on ``sites`` sites tested in parallel (records of a
-    touchdown interleaved site by site), ``tests`` PTRs each (``VDD_<j>``, TEST_NUM 100+j).
+    touchdown interleaved site by site), ``tests`` PTRs each (``VDD_<j>``, TEST_NUM 100+j),
+    at x = i % 10, y = i // 10.
 
     A die fails when any result exceeds 1.5; with ``stop_on_fail`` its later tests are not
     run. The first ``retest_first`` dies are tested again at the end (passing the retest).
+    ``wafers`` > 1: that many such wafers, ``W01``, ``W02``..., PART_ID ``W01-1``...
     """
+    w = StdfWriter(order).far().mir(lot)
+    for k in range(wafers):
+        name = wafer if wafers == 1 else f"W{k + 1:02d}"
+        _wafer(w, name, "" if wafers == 1 else f"{name}-", parts, tests, sites, stop_on_fail,
+               retest_first, seed + k)  # fmt: skip
+    return w.mrr()
+
+
+def _wafer(
+    w: StdfWriter, wafer: str, prefix: str, parts: int, tests: int, sites: int,
+    stop_on_fail: bool, retest_first: int, seed: int,
+) -> None:  # fmt: skip
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    w = StdfWriter(order).far().mir(lot).wir(wafer)
+    w.wir(wafer)
     dies = [(i, i % 10, i // 10) for i in range(parts)]
     dies += [(parts + k, k % 10, k // 10) for k in range(retest_first)]
     for start in range(0, len(dies), sites):
@@ -137,5 +152,6 @@ def wafer_file(
                     stopped[s] = True
         for s, (part, x, y) in enumerate(touchdown):
             failed = bool((results[s] > 1.5).any())
-            w.prr(str(part + 1), x, y, site=s, failed=failed, hard_bin=5 if failed else 1)
-    return w.wrr().mrr()
+            w.prr(f"{prefix}{part + 1}", x, y, site=s, failed=failed,
+                  hard_bin=5 if failed else 1)  # fmt: skip
+    w.wrr()

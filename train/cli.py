@@ -57,19 +57,16 @@ def _train(args: argparse.Namespace) -> int:
     if args.stdf and args.data:
         print("error: choose --data or --stdf", file=sys.stderr)
         return 2
-    if args.spatial and args.stdf:
-        print("error: --spatial takes --data or synthetic data (not yet --stdf)", file=sys.stderr)
-        return 2
     if args.compare and not args.spatial:
         print("error: --compare needs --spatial (it compares with and without)", file=sys.stderr)
         return 2
     try:
-        if args.spatial:
-            data = _spatial_data(args)
-        elif args.stdf:
+        if args.stdf:  # with --spatial too
             from train.stdf_cli import dataset
 
             data = dataset(args)
+        elif args.spatial:
+            data = _spatial_data(args)
         elif args.data:
             if not args.label:
                 print("error: --data needs --label COLUMN", file=sys.stderr)
@@ -267,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         help="derived spatial features, comma-separated: radial (distance from the wafer "
         "centre, edge ring), nnr (each test less its neighbours' median), zscore (each "
         "test's robust z within its wafer), prior (the neighbours' fail share at a previous "
-        "insertion, --prior-fail); needs die_x, die_y, wafer_id; whole wafers held out",
+        "insertion, --prior-fail; with --stdf the file's own PRR pass/fail, and --outcomes "
+        "needed); needs die_x, die_y, wafer_id (--stdf: PRR X/Y, WIR); whole wafers held out",
     )
     train.add_argument("--spatial-tests", help="features nnr and zscore use (default: all)")
     train.add_argument(

@@ -74,23 +74,38 @@ def spatial_dataset(
     tests: Sequence[str] | None = None,
     prior: str | None = None,
     source: str = "<frame>",
+    keep: np.ndarray | None = None,
 ) -> Dataset:
     """The raw features of ``frame`` then the derived ones, with the spec in the metadata.
 
     ``tests`` (default: every raw feature but ``prior``) are those nnr and zscore derive
-    from; ``prior`` the previous insertion's fail column (1 failed). TrainingDataError
-    when positions or wafers are missing, or a wafer has two dies at one position.
+    from; ``prior`` the previous insertion's fail column (1 failed). ``keep`` (n,) bool:
+    the training rows (default all); the features are derived over every row first, so a
+    die's neighbours are all its wafer's dies, as serving sees a tester file whose parts
+    are not all training rows. TrainingDataError when positions or wafers are missing, a
+    wafer has two dies at one position, or fewer than 2 wafers are left to hold one out.
     """
-    base = from_frame(frame, label, list(raw), source)
+    keep = np.ones(len(frame), dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    base = from_frame(frame[keep].reset_index(drop=True), label, list(raw), source)
+    everything = frame[list(raw)].to_numpy(dtype=np.float32)
+    if not np.isfinite(everything).all():
+        raise TrainingDataError(f"{source}: the raw features have missing or infinite values")
     where = _positions(frame, source)
     keys = wafer_keys(frame)
+    wafers = dict.fromkeys(k for k, kept in zip(keys, keep, strict=True) if kept)
+    if len(wafers) < 2:
+        raise TrainingDataError(
+            f"{source}: {len(wafers)} wafer ({', '.join(str(w) for _, w in wafers)}); "
+            "spatial training holds out whole wafers, so it needs at least 2"
+        )
     chosen = tuple(tests) if tests else tuple(n for n in raw if n != prior)
     try:
         spec = Spec(tuple(features), tuple(raw), chosen, prior,
                     Geometry.of(where[:, 0], where[:, 1]))  # fmt: skip
-        rows = derive(spec, base.features, where, keys)
+        rows = derive(spec, everything, where, keys)[keep]
     except ValueError as exc:  # a bad spec, or InvalidInput: two dies at one position
         raise TrainingDataError(f"{source}: {exc}") from exc
+    keys = [k for k, kept in zip(keys, keep, strict=True) if kept]
     derived = spec.derived()
     schema = FeatureSchema(
         names=(*base.schema.names, *derived),

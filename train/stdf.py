@@ -18,7 +18,7 @@ import pandas as pd
 
 from stdf import NO_COORD, Parts, StdfInvalid, concat
 from stdf.decode import decode
-from stdf.testmap import METADATA_KEY, TestMap
+from stdf.testmap import METADATA_KEY, PRIOR_FAIL, TestMap
 from train.data import Dataset, TrainingDataError, from_frame
 
 #: Largest tester file read from disk (decompressed), bytes.
@@ -172,6 +172,53 @@ def dataset(
     frame["passed"] = y[known].astype(np.int8)
     data = from_frame(frame, "passed", list(test_map.feature_names), source=source)
     return replace(data, metadata={METADATA_KEY: test_map.to_dict()})
+
+
+def spatial_dataset(
+    parts: Parts,
+    y: np.ndarray,
+    keep: np.ndarray,
+    test_map: TestMap,
+    features: Sequence[str],
+    tests: Sequence[str] | None,
+    source: str,
+) -> Dataset:
+    """One row per part in ``keep`` (indices): the test map's columns then the derived
+    spatial ``features`` (``train.spatial.spatial_dataset``, whole wafers held out).
+
+    The features are derived over every part of ``parts`` with ``test_map.rows``, as
+    ``/predict_stdf`` derives them over every part of a file: a die's neighbours are all its
+    wafer's dies, training rows or not. ``prior`` reads ``sort_fail`` (the map's
+    ``prior_fail`` column). TrainingDataError when a part has no die position (PRR
+    X_COORD/Y_COORD -32768) or no wafer (WIR), as serving refuses such a file (422).
+    """
+    from stdf.format import id_text
+    from train import spatial
+
+    unplaced = int(((parts.x == NO_COORD) | (parts.y == NO_COORD)).sum())
+    if unplaced:
+        raise TrainingDataError(
+            f"{unplaced} of {len(parts)} parts have no die position (PRR X_COORD/Y_COORD "
+            f"{NO_COORD}): spatial features need every die's place on its wafer (/predict_stdf "
+            "answers such a file 422 naming die_x, die_y)"
+        )
+    wafer = id_text(parts.wafer)
+    if None in wafer:
+        raise TrainingDataError(
+            f"{wafer.count(None)} of {len(parts)} parts are outside any wafer (no WIR "
+            "WAFER_ID): spatial training holds out whole wafers"
+        )
+    raw = list(test_map.feature_names)
+    frame = pd.DataFrame(test_map.rows(parts), columns=raw)
+    frame["die_x"], frame["die_y"] = parts.x, parts.y
+    frame["wafer_id"], frame["lot_id"] = wafer, id_text(parts.lot)
+    frame["passed"] = y
+    mask = np.zeros(len(parts), dtype=bool)
+    mask[keep] = True
+    prior = PRIOR_FAIL if "prior" in features else None
+    chosen = list(tests) if tests else [t.feature for t in test_map.tests]
+    data = spatial.spatial_dataset(frame, "passed", raw, features, chosen, prior, source, mask)
+    return replace(data, metadata={METADATA_KEY: test_map.to_dict(), **data.metadata})
 
 
 def inspect(parts: Parts, say: Say = print) -> None:

@@ -43,9 +43,36 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     )
 
 
+def _spatial(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--spatial`` with ``--stdf``: the feature names, refusing ``prior`` without a later
+    insertion's label. Raises TrainingDataError."""
+    from train.spatial import parse_features
+
+    if not args.spatial:
+        return ()
+    names = parse_features(args.spatial)
+    if args.prior_fail:
+        raise TrainingDataError(
+            "with --stdf, prior reads the file's own PRR pass/fail (sort_fail); --prior-fail "
+            "names a column of --data"
+        )
+    if "prior" in names and not args.outcomes:
+        raise TrainingDataError(
+            "--spatial prior with --stdf needs --outcomes FILE... (the label from a later "
+            "insertion): prior reads this file's own PRR pass/fail, of the die (sort_fail) "
+            "and of its neighbours, and with this insertion's label (part-flag, --good-bins) "
+            "that is the label itself and its neighbours' labels, known only once the test "
+            "ends"
+        )
+    return names
+
+
 def dataset(args: argparse.Namespace) -> Dataset:
     """The training rows from ``--stdf`` files, after printing the leak check and the
-    empty-cell comparison. Raises TrainingDataError."""
+    empty-cell comparison; with ``--spatial``, then the derived spatial features.
+    Raises TrainingDataError."""
+    from dataclasses import replace
+
     import numpy as np
 
     from stdf.testmap import TestMap
@@ -55,7 +82,8 @@ def dataset(args: argparse.Namespace) -> Dataset:
         raise TrainingDataError("with --stdf, --label takes only part-flag")
     if sum(x is not None for x in (args.good_bins, args.outcomes, args.label)) > 1:
         raise TrainingDataError("choose one label: --label part-flag, --good-bins or --outcomes")
-    parts = stdf.read(args.stdf)
+    spatial = _spatial(args)
+    every = parts = stdf.read(args.stdf)
     good_bins = None
     if args.good_bins:
         try:
@@ -65,7 +93,7 @@ def dataset(args: argparse.Namespace) -> Dataset:
                 f"--good-bins: hard bin numbers, got {args.good_bins}"
             ) from None
     outcomes = stdf.read(args.outcomes) if args.outcomes else None
-    y = stdf.labels(parts, good_bins, outcomes)
+    y_every = y = stdf.labels(parts, good_bins, outcomes)
     known = ~np.isnan(y)
     if outcomes is not None:
         print(f"outcomes: {int(known.sum())} of {len(parts)} parts found in {args.outcomes}")
@@ -87,8 +115,12 @@ def dataset(args: argparse.Namespace) -> Dataset:
         raise TrainingDataError(str(exc)) from None
     if 0 < y.mean() < 1 and min(y.sum(), (1 - y).sum()) >= 2:
         _report(parts, y, test_map, patterns, args)
-    name = ", ".join(args.stdf)
-    return stdf.dataset(parts, y, test_map, source=f"stdf({name}; {len(test_map.tests)} tests)")
+    source = f"stdf({', '.join(args.stdf)}; {len(test_map.tests)} tests)"
+    if spatial:
+        test_map = replace(test_map, prior_fail="prior" in spatial)
+        tests = args.spatial_tests.split(",") if args.spatial_tests else None
+        return stdf.spatial_dataset(every, y_every, rows, test_map, spatial, tests, source)
+    return stdf.dataset(parts, y, test_map, source=source)
 
 
 def _report(parts: Any, y: Any, test_map: Any, patterns: Any, args: argparse.Namespace) -> None:

@@ -99,3 +99,26 @@ def test_inspect_prints_what_a_yield_engineer_checks_first(tmp_path: Path) -> No
     assert "GAL-LOT-02 (1456 parts)" in out and "113 retests" in out
     assert "1389 pass, 67 fail" in out and "hard bins: 1: 1389" in out
     assert "74 PTR tests" in out and "glxy_OSC" in out
+
+
+def test_spatial_training_from_files_saves_its_spec_beside_the_test_map(tmp_path: Path) -> None:
+    """``--spatial`` with ``--stdf``: the sort file's parts, the final test's label, the
+    features derived per wafer; every member and the decision carry both maps."""
+    from tests.unit.test_stdf_spatial import _files
+
+    sort, final = _files(tmp_path)
+    run = _cli(tmp_path, "train", "--tiny", "--folds", "2", "--stdf", str(sort), "--outcomes",
+               str(final), "--spatial", "radial,nnr,prior")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "(1 whole wafers)" in run.stdout  # 4 wafers, one held out
+    stored = _stored(tmp_path)
+    assert len({json.dumps(m["spatial"], sort_keys=True) for m in stored.values()}) == 1
+    spec = stored["decision"]["spatial"]
+    test_map = Map.from_dict(stored["decision"]["stdf_tests"])  # type: ignore[arg-type]
+    assert spec["features"] == ["radial", "nnr", "prior"] and spec["prior"] == "sort_fail"  # type: ignore[index]
+    assert spec["raw"] == list(test_map.feature_names) and test_map.prior_fail  # type: ignore[index]
+    tests = [t.feature for t in test_map.tests]
+    assert stored["keras"]["features"]["names"] == [  # type: ignore[index]
+        *test_map.feature_names, "radius_norm", "edge_ring", *(f"nnr_{t}" for t in tests),
+        "neighbour_prior_fail",
+    ]  # fmt: skip

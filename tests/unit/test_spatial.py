@@ -158,12 +158,17 @@ def test_the_default_synthetic_output_is_unchanged() -> None:
     assert digest(generate(3000, shift=SHIFTED)).startswith("91cf00f80e28d72c")
 
 
-def _spatial_pipeline() -> tuple[Pipeline, Ledger, Limits]:
-    spec = _spec("radial", "nnr", "prior")
+def _spatial_pipeline(
+    schema: Any = None, inputs: dict[str, Any] | None = None
+) -> tuple[Pipeline, Ledger, Limits]:
+    """A pipeline over fake members serving a spatial model: ``schema`` and ``inputs`` (the
+    saved metadata) a trained one's, by default radial, nnr and prior of ``RAW``."""
     from ensemble.schema import FeatureSchema
 
-    schema = FeatureSchema((*RAW, *spec.derived()))
-    limits = Limits(schema, 100, inputs={"spatial": spec.to_dict()})
+    if schema is None:
+        spec = _spec("radial", "nnr", "prior")
+        schema, inputs = FeatureSchema((*RAW, *spec.derived())), {"spatial": spec.to_dict()}
+    limits = Limits(schema, 10_000, inputs=inputs or {})
 
     async def member(rows: np.ndarray) -> np.ndarray:
         assert rows.shape[1] == len(schema)
