@@ -128,7 +128,18 @@ class ReadProcess:
         """Start the processes now (they open their engine in the background)."""
         if not self.processes:
             return None
-        return self._executor().submit(_ready)
+        try:
+            return self._executor().submit(_ready)
+        except OSError as exc:
+            self._in_threads(exc)
+            return None
+
+    def _in_threads(self, exc: OSError) -> None:
+        """No process can be started here (no /dev/shm for its locks, no process left):
+        the reads run in the caller's threads, as with ``processes`` 0, and the log says so."""
+        logger.warning("ledger reads run in the entry worker's threads: a read process "
+                       "cannot start here (%s: %s)", type(exc).__name__, exc)  # fmt: skip
+        self.processes = 0
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -148,9 +159,14 @@ class ReadProcess:
         raised there; ``ReadProcessLost`` if the process died first."""
         if not self.processes:
             return fn(self._local, *args, **kwargs)
-        pool = self._executor()
         try:
-            ok, value = pool.submit(_run, fn, args, kwargs).result()
+            pool = self._executor()
+            future = pool.submit(_run, fn, args, kwargs)
+        except OSError as exc:
+            self._in_threads(exc)
+            return fn(self._local, *args, **kwargs)
+        try:
+            ok, value = future.result()
         except BrokenProcessPool:
             self._replace(pool)
             raise ReadProcessLost(

@@ -152,3 +152,20 @@ def test_a_read_process_exits_with_its_worker_even_a_killed_one(logged: Predicti
     worker.kill()  # SIGKILL: no atexit, no shutdown of the pool
     worker.wait(10)
     child.wait(10)  # psutil.TimeoutExpired if it outlived its worker
+
+
+def test_where_no_process_can_start_reads_run_in_threads(
+    logged: PredictionLog, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import concurrent.futures
+
+    def no_locks(*args: Any, **kwargs: Any) -> None:
+        raise OSError(38, "Function not implemented")  # SemLock without /dev/shm
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_locks)
+    monkeypatch.setattr("entry.read_process.ProcessPoolExecutor", no_locks)
+    process = ReadProcess(logged.url, 1, local=logged)
+    assert process.start() is None and process.processes == 0
+    assert "cannot start here (OSError" in caplog.text
+    assert process.call(_pid) == os.getpid()
+    assert process.call(LedgerQueries.accuracy_by_arm) == logged.accuracy_by_arm()
