@@ -39,6 +39,8 @@ from typing import Any
 from ensemble.errors import Internal, Unavailable
 
 logger = logging.getLogger("yield_ensemble")
+#: Longest ``ReadProcess.close`` waits for a read in flight, seconds.
+CLOSE_S = 5.0
 
 
 class ReadProcessLost(Unavailable):
@@ -184,13 +186,19 @@ class ReadProcess:
                 self._pool = None
         broken.shutdown(wait=False, cancel_futures=True)
 
-    def close(self) -> None:
-        """Stop the processes (reads in flight fail); no new read starts."""
+    def close(self, wait_s: float = CLOSE_S) -> None:
+        """Stop the processes, waiting up to ``wait_s`` for a read in flight; no new read
+        starts. Waited for, they hand back their locks (else multiprocessing's resource
+        tracker warns of leaked semaphores at exit); past ``wait_s`` the worker goes on
+        and its read process follows it out (``_exit_with``)."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop = threading.Thread(target=pool.shutdown, kwargs={"cancel_futures": True},
+                                    name="read-close", daemon=True)  # fmt: skip
+            stop.start()
+            stop.join(wait_s)
 
 
 def on_engine(queries: Any, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:

@@ -54,7 +54,7 @@ class TrainConfig:
 
     @classmethod
     def tiny(cls, seed: int = 7) -> TrainConfig:
-        """Seconds to train; for tests."""
+        """Seconds to train; for tests (3 folds: each Keras fit costs ~1 s of tracing)."""
         return cls(
             seed=seed,
             rf_trees=10,
@@ -62,6 +62,7 @@ class TrainConfig:
             xgb_rounds=15,
             keras_epochs=3,
             keras_hidden=(16, 8),
+            folds=3,
         )
 
 

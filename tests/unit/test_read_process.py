@@ -169,3 +169,12 @@ def test_where_no_process_can_start_reads_run_in_threads(
     assert "cannot start here (OSError" in caplog.text
     assert process.call(_pid) == os.getpid()
     assert process.call(LedgerQueries.accuracy_by_arm) == logged.accuracy_by_arm()
+
+
+def test_close_ends_the_read_process_before_it_returns(logged: PredictionLog) -> None:
+    import psutil
+
+    process = ReadProcess(logged.url, 1, "text", "WARNING")
+    child = psutil.Process(process.call(_pid))
+    process.close()
+    assert not child.is_running()  # ended and reaped, its locks handed back
