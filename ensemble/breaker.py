@@ -54,12 +54,21 @@ class Breaker:
         """The member answered: closed."""
         self._wait, self._trial = 0.0, False
 
-    def failed(self, why: str) -> None:
-        """The member timed out or failed (``why``): open for the next cool-off."""
+    def failed(self, why: str, trial: bool = True) -> None:
+        """The member timed out or failed (``why``): open for the next cool-off.
+
+        ``trial`` False: a call let through while the breaker was closed. If the breaker
+        is open already, the calls in flight when the member went down are failing one by
+        one: one outage, one cool-off (doubled only by a failed trial), and the trial
+        in flight, if any, is still the one."""
+        if not trial and not self.closed:
+            return
         self._wait = min(self.most_s, 2 * self._wait if self._wait else self.cool_off_s)
         self._open_until = self._clock() + self._wait
         self._trial, self._why = False, why
 
-    def abandoned(self) -> None:
-        """The trial call was cancelled before it could tell (its request went away)."""
-        self._trial = False
+    def abandoned(self, trial: bool = True) -> None:
+        """A call was cancelled before it could tell (its request went away): the next
+        call may try the member if it was the trial (``trial``)."""
+        if trial:
+            self._trial = False
