@@ -5,10 +5,11 @@ A member process that dies keeps its socket with BentoML's arbiter until it has 
 (``member_timeout_s``, 2 s) before its answer goes without that vote. With a breaker, a
 member call that times out or fails opens the member's breaker for ``cool_off_s``: calls
 in that time go without the member at once, their answers ``degraded`` and naming it,
-as for any missing vote (below two votes, the usual 503, which says why). After the cool-off one call is
-let through (half-open); it closes the breaker when it answers, and a failure opens it
-again for twice as long, up to ``most_s``. One breaker per member process, shared by
-every version's predictor: it is the process that is down, not a version.
+as for any missing vote (below two votes, the usual 503, which says why). After the
+cool-off one call is let through (half-open); it closes the breaker when it answers, and
+a failed trial opens it again for twice as long, up to ``most_s``. One breaker per
+member process, shared by every version's predictor: it is the process that is down,
+not a version.
 """
 
 from __future__ import annotations
