@@ -4,11 +4,12 @@ A member process that dies keeps its socket with BentoML's arbiter until it has 
 (10-20 s for the Keras member); every call meanwhile waits out the member time limit
 (``member_timeout_s``, 2 s) before its answer goes without that vote. With a breaker, a
 member call that times out or fails opens the member's breaker for ``cool_off_s``: calls
-in that time go without the member at once, their answers ``degraded`` and naming why,
-as for any missing vote (below two votes, the usual 503). After the cool-off one call is
-let through (half-open); it closes the breaker when it answers, and a failure opens it
-again for twice as long, up to ``most_s``. One breaker per member process, shared by
-every version's predictor: it is the process that is down, not a version.
+in that time go without the member at once, their answers ``degraded`` and naming it,
+as for any missing vote (below two votes, the usual 503, which says why). After the
+cool-off one call is let through (half-open); it closes the breaker when it answers, and
+a failed trial opens it again for twice as long, up to ``most_s``. One breaker per
+member process, shared by every version's predictor: it is the process that is down,
+not a version.
 """
 
 from __future__ import annotations
@@ -54,12 +55,21 @@ class Breaker:
         """The member answered: closed."""
         self._wait, self._trial = 0.0, False
 
-    def failed(self, why: str) -> None:
-        """The member timed out or failed (``why``): open for the next cool-off."""
+    def failed(self, why: str, trial: bool = True) -> None:
+        """The member timed out or failed (``why``): open for the next cool-off.
+
+        ``trial`` False: a call let through while the breaker was closed. If the breaker
+        is open already, the calls in flight when the member went down are failing one by
+        one: one outage, one cool-off (doubled only by a failed trial), and the trial
+        in flight, if any, is still the one."""
+        if not trial and not self.closed:
+            return
         self._wait = min(self.most_s, 2 * self._wait if self._wait else self.cool_off_s)
         self._open_until = self._clock() + self._wait
         self._trial, self._why = False, why
 
-    def abandoned(self) -> None:
-        """The trial call was cancelled before it could tell (its request went away)."""
-        self._trial = False
+    def abandoned(self, trial: bool = True) -> None:
+        """A call was cancelled before it could tell (its request went away): the next
+        call may try the member if it was the trial (``trial``)."""
+        if trial:
+            self._trial = False

@@ -108,8 +108,10 @@ class EnsemblePredictor:
         A row whose answer is not a finite probability is NaN: the member failed there.
         """
         breaker = self.breakers.get(name)
+        trial = False
         if breaker is not None:
             admitted, why = breaker.admit()
+            trial = why == "trial"
             if not admitted:
                 self._observe(name, None, "breaker_open")
                 return None, why
@@ -120,7 +122,7 @@ class EnsemblePredictor:
                 p = await asyncio.wait_for(self.coalescers[name].submit(rows), limit)
             except asyncio.CancelledError:
                 if breaker is not None:
-                    breaker.abandoned()
+                    breaker.abandoned(trial)
                 raise
             if breaker is not None:
                 breaker.succeeded()
@@ -137,7 +139,7 @@ class EnsemblePredictor:
         except Exception as exc:  # any member fault degrades, it never fails the request
             why, kind = f"{type(exc).__name__}: {str(exc)[:200]}", "error"
         if breaker is not None:
-            breaker.failed(why)
+            breaker.failed(why, trial)
         self._observe(name, started, kind)
         logger.warning("member %s failed: %s", name, why)
         return None, why

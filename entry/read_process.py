@@ -162,8 +162,7 @@ class ReadProcess:
         if not self.processes:
             return fn(self._local, *args, **kwargs)
         try:
-            pool = self._executor()
-            future = pool.submit(_run, fn, args, kwargs)
+            pool, future = self._submit(fn, args, kwargs)
         except OSError as exc:
             self._in_threads(exc)
             return fn(self._local, *args, **kwargs)
@@ -178,6 +177,18 @@ class ReadProcess:
         if ok:
             return value
         raise _raised(value)
+
+    def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> tuple[ProcessPoolExecutor, Future[Any]]:  # fmt: skip
+        """The read sent to a process; a process that died between reads (its pool broken
+        before this read was sent) is replaced first: no read was lost, none fails."""
+        pool = self._executor()
+        try:
+            return pool, pool.submit(_run, fn, args, kwargs)
+        except BrokenProcessPool:
+            self._replace(pool)
+            pool = self._executor()
+            return pool, pool.submit(_run, fn, args, kwargs)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:

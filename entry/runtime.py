@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from ensemble.admission import Admission
 from ensemble.breaker import Breaker
 from ensemble.cache import PredictionCache
 from ensemble.decision import Decision
-from ensemble.errors import MemberLoadFailed
+from ensemble.errors import MemberLoadFailed, Unavailable
 from ensemble.fleet import Fleet, Loaded, Snapshot
 from ensemble.pipeline import Limits, Pipeline
 from ensemble.predictor import EnsemblePredictor
@@ -33,6 +34,7 @@ from entry.evidence import LedgerEvidence
 from entry.read_process import ReadProcess
 from entry.startup import load_version, reconcile
 from ledger.settings import get_ledger_settings
+from ops.edge import current as current_request
 from ops.gc_tuning import tune_gc
 from ops.metrics import ServiceMetrics
 from ops.settings import get_ops_settings
@@ -44,6 +46,17 @@ PREPARE_TIMEOUT_S = 120.0
 #: Reads (report, dashboards, feedback lookups) run at most this many at once, in their
 #: own threads: probes and predictions never wait behind them.
 READ_THREADS = 2
+#: A read still waiting for a read thread this long after its request came in is answered
+#: 503 (``ReadsBusy``), not run: under a crowd of dashboards, a clear answer to retry
+#: before BentoML's 60 s traffic timeout answers 504 without one.
+READ_WAIT_S = 30.0
+
+
+class ReadsBusy(Unavailable):
+    """Too many reads wait ahead of this one; nothing was done (503, ``Retry-After``)."""
+
+    kind = "reads_busy"
+    retry_after_s = 5
 
 
 def member_call(proxy: Any, version: str) -> Callable[[np.ndarray], Any]:
@@ -142,9 +155,18 @@ class Runtime:
         return self.switch.serving
 
     async def read(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``call`` in the reads' own threads (reports, dashboards, feedback)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reads, lambda: call(*args, **kwargs))
+        """``call`` in the reads' own threads (reports, dashboards, feedback); ReadsBusy
+        if it would start ``READ_WAIT_S`` after its request came in."""
+        request = current_request()
+        deadline = (request.started if request else time.monotonic()) + READ_WAIT_S
+
+        def run() -> T:
+            if time.monotonic() > deadline:
+                raise ReadsBusy(f"too many reads wait ahead of this one (over {READ_WAIT_S:g} "
+                                "s); try again later")  # fmt: skip
+            return call(*args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(self._reads, run)
 
     async def probe(self, call: Callable[[], T]) -> T:
         """``call`` in the probes' own thread: a read never delays a readiness answer."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,7 @@ class RequestState:
 
     request_id: str
     key_id: str | None = None
+    started: float = field(default_factory=time.monotonic)  # when the edge took it
     error: ServiceError | None = None  # the error the handler answered with
     cause: BaseException | None = None  # what raised it, for an internal error's traceback
 

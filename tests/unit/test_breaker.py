@@ -93,3 +93,56 @@ def test_a_dead_member_is_waited_for_once_then_skipped_until_its_trial() -> None
     assert ("c", "breaker_open") in failures and failures.count(("c", "timeout")) == 2
     assert "timed out" in third.missing["c"] and not fourth.missing
     assert breakers["c"].closed
+
+
+def test_calls_in_flight_when_a_member_dies_open_its_breaker_once() -> None:
+    """Four requests in flight when a member dies all fail; that is one outage, one
+    cool-off. Each failure used to double the wait (1, 2, 4, 8 s): on a real server the
+    restarted xgboost member was left out 8 s after it answered again."""
+    calls: list[str] = []
+    dead = True
+
+    async def c(rows: np.ndarray) -> np.ndarray:
+        calls.append("c")
+        if dead:
+            await asyncio.sleep(0.3)
+        return np.full(len(rows), 0.9, dtype=np.float32)
+
+    async def ok(rows: np.ndarray) -> np.ndarray:
+        return np.full(len(rows), 0.9, dtype=np.float32)
+
+    clock = Clock()
+    breakers = {m: Breaker(1.0, clock=clock) for m in "abc"}
+    predictor = EnsemblePredictor({"a": ok, "b": ok, "c": c}, timeout_s=0.05, breakers=breakers)
+    rows = np.zeros((1, 3), dtype=np.float32)
+
+    async def go() -> tuple[object, ...]:
+        nonlocal dead
+        first = await asyncio.gather(*(predictor.predict(rows) for _ in range(4)))
+        dead = False
+        await asyncio.sleep(0.35)  # the timed-out calls let go of the member's call slots
+        asked = len(calls)
+        clock.now += 1.0  # one cool-off later
+        return *first, asked, await predictor.predict(rows)
+
+    *first, asked, after = asyncio.run(go())
+    assert all("timed out" in r.missing["c"] for r in first)  # type: ignore[attr-defined]
+    assert len(calls) == asked + 1  # the trial
+    assert not after.missing and breakers["c"].closed  # type: ignore[attr-defined]
+
+
+def test_a_call_let_through_before_the_breaker_opened_neither_doubles_nor_ends_a_trial() -> None:
+    clock = Clock()
+    b = Breaker(1.0, clock=clock)
+    assert b.admit() == (True, "") and b.admit() == (True, "")
+    b.failed("reset", trial=False)
+    clock.now += 1.0
+    assert b.admit() == (True, "trial")
+    b.failed("timed out", trial=False)  # the second early call: not the trial
+    b.abandoned(trial=False)
+    assert b.admit()[0] is False  # the trial is still in flight: no second one
+    b.failed("refused", trial=True)  # the trial failed: twice as long
+    clock.now += 1.5
+    assert b.admit()[0] is False
+    clock.now += 0.5
+    assert b.admit() == (True, "trial")

@@ -115,6 +115,31 @@ def test_a_dead_read_process_fails_its_read_with_503_and_is_replaced(
         process.call(_pid)
 
 
+def test_a_read_process_killed_while_idle_is_replaced_for_the_next_read(
+    logged: PredictionLog,
+) -> None:
+    """Killed between reads (out of memory, an operator's kill -9), the pool is broken
+    before any read is sent: the next read gets a new process, never a 500 (it was
+    BrokenProcessPool from submit, every read after it too)."""
+    import time
+
+    import psutil
+
+    process = ReadProcess(logged.url, 1, "text", "WARNING")
+    try:
+        first = process.call(_pid)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while psutil.pid_exists(first) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the pool's manager thread reaps it and marks the pool broken
+        time.sleep(0.2)
+        second = process.call(_pid)
+        assert second not in (first, os.getpid())
+        assert process.call(LedgerQueries.accuracy_by_arm) == logged.accuracy_by_arm()
+    finally:
+        process.close()
+
+
 def test_the_read_process_is_in_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from ledger.settings import LedgerSettings
 

@@ -1,0 +1,62 @@
+"""A read that waited too long for a read thread is answered 503, not run (entry.runtime)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from entry import runtime
+from entry.runtime import ReadsBusy, Runtime
+from ops.edge import CURRENT, RequestState
+
+
+def test_a_read_queued_past_its_wait_is_answered_503_and_not_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under 40 report readers on a real server, reads queued about 60 s and BentoML
+    answered 504 (no request id, no Retry-After); past ``READ_WAIT_S`` a read now answers
+    ReadsBusy (503) when its turn comes, and what it would have run does not run."""
+    monkeypatch.setattr(runtime, "READ_WAIT_S", 0.2)
+    reads = Runtime.__new__(Runtime)  # only its read threads are used here
+    reads._reads = ThreadPoolExecutor(1)
+    release = threading.Event()
+    ran: list[str] = []
+
+    async def go() -> tuple[str, BaseException | str]:
+        CURRENT.set(RequestState("r1"))
+        first = asyncio.ensure_future(reads.read(lambda: release.wait(5) and "first"))
+        late = asyncio.ensure_future(reads.read(lambda: ran.append("late") or "late"))
+        await asyncio.sleep(0.4)  # the late read's request is now 0.4 s old, still queued
+        release.set()
+        done = await first
+        try:
+            return done, await late
+        except ReadsBusy as exc:
+            return done, exc
+
+    try:
+        first, late = asyncio.run(go())
+    finally:
+        reads._reads.shutdown()
+    assert first == "first"
+    assert isinstance(late, ReadsBusy) and late.status == 503
+    assert late.headers() == {"Retry-After": "5"} and ran == []
+
+
+def test_a_read_in_time_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "READ_WAIT_S", 5.0)
+    reads = Runtime.__new__(Runtime)
+    reads._reads = ThreadPoolExecutor(1)
+
+    async def go() -> float:
+        CURRENT.set(RequestState("r2", started=time.monotonic() - 1.0))
+        return await reads.read(lambda x: x * 2, 1.5)
+
+    try:
+        assert asyncio.run(go()) == 3.0
+    finally:
+        reads._reads.shutdown()
