@@ -59,7 +59,10 @@ def statuses(role: str | None, body: bool, unavailable: bool) -> dict[str, Any]:
             "Fewer than two members answered, or the prediction log can take no rows."
         )
     elif role:  # every keyed route reads or writes the prediction log
-        out["503"] = error_response("The prediction log cannot be read or written now.")
+        out["503"] = error_response(
+            "The prediction log cannot be read or written now, or the request waited over "
+            "30 s behind other reads (`Retry-After` says when to try again)."
+        )
     return out
 
 

@@ -83,7 +83,10 @@ REPORT_OPENAPI = {
                 "401": error_response("No API key, or an unknown one."),
                 "403": error_response("The key has no report role."),
                 "422": error_response("A query parameter is wrong; `field` names it."),
-                "503": error_response("The prediction log cannot be read now."),
+                "503": error_response(
+                    "The prediction log cannot be read now, the read waited over 30 s behind "
+                    "others, or its process died (`Retry-After` says when to try again)."
+                ),
             },
             "security": [{"apiKey": []}],
         }
