@@ -53,7 +53,11 @@ def test_deployment_matches_the_service() -> None:
     for name in env:  # every variable is a real setting
         assert name.removeprefix("YIELD_ENSEMBLE_").lower() in SETTING_FIELDS
     grace = Settings.model_fields["member_shutdown_grace_s"].default
+    from entry.runtime import READ_WAIT_S
+
+    # The drain outlasts the members' grace and a read queued as long as reads may queue.
     assert pod["terminationGracePeriodSeconds"] > grace + 10
+    assert pod["terminationGracePeriodSeconds"] >= READ_WAIT_S + 10
     assert pod["securityContext"]["runAsNonRoot"] is True
 
 
