@@ -72,7 +72,8 @@ def baseline(engine: sa.Engine) -> Any:
         return conn.execute(q).all()
 
 
-def _median_ms(read: Callable[[], Any]) -> float:
+def median_ms(read: Callable[[], Any]) -> float:
+    """``read``'s median wall time over ``REPEATS`` calls, milliseconds."""
     times = []
     for _ in range(REPEATS):
         start = time.perf_counter()
@@ -96,7 +97,7 @@ def run(engine: sa.Engine, wafers: int, dies: int) -> dict[str, Any]:
             engine, "W0", None, None, dashboard.MAX_LIMIT, 0
         ),
     }
-    timings = {name: _median_ms(read) for name, read in reads.items()}
+    timings = {name: median_ms(read) for name, read in reads.items()}
     twice = dashboard.wafer(engine, "W0", None, None) or {}
     return {
         "database": engine.dialect.name,

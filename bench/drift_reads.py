@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from bench.dashboard import median_ms
 from ensemble.arms import Arm, build_arms
 from ensemble.schema import DEFAULT_FEATURES
 from ledger import drift, report_drift
@@ -34,7 +33,6 @@ from ledger.tables import outcomes, predictions
 from train.reference import fit_reference
 from train.synthetic import generate
 
-REPEATS = 5
 NAMES = tuple(DEFAULT_FEATURES)
 ARMS = build_arms([Arm("challenger", "xgboost", 0.1)], ["random_forest", "xgboost", "keras"])
 
@@ -78,15 +76,6 @@ def baseline(engine: sa.Engine) -> Any:
         return conn.execute(q.group_by(p.lot_id)).all()
 
 
-def _median_ms(read: Callable[[], Any]) -> float:
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        read()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def run(url: str, wafers: int, dies: int) -> dict[str, Any]:
     engine = sa.create_engine(url)
     drop_all(engine)
@@ -107,7 +96,7 @@ def run(url: str, wafers: int, dies: int) -> dict[str, Any]:
         "/ab/report with drift": lambda: log.report(ARMS, reference=ref),
     }
     try:
-        timings = {name: _median_ms(read) for name, read in reads.items()}
+        timings = {name: median_ms(read) for name, read in reads.items()}
     finally:
         log.close()
     base = timings["baseline: every prediction, per lot"]
