@@ -8,7 +8,6 @@ cases hold its write lock from another connection."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -16,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -25,15 +23,14 @@ from ensemble.errors import LedgerUnavailable
 from entry.answers import failed
 from ledger.engine import make_engine
 from ledger.migrate import drop_all
-from ledger.predlog import Durability, PredictionLog, Served, outcome_events, outcomes
+from ledger.predlog import Durability, PredictionLog, outcome_events, outcomes
 from ledger.queries import LedgerQueries
 from ledger.retry import RETRY_AFTER_S, retried, transient
 from ledger.settings import get_ledger_settings
+from tests.unit.conftest import POSTGRES_URL, log_devices
 from tests.unit.pg_proxy import PgProxy
 
-POSTGRES_URL = os.environ.get("YE_TEST_POSTGRES_URL")
 needs_pg = pytest.mark.skipif(not POSTGRES_URL, reason="YE_TEST_POSTGRES_URL is not set")
-VERSIONS = {"random_forest": "rf:1", "xgboost": "xgb:1", "keras": "nn:1"}
 
 
 @pytest.fixture
@@ -43,18 +40,6 @@ def retry_s(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_ledger_settings.cache_clear()
     yield
     get_ledger_settings.cache_clear()
-
-
-def _log_devices(log: PredictionLog, devices: list[str]) -> None:
-    results = [
-        {"prediction": "pass", "probability": 0.6, "votes": {"xgboost": 0.6}, "arm": "ensemble",
-         "cached": False, "degraded": False}
-        for _ in devices
-    ]  # fmt: skip
-    ids = [{"device_id": d, "wafer_id": "W1", "lot_id": None} for d in devices]
-    rows = np.zeros((len(devices), 2), dtype=np.float32)
-    log.record(Served(1000.0, 1.0, [f"r-{d}" for d in devices], ids, rows, results, VERSIONS))
-    assert log.flush(10)
 
 
 def _history(engine: sa.Engine) -> dict[str, list[tuple[str | None, str]]]:
@@ -108,7 +93,7 @@ def test_a_lost_commit_acknowledgement_records_each_outcome_once(
     """The server commits, the client's connection drops before the answer: the retried
     transaction reads the committed outcomes and answers them unchanged; no event twice."""
     log, ledger, proxy = pg
-    _log_devices(log, ["D1", "D2"])
+    log_devices(log, ["D1", "D2"])
     ledger.add_outcomes([("device_id", "D1", "fail")], "line")  # D1 had an outcome before
     proxy.lose_next_commit_ack()
     items = [("device_id", "D1", "pass"), ("device_id", "D2", "fail")]
@@ -128,7 +113,7 @@ def test_a_connection_killed_mid_transaction_is_retried_whole(
     """pg_terminate_backend between the transaction's reads and its writes (the server's
     restart does the same): nothing of the first attempt stays, the second records."""
     log, ledger, _ = pg
-    _log_devices(log, ["D1", "D2", "D3"])
+    log_devices(log, ["D1", "D2", "D3"])
     original, killed = queries_module._lock, []
 
     def kill_then_lock(conn: sa.Connection, request_ids: Any) -> None:
@@ -152,7 +137,7 @@ def test_every_pooled_connection_killed_between_calls_is_no_error(
 ) -> None:
     """What a database restart leaves in the pool: dead connections, found and replaced."""
     log, ledger, _ = pg
-    _log_devices(log, ["D1"])
+    log_devices(log, ["D1"])
     with log.engine.connect() as conn:
         conn.execute(sa.text(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -168,7 +153,7 @@ def test_a_database_back_within_the_retry_time_answers(
 ) -> None:
     """Connections dropped and refused for 1 s (a restart), then back: recorded, late."""
     log, ledger, proxy = pg
-    _log_devices(log, ["D1"])
+    log_devices(log, ["D1"])
     proxy.stop()
     threading.Timer(1.0, proxy.start).start()
     started = time.monotonic()
@@ -182,7 +167,7 @@ def test_a_database_away_past_the_retry_time_answers_503_with_retry_after(
     pg: tuple[PredictionLog, Ledger, PgProxy],
 ) -> None:
     log, ledger, proxy = pg
-    _log_devices(log, ["D1"])
+    log_devices(log, ["D1"])
     proxy.stop()
     started = time.monotonic()
     with pytest.raises(LedgerUnavailable) as caught:
@@ -258,7 +243,7 @@ def _hold_write_lock(path: str, seconds: float) -> threading.Thread:
 
 
 def test_sqlite_locked_for_a_moment_is_retried(lite: PredictionLog) -> None:
-    _log_devices(lite, ["D1"])
+    log_devices(lite, ["D1"])
     holder = _hold_write_lock(lite.engine.url.database or "", 1.0)
     statuses = lite.add_outcomes([("device_id", "D1", "pass")])
     holder.join()
@@ -267,7 +252,7 @@ def test_sqlite_locked_for_a_moment_is_retried(lite: PredictionLog) -> None:
 
 
 def test_sqlite_locked_past_the_retry_time_answers_503(lite: PredictionLog) -> None:
-    _log_devices(lite, ["D1"])
+    log_devices(lite, ["D1"])
     holder = _hold_write_lock(lite.engine.url.database or "", 4.5)
     try:
         with pytest.raises(LedgerUnavailable, match="database is locked") as caught:
@@ -369,7 +354,7 @@ def test_feedback_committed_then_a_lost_database_still_answers_its_counts(
 
     log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}", flush_interval_s=0.05,
                         durability=Durability(spill_dir=tmp_path / "spill"))  # fmt: skip
-    _log_devices(log, ["D1"])
+    log_devices(log, ["D1"])
 
     def gone() -> None:
         raise _operational("unable to open database file")

@@ -14,7 +14,8 @@ from alembic.runtime.migration import MigrationContext
 
 from ledger.migrate import current, drop_all, head, upgrade
 from ledger.predlog import PredictionLog, metadata
-from tests.unit.test_predlog import ARMS, POSTGRES_URL, _served
+from tests.unit.conftest import POSTGRES_URL
+from tests.unit.test_predlog import ARMS, _served
 
 #: Written by the prediction log of release 0.1.0 (commit c709685), see make_ledger_fixture.py.
 FIXTURE = Path(__file__).resolve().parents[1] / "testdata" / "ledger-c709685.db"

@@ -6,35 +6,22 @@ processes would be; only the database can order their writes.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from ledger.migrate import drop_all
-from ledger.predlog import Durability, PredictionLog, Served, outcome_events, outcomes
-
-POSTGRES_URL = os.environ.get("YE_TEST_POSTGRES_URL")
-VERSIONS = {"random_forest": "rf:1", "xgboost": "xgb:1", "keras": "nn:1"}
+from ledger.predlog import Durability, PredictionLog, outcome_events, outcomes
+from tests.unit.conftest import empty_ledger_url, log_devices
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[PredictionLog]]:
     """Two prediction logs on one database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'log.db'}"
-    elif POSTGRES_URL:
-        url = POSTGRES_URL
-        engine = sa.create_engine(url)
-        drop_all(engine)
-        engine.dispose()
-    else:
-        pytest.skip("YE_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    url = empty_ledger_url(request.param, tmp_path)
     logs = [
         PredictionLog(url, flush_interval_s=0.05, durability=Durability(spill_dir=tmp_path / n))
         for n in ("a", "b")
@@ -42,19 +29,6 @@ def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Pr
     yield logs
     for log in logs:
         log.close()
-
-
-def _log_devices(log: PredictionLog, devices: list[str]) -> None:
-    n = len(devices)
-    results = [
-        {"prediction": "pass", "probability": 0.6, "votes": {"xgboost": 0.6}, "arm": "ensemble",
-         "cached": False, "degraded": False}
-        for _ in devices
-    ]  # fmt: skip
-    ids = [{"device_id": d, "wafer_id": "W1", "lot_id": None} for d in devices]
-    rows = np.zeros((n, 2), dtype=np.float32)
-    log.record(Served(1000.0, 1.0, [f"r-{d}" for d in devices], ids, rows, results, VERSIONS))
-    assert log.flush(10)
 
 
 def _at_once(calls: list[Callable[[], list[dict[str, Any]]]]) -> list[dict[str, Any]]:
@@ -90,7 +64,7 @@ def _history(log: PredictionLog) -> dict[str, list[tuple[str | None, str]]]:
 
 
 def test_identical_outcomes_at_once_are_recorded_once(replicas: list[PredictionLog]) -> None:
-    _log_devices(replicas[0], ["D1"])
+    log_devices(replicas[0], ["D1"])
     calls = [
         (lambda log=replicas[i % 2]: log.add_outcomes([("device_id", "D1", "pass")], "line"))
         for i in range(32)
@@ -104,7 +78,7 @@ def test_alternating_outcomes_at_once_leave_an_exact_chain(
     replicas: list[PredictionLog],
 ) -> None:
     devices = [f"D{i}" for i in range(30)]
-    _log_devices(replicas[0], devices)
+    log_devices(replicas[0], devices)
     calls = []
     for round_ in range(6):
         for i, device in enumerate(devices):

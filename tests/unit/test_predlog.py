@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -13,10 +12,8 @@ import sqlalchemy as sa
 
 from ensemble.arms import Arm, build_arms
 from ensemble.errors import LogBackedUp
-from ledger.migrate import drop_all
 from ledger.predlog import Durability, PredictionLog, Retention, Served, metadata
-
-VERSIONS = {"random_forest": "rf:1", "xgboost": "xgb:1", "keras": "nn:1"}
+from tests.unit.conftest import VERSIONS
 
 
 def _served(
@@ -45,28 +42,6 @@ def _served(
 
 
 ARMS = build_arms([Arm("challenger", "xgboost", 0.1)], ["random_forest", "xgboost", "keras"])
-
-#: A PostgreSQL database the tests may empty, e.g. postgresql+psycopg://u:p@127.0.0.1/yield_test.
-#: `.ci/run` starts one; without it the PostgreSQL cases are skipped.
-POSTGRES_URL = os.environ.get("YE_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def log(request: pytest.FixtureRequest, tmp_path: Path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sub' / 'log.db'}"
-    elif POSTGRES_URL:
-        url = POSTGRES_URL
-        engine = sa.create_engine(url)
-        drop_all(engine)  # each test starts from empty tables
-        engine.dispose()
-    else:
-        pytest.skip("YE_TEST_POSTGRES_URL is not set (.ci/run sets it)")
-    log = PredictionLog(
-        url, flush_interval_s=0.05, durability=Durability(spill_dir=tmp_path / "spill")
-    )
-    yield log
-    log.close()
 
 
 def _rows(log: PredictionLog) -> list[sa.Row]:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 
 from ensemble.arms import Arm, build_arms
 from ensemble.drift import Reference, out_of_range
 from ensemble.schema import DEFAULT_FEATURES
-from ledger.migrate import drop_all
-from ledger.predlog import Durability, PredictionLog, Served
+from ledger.predlog import PredictionLog, Served
 from train.reference import fit_reference
 from train.synthetic import SHIFTED, generate
 
@@ -24,7 +20,6 @@ ARMS = build_arms([Arm("challenger", "xgboost", 0.1)], ["random_forest", "xgboos
 VERSIONS = {"random_forest": "rf:1", "xgboost": "xgb:1", "keras": "nn:1"}
 #: The features ``SHIFTED`` moves: supply, speed, and the insertions' mix of temperatures.
 SHIFTED_FEATURES = {"vdd_v", "freq_mhz", "temp_c"}
-POSTGRES_URL = os.environ.get("YE_TEST_POSTGRES_URL")
 
 
 def _x(frame: Any) -> np.ndarray:
@@ -38,24 +33,6 @@ def reference() -> Reference:
     idx = np.random.default_rng(3).permutation(len(x))
     train, held = idx[:6400], idx[6400:]
     return fit_reference(NAMES, x[train], x[held], data["wafer_id"].to_numpy()[train])
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def log(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'log.db'}"
-    elif POSTGRES_URL:
-        url = POSTGRES_URL
-        engine = sa.create_engine(url)
-        drop_all(engine)
-        engine.dispose()
-    else:
-        pytest.skip("YE_TEST_POSTGRES_URL is not set (.ci/run sets it)")
-    log = PredictionLog(
-        url, flush_interval_s=0.05, durability=Durability(spill_dir=tmp_path / "spill")
-    )
-    yield log
-    log.close()
 
 
 def _record(log: PredictionLog, frame: Any, lot: str, reference: Reference, t0: float) -> None:
