@@ -199,12 +199,7 @@ def shadow(report: Mapping[str, Any]) -> str:
     floor = max(0.0, min(lows) - 1.0)
     ceiling = min(100.0, max(highs) + 0.15 * (max(highs) - floor) + 1.0)
     ax.set_xlim(floor, max(ceiling, floor + 2))
-    ax.patch.set_gid("plot")
-    ax.xaxis.set_gid("xaxis")
-    ax.set_ylim(len(names) - 0.5, -0.5)
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel(f"accuracy, % (95% interval); axis from {floor:.0f}%")
-    ax.grid(axis="x", alpha=0.3)
+    _rows(ax, list(names), f"accuracy, % (95% interval); axis from {floor:.0f}%")
     legend = ax.legend(loc="lower left", bbox_to_anchor=(0, 1.02), ncol=2, borderaxespad=0,
                        frameon=False, fontsize=9)  # fmt: skip
     legend.set_gid("legend")
@@ -214,6 +209,17 @@ def shadow(report: Mapping[str, Any]) -> str:
         "intervals overlap." + left_out
     )
     return figure("shadow", title, note, svg(fig, "shadow"))
+
+
+def _rows(ax: Any, labels: list[str], xlabel: str) -> None:
+    """A chart of one row per label, top to bottom, values along x: its labels, its x
+    label, a light x grid, and the ids the browser tests find its plot and axis by."""
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    ax.patch.set_gid("plot")
+    ax.xaxis.set_gid("xaxis")
 
 
 def agreement(report: Mapping[str, Any]) -> str:
@@ -237,13 +243,8 @@ def agreement(report: Mapping[str, Any]) -> str:
         ax.annotate(f"{d:.1f}% ({100 * v:.1f}% alike)", (d, i), xytext=(4, 0),
                     textcoords="offset points", va="center", fontsize=8,
                     gid=f"value-{i}")  # fmt: skip
-    ax.set_yticks(range(len(pairs)), list(pairs))
-    ax.set_ylim(len(pairs) - 0.5, -0.5)
     ax.set_xlim(0, top)
-    ax.patch.set_gid("plot")
-    ax.xaxis.set_gid("xaxis")
-    ax.set_xlabel(f"% of devices voting differently (axis 0 to {top:.1f}%)")
-    ax.grid(axis="x", alpha=0.3)
+    _rows(ax, list(pairs), f"% of devices voting differently (axis 0 to {top:.1f}%)")
     note = (
         f"{devices} labelled devices with every member's vote. Bars start at 0; the axis ends "
         "near the largest share so small differences show (agreement itself, 100% minus the "
