@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from ensemble.drift import Reference
+from ensemble.schema import DEFAULT_FEATURES
 from ledger.migrate import drop_all, upgrade
 from ledger.predlog import Durability, PredictionLog, Served
+from train.reference import fit_reference
+from train.synthetic import generate
 
 #: A PostgreSQL database the tests may empty; `.ci/run` sets it, without it the
 #: PostgreSQL cases are skipped.
@@ -71,3 +76,18 @@ def log_devices(log: PredictionLog, devices: list[str]) -> None:
     rows = np.zeros((len(devices), 2), dtype=np.float32)
     log.record(Served(1000.0, 1.0, [f"r-{d}" for d in devices], ids, rows, results, VERSIONS))
     assert log.flush(10)
+
+
+def default_rows(frame: Any) -> np.ndarray:
+    """The default features' columns of a synthetic ``frame``, (n, 6) float32."""
+    return frame[list(DEFAULT_FEATURES)].to_numpy(np.float32)
+
+
+@pytest.fixture(scope="module")
+def reference() -> Reference:
+    """Reference distributions of 6,400 synthetic training rows (seed 3) and 1,600 held out."""
+    data = generate(8000, seed=3)
+    x = default_rows(data)
+    idx = np.random.default_rng(3).permutation(len(x))
+    train, held = idx[:6400], idx[6400:]
+    return fit_reference(DEFAULT_FEATURES, x[train], x[held], data["wafer_id"].to_numpy()[train])

@@ -16,24 +16,11 @@ from ledger import drift as reads
 from ledger.drift_stats import drift, holm
 from ledger.migrate import upgrade
 from ledger.tables import predictions
+from tests.unit.conftest import default_rows
 from train.reference import fit_reference
 from train.synthetic import SHIFTED, generate
 
 NAMES = tuple(DEFAULT_FEATURES)
-
-
-def _x(frame: Any) -> np.ndarray:
-    return frame[list(NAMES)].to_numpy(np.float32)
-
-
-@pytest.fixture(scope="module")
-def reference() -> Reference:
-    data = generate(8000, seed=3)
-    x = _x(data)
-    rng = np.random.default_rng(3)
-    idx = rng.permutation(len(x))
-    train, held = idx[:6400], idx[6400:]
-    return fit_reference(NAMES, x[train], x[held], data["wafer_id"].to_numpy()[train])
 
 
 def test_the_reference_round_trips_and_bins_the_training_rows(reference: Reference) -> None:
@@ -102,7 +89,7 @@ def test_holm_matches_statsmodels() -> None:
 
 
 def _lot_stats(reference: Reference, frame: Any) -> dict[str, Any]:
-    x = _x(frame)
+    x = default_rows(frame)
     counts = [f.counts(x[:, j]) for j, f in enumerate(reference.features)]
     return drift(reference, counts, len(x), frame["wafer_id"].nunique(), 0)
 
@@ -116,7 +103,7 @@ def test_a_shifted_lot_drifts_and_a_new_unshifted_lot_does_not(reference: Refere
 
 
 def _served_rows(frame: Any, lot: str, t0: float, ranges: Ranges) -> list[dict[str, Any]]:
-    x = _x(frame)
+    x = default_rows(frame)
     flags = out_of_range(x, ranges).per_die()
     return [
         {
@@ -147,7 +134,7 @@ def test_drift_reads_count_in_the_database_as_numpy_does(
     assert by_lot["MOVED"]["drifted"] and not by_lot["CALM"]["drifted"]
     assert by_lot["MOVED"]["wafers"] == moved["wafer_id"].nunique()
     # The database's bins are numpy's, feature by feature.
-    x = _x(moved)
+    x = default_rows(moved)
     found = reads.counts(engine, reference, predictions.c.lot_id, [predictions.c.lot_id == "MOVED"])
     for j, f in enumerate(reference.features):
         assert found["MOVED"]["counts"][j].tolist() == f.counts(x[:, j]).tolist(), f.name
@@ -189,7 +176,6 @@ def test_a_reference_without_wafers_is_storable_as_model_metadata() -> None:
     import numpy as np
 
     from ensemble.drift import Reference
-    from train.reference import fit_reference
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 3))

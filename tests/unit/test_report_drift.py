@@ -12,6 +12,7 @@ from ensemble.arms import Arm, build_arms
 from ensemble.drift import Reference, out_of_range
 from ensemble.schema import DEFAULT_FEATURES
 from ledger.predlog import PredictionLog, Served
+from tests.unit.conftest import default_rows
 from train.reference import fit_reference
 from train.synthetic import SHIFTED, generate
 
@@ -22,22 +23,9 @@ VERSIONS = {"random_forest": "rf:1", "xgboost": "xgb:1", "keras": "nn:1"}
 SHIFTED_FEATURES = {"vdd_v", "freq_mhz", "temp_c"}
 
 
-def _x(frame: Any) -> np.ndarray:
-    return frame[list(NAMES)].to_numpy(np.float32)
-
-
-@pytest.fixture(scope="module")
-def reference() -> Reference:
-    data = generate(8000, seed=3)
-    x = _x(data)
-    idx = np.random.default_rng(3).permutation(len(x))
-    train, held = idx[:6400], idx[6400:]
-    return fit_reference(NAMES, x[train], x[held], data["wafer_id"].to_numpy()[train])
-
-
 def _record(log: PredictionLog, frame: Any, lot: str, reference: Reference, t0: float) -> None:
     """A lot served by the ensemble, as /predict_wafer logs it (flags included)."""
-    x = _x(frame)
+    x = default_rows(frame)
     n = len(x)
     result = {"prediction": "pass", "probability": 0.9, "votes": {"xgboost": 0.9}, "arm":
               "ensemble", "cached": False, "degraded": False, "missing_members": []}  # fmt: skip
@@ -74,7 +62,7 @@ def test_unshifted_lots_flag_nothing(log: PredictionLog, reference: Reference) -
     h = whole["histogram"]
     assert h["feature"] == whole["features"][0]["feature"]
     _bins_are_the_references(h, reference)
-    values = np.concatenate([_x(calm), _x(also)])[:, NAMES.index(h["feature"])]
+    values = np.concatenate([default_rows(calm), default_rows(also)])[:, NAMES.index(h["feature"])]
     f = reference.features[NAMES.index(h["feature"])]
     assert h["served"] == f.counts(values).tolist()
 
@@ -99,7 +87,7 @@ def test_a_shifted_lot_is_flagged_with_a_shifted_feature_first(
     h = worst["histogram"]
     _bins_are_the_references(h, reference)
     f = reference.features[NAMES.index(h["feature"])]
-    assert h["served"] == f.counts(_x(moved)[:, NAMES.index(h["feature"])]).tolist()
+    assert h["served"] == f.counts(default_rows(moved)[:, NAMES.index(h["feature"])]).tolist()
     # The page shows the table and that histogram.
     from ledger.html_report import render
 
@@ -122,7 +110,7 @@ def test_without_a_reference_the_section_says_why(log: PredictionLog) -> None:
 
 
 def _split() -> tuple[np.ndarray, np.ndarray, None]:
-    x = _x(generate(500, seed=4))
+    x = default_rows(generate(500, seed=4))
     return x[:400], x[400:], None
 
 
