@@ -98,10 +98,7 @@ def compare(n_devices: int, tiny: bool) -> dict[str, Any]:
         text.append(f"{name} synthetic data ({n_devices} dies), {','.join(features)}:")
         text.append(format_comparison(result))
         print(text[-2], text[-1], sep="\n", flush=True)
-    suffix = "-tiny" if tiny else ""
-    (OUT / f"spatial-compare{suffix}.json").write_text(json.dumps(out, indent=1))
-    (OUT / f"spatial-compare{suffix}.txt").write_text("\n".join(text) + "\n")
-    return out
+    return _kept("spatial-compare", out, text, tiny)
 
 
 def _tester_files(n_devices: int, folder: Path) -> tuple[Path, Path]:
@@ -159,9 +156,14 @@ def compare_stdf(n_devices: int, tiny: bool) -> dict[str, Any]:
             text.append(f"tester files ({n_devices} dies, final-test label), {features}:")
             text.append(format_comparison(result))
             print(text[-2], text[-1], sep="\n", flush=True)
+    return _kept("spatial-stdf-compare", out, text, tiny)
+
+
+def _kept(name: str, out: dict[str, Any], text: list[str], tiny: bool) -> dict[str, Any]:
+    """``out`` and its printed ``text`` written to bench/results/``name``(-tiny).json/.txt."""
     suffix = "-tiny" if tiny else ""
-    (OUT / f"spatial-stdf-compare{suffix}.json").write_text(json.dumps(out, indent=1))
-    (OUT / f"spatial-stdf-compare{suffix}.txt").write_text("\n".join(text) + "\n")
+    (OUT / f"{name}{suffix}.json").write_text(json.dumps(out, indent=1))
+    (OUT / f"{name}{suffix}.txt").write_text("\n".join(text) + "\n")
     return out
 
 
