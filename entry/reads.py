@@ -131,11 +131,10 @@ def _dashboard_route(
         if drift:
             kwargs["reference"] = _reference()
         runtime = current()
-        await runtime.read(runtime.log.flush, 10.0)
         # In the reads' own process; run again across a lost database connection there
         # (503 once ledger_retry_s is spent).
         body = await runtime.read(
-            runtime.queries.call, on_engine, getattr(reads, reader), since=since,
+            runtime.flushed_read, on_engine, getattr(reads, reader), since=since,
             until=until, what=endpoint, **fixed, **kwargs,
         )  # fmt: skip
         logged = {k: v for k, v in kwargs.items() if k != "reference"}

@@ -226,6 +226,13 @@ class Runtime:
         answers = await asyncio.gather(*(ask(p) for p in self.proxies.values()))
         return dict(zip(self.proxies, answers, strict=True))
 
+    def flushed_read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """The rows served so far written (up to 10 s), then ``fn(queries, *args, **kwargs)``
+        in the reads' own process (``entry.read_process``); blocking, for a read thread."""
+        self.log.flush(10.0)
+        result: T = self.queries.call(fn, *args, **kwargs)
+        return result
+
     def guardrail_report(self, since: float | None) -> dict[str, Any]:
         """The report the guardrail judges the candidate by (no drift: it reads none)."""
         return self.report(since, None, None, drift=False)
@@ -238,10 +245,9 @@ class Runtime:
 
         Its reads are run again across a lost database connection (``ledger.retry``);
         LedgerUnavailable (503) once ``ledger_retry_s`` is spent."""
-        self.log.flush(10.0)
         serving = self.serving
         champion = serving.champion
-        result: dict[str, Any] = self.queries.call(
+        result: dict[str, Any] = self.flushed_read(
             read_process.report,
             serving.arms,
             since,
