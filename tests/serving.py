@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +72,15 @@ class Server:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def log_when(self, holds: Callable[[str], bool], within_s: float = 15) -> str:
+        """The log once ``holds(log)`` (a worker's line reaches the file a moment after
+        its answer does), or as it is after ``within_s``: the caller's assert then fails
+        with the text in hand rather than racing a fixed sleep."""
+        deadline = time.monotonic() + within_s
+        while not holds(text := self.log_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return text
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         """Signal the serve process (its group) and wait; returns its exit code."""

@@ -17,6 +17,9 @@ from ensemble.decision import FILE, STORE_NAME, Decision
 from tests.serving import ROOT, Server, free_port, serve
 
 TESTDATA = ROOT / "tests" / "testdata"
+#: The real wafer-sort file (``../shared/testdata/stdf``; ``YE_STDF_TESTDATA`` elsewhere).
+LOT2 = Path(os.environ.get("YE_STDF_TESTDATA", ROOT / "../shared/testdata/stdf")) / "lot2.stdf.gz"
+needs_lot2 = pytest.mark.skipif(not LOT2.is_file(), reason=f"the shared STDF file is not at {LOT2}")
 READY_TIMEOUT_S = 120
 #: Keys every test server is started with (YIELD_ENSEMBLE_API_KEYS); tests send them.
 FEEDBACK_SECRET = "test-feedback-secret-0001"
@@ -40,6 +43,23 @@ def base_env(home: Path, **settings: str) -> dict[str, str]:
 def start_server(home: Path, log: Path, **settings: str) -> Server:
     """The service on a free port, ready; raises with the log if it never gets ready."""
     return serve("service:YieldEnsemble", base_env(home, **settings), log, poll_s=0.5)
+
+
+@pytest.fixture(scope="session")
+def stdf_trained(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A BENTOML_HOME trained from the wafer-sort file by the real CLI (``train --tiny --stdf``),
+    and that run's output: one training for the tests that read it and the server that
+    predicts files with it."""
+    if not LOT2.is_file():
+        pytest.skip(f"the shared STDF file is not at {LOT2}")
+    home = tmp_path_factory.mktemp("stdf_home")
+    run = subprocess.run(
+        [sys.executable, "-m", "train.cli", "train", "--tiny", "--folds", "2", "--stdf", str(LOT2)],
+        cwd=ROOT, env=base_env(home), capture_output=True, text=True,
+    )  # fmt: skip
+    return home, run
 
 
 @pytest.fixture(scope="session")

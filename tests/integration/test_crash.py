@@ -7,6 +7,7 @@ dead worker's journal (``ledger.journal``): every prediction answered 200 is in 
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import time
@@ -37,6 +38,11 @@ def _logged(db: Path) -> set[str]:
         return {rid for (rid,) in conn.execute("SELECT request_id FROM predictions")}
 
 
+def _recovered(log: str) -> int:
+    """Rows the writers said they recovered from dead processes' journals, summed."""
+    return sum(int(n) for n in re.findall(r"recovered (\d+) rows journaled by a process", log))
+
+
 def test_answered_predictions_survive_a_killed_entry_worker(
     model_home: Path, tmp_path: Path
 ) -> None:
@@ -63,7 +69,9 @@ def test_answered_predictions_survive_a_killed_entry_worker(
             time.sleep(1)
             missing = set(answered) - _logged(data / "predictions.db")
         assert not missing, f"{len(missing)} of {len(answered)} answered predictions lost"
-        assert "recovered 340 rows journaled by a process that died" in srv.log_text()
+        # The writer logs its recovery after the rows are committed: wait for the line.
+        log = srv.log_when(lambda text: _recovered(text) >= len(answered))
+        assert _recovered(log) == len(answered), log[-3000:]
         # The new worker serves, and nothing was written twice.
         r = httpx.post(f"{srv.url}/predict", json={"features": ROW}, timeout=30)
         assert r.status_code == 200

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +15,8 @@ import httpx
 import pytest
 
 from stdf.decode import decode
-from tests.integration.conftest import AUTH, base_env, metric, running, scrape
-from tests.integration.test_stdf_training import LOT2, needs_lot2
-from tests.serving import ROOT, Server
+from tests.integration.conftest import AUTH, LOT2, metric, needs_lot2, running, scrape
+from tests.serving import Server
 
 pytestmark = [pytest.mark.integration, needs_lot2]
 OCTETS = {"Content-Type": "application/octet-stream"}
@@ -26,13 +24,12 @@ SENT_BY = {**AUTH, **OCTETS}
 
 
 @pytest.fixture(scope="module")
-def stdf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("stdf_home")
-    subprocess.run(
-        [sys.executable, "-m", "train.cli", "train", "--tiny", "--folds", "2",
-         "--stdf", str(LOT2)],
-        cwd=ROOT, env=base_env(home), check=True, capture_output=True,
-    )  # fmt: skip
+def stdf_server(
+    stdf_trained: tuple[Path, subprocess.CompletedProcess[str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    home, run = stdf_trained
+    assert run.returncode == 0, run.stderr[-3000:]
     with running(home, tmp_path_factory.mktemp("stdf_serve"), challenger_fraction="0.1") as srv:
         yield srv
 
@@ -120,13 +117,13 @@ def test_a_bad_file_is_refused_naming_it_and_nothing_is_logged(
 
 
 def test_json_is_refused_with_415_and_a_json_model_with_422(
-    stdf_server: Server, model_home: Path, tmp_path: Path
+    stdf_server: Server, server: Server
 ) -> None:
     r = httpx.post(f"{stdf_server.url}/predict_stdf", json={"features": []}, timeout=30)
     assert r.status_code == 415 and "application/octet-stream" in r.json()["error"]
-    with running(model_home, tmp_path) as srv:
-        r = httpx.post(f"{srv.url}/predict_stdf", content=LOT2.read_bytes(), headers=OCTETS,
-                       timeout=60)  # fmt: skip
+    # The shared server's model was trained on JSON features: it has no test map.
+    r = httpx.post(f"{server.url}/predict_stdf", content=LOT2.read_bytes(), headers=OCTETS,
+                   timeout=60)  # fmt: skip
     assert r.status_code == 422 and "not trained from STDF" in r.json()["error"]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +14,9 @@ from models.families import families
 from stdf.decode import decode
 from stdf.testmap import TestMap as Map
 
-from .conftest import ROOT, base_env
+from .conftest import LOT2, ROOT, base_env, needs_lot2
 
 pytestmark = pytest.mark.integration
-
-TESTDATA = Path(os.environ.get("YE_STDF_TESTDATA", ROOT / "../shared/testdata/stdf"))
-LOT2 = TESTDATA / "lot2.stdf.gz"
-needs_lot2 = pytest.mark.skipif(not LOT2.is_file(), reason=f"the shared STDF file is not at {LOT2}")
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -50,13 +45,15 @@ def _stored(home: Path) -> dict[str, dict[str, object]]:
 
 
 @needs_lot2
-def test_training_from_the_wafer_sort_file_saves_its_test_map(tmp_path: Path) -> None:
-    run = _cli(tmp_path, "train", "--tiny", "--folds", "2", "--stdf", str(LOT2))
+def test_training_from_the_wafer_sort_file_saves_its_test_map(
+    stdf_trained: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    home, run = stdf_trained  # `train --tiny --folds 2 --stdf lot2.stdf.gz`
     assert run.returncode == 0, run.stderr
     assert "723 parts have no PTR result" in run.stdout
     assert "WARNING: the label leaks" in run.stderr and "--only-complete-tests" in run.stderr
     assert "only tests every part ran" in run.stdout  # the honest option's figure is printed
-    stored = _stored(tmp_path)
+    stored = _stored(home)
     maps = {m: meta["stdf_tests"] for m, meta in stored.items()}
     assert len({json.dumps(v, sort_keys=True) for v in maps.values()}) == 1  # one map, everywhere
     test_map = Map.from_dict(maps["decision"])  # type: ignore[arg-type]

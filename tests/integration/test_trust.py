@@ -194,15 +194,13 @@ def test_finding_6_client_errors_log_one_warning_and_are_counted(
             httpx.get(f"{srv.url}/ab/report", headers=AUTH, params={"since": "inf"}),
         ]
         assert [r.status_code for r in bad] == [400, 422, 422, 401, 422]
-        time.sleep(0.5)
+        text = srv.log_when(lambda log: all(r.json()["request_id"] in log for r in bad))
         after = scrape(srv.url)
-        lines = [json.loads(x) for x in srv.log_text().splitlines() if x.startswith("{")]
-        text = srv.log_text()
+        lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
         ok = httpx.get(f"{srv.url}/ab/report", headers=AUTH)
-        time.sleep(0.3)
         report_lines = [
             json.loads(x)
-            for x in srv.log_text().splitlines()
+            for x in srv.log_when(lambda log: ok.json()["request_id"] in log).splitlines()
             if x.startswith("{") and ok.json()["request_id"] in x
         ]
     for r in bad:

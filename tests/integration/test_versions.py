@@ -34,12 +34,22 @@ V2 = {m: t.replace(":v1", ":v2") for m, t in V1.items()}
 def versions_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model store with two training runs, v1 and v2 (other seeds, so other models)."""
     home = tmp_path_factory.mktemp("versions_home")
+    # Both at once (a tiny training is mostly one core's Keras tracing): two stores, then
+    # v2's run lands beside v1's as `train` would have written it.
+    homes = {"v1": home, "v2": tmp_path_factory.mktemp("versions_home_v2")}
+    errors = tmp_path_factory.mktemp("versions_training")
+    runs = {}
     for version, seed in (("v1", "7"), ("v2", "8")):
-        subprocess.run(
+        runs[version] = subprocess.Popen(
             [sys.executable, "-m", "train.cli", "train", "--tiny", "--n-devices", "3000",
              "--seed", seed, "--version", version],
-            cwd=ROOT, env=base_env(home), check=True, capture_output=True,
+            cwd=ROOT, env=base_env(homes[version]), stdout=subprocess.DEVNULL,
+            stderr=(errors / version).open("wb"),
         )  # fmt: skip
+    for version, run in runs.items():
+        code = run.wait(600)
+        assert code == 0, f"training {version} failed:\n{(errors / version).read_text()[-3000:]}"
+    _land(homes["v2"], home, "v2")
     return home
 
 

@@ -189,7 +189,8 @@ def test_dashboard_reads_per_wafer_per_lot_and_the_die_map(
     assert missing_map.status_code == 404, missing_map.text
     assert "W-9" in missing_map.json()["error"]
     # The refusal is logged at the edge, with its kind (it was counted but never logged).
-    refusals = [json.loads(line) for line in srv.log_text().splitlines()
+    log = srv.log_when(lambda text: missing.json()["request_id"] in text)
+    refusals = [json.loads(line) for line in log.splitlines()
                 if line.startswith("{") and "request refused" in line]  # fmt: skip
     assert any(
         r.get("request_id") == missing.json()["request_id"] and r.get("kind") == "not_found"
