@@ -82,9 +82,9 @@ class _Entry:
     def __init__(self) -> None:
         logs.configure(OPS.log_format, OPS.log_level)
         bentoml_quirks.quiet_client_errors()
-        bentoml_quirks.refuse_new_connections_on_sigterm()
         proxies = {m: getattr(self, m) for m in MEMBER_SERVICES}
         self.runtime: Runtime = install(Runtime(proxies, load_version()))
+        bentoml_quirks.refuse_new_connections_on_sigterm(self.runtime.stopping)
         metrics = self.runtime.metrics
         EDGE.keys = check_keys()
         EDGE.count_error = lambda kind: metrics.errors.labels(kind=kind).inc()

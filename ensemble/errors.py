@@ -41,6 +41,9 @@ class ServiceError(Exception):
     kind: ClassVar[str] = "internal"
     field: str | None = None
     retry_after_s: int | None = None
+    #: A 5xx that is part of a normal day (a worker refusing work as it stops): logged at
+    #: WARNING, not ERROR, so an alert on ERROR lines stays quiet through a rollout.
+    routine: ClassVar[bool] = False
 
     @property
     def status_code(self) -> int:
@@ -131,6 +134,23 @@ class Unavailable(ServiceError):
     status = 503
     kind = "unavailable"
     retry_after_s = 1
+
+
+class ReadsBusy(Unavailable):
+    """Too many reads (reports, dashboards, feedback) wait ahead of this one for a read
+    thread of the entry worker; nothing was done (503, ``Retry-After``)."""
+
+    kind = "reads_busy"
+    retry_after_s = 5
+
+
+class Stopping(Unavailable):
+    """The worker got SIGTERM while this read waited for a read thread; nothing was done
+    (503, ``Retry-After``): another replica answers it, and the pod does not wait for a
+    queue of reads to empty before it can exit."""
+
+    kind = "stopping"
+    routine = True
 
 
 class MembersUnavailable(Unavailable):

@@ -77,6 +77,7 @@ class Switchboard:
         poll_s: float,
         report: Callable[[float | None], Mapping[str, Any]] | None = None,
         guardrail_interval_s: float = 60.0,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.fleet = fleet
         self.store = store
@@ -84,6 +85,9 @@ class Switchboard:
         self.poll_s = poll_s
         self.report = report
         self.guardrail_interval_s = guardrail_interval_s
+        #: True once the worker drains to exit: nothing new is served, so nothing is
+        #: followed (the members may already be gone: no error for that).
+        self.stopping = stopping
         #: What serves here; a request reads it once and uses only that snapshot.
         self.serving: Snapshot = fleet.snapshot(state)
         #: The members hold the serving versions (readiness waits for it).
@@ -96,6 +100,8 @@ class Switchboard:
     async def run(self) -> None:
         """Load the serving versions into the members, then follow the ledger's state."""
         while not self.prepared:
+            if self.stopping():
+                return
             try:
                 await self.fleet.prepare(self.serving.state.versions)
                 self.prepared = True
@@ -106,6 +112,9 @@ class Switchboard:
         self.remind_at = time.monotonic() + REMIND_S
         while True:
             await asyncio.sleep(self.poll_s)
+            if self.stopping():
+                logger.info("stopped following the serving state: the worker is stopping")
+                return
             try:
                 await self.follow()
                 if time.monotonic() >= self.remind_at:
@@ -117,6 +126,8 @@ class Switchboard:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self.stopping():
+                    continue  # the members stop with the worker; the next round returns
                 # Keep serving the last state this replica could build; say so loudly.
                 self.observer.serving_sync_failure()
                 logger.error("cannot follow the serving state: %s", exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from ensemble.admission import Admission
 from ensemble.breaker import Breaker
 from ensemble.cache import PredictionCache
 from ensemble.decision import Decision
-from ensemble.errors import MemberLoadFailed, Unavailable
+from ensemble.errors import MemberLoadFailed, ReadsBusy, Stopping
 from ensemble.fleet import Fleet, Loaded, Snapshot
 from ensemble.pipeline import Limits, Pipeline
 from ensemble.predictor import EnsemblePredictor
@@ -50,13 +51,6 @@ READ_THREADS = 2
 #: 503 (``ReadsBusy``), not run: under a crowd of dashboards, a clear answer to retry
 #: before BentoML's 60 s traffic timeout answers 504 without one.
 READ_WAIT_S = 30.0
-
-
-class ReadsBusy(Unavailable):
-    """Too many reads wait ahead of this one; nothing was done (503, ``Retry-After``)."""
-
-    kind = "reads_busy"
-    retry_after_s = 5
 
 
 def member_call(proxy: Any, version: str) -> Callable[[np.ndarray], Any]:
@@ -114,6 +108,10 @@ class Runtime:
             self._prepare_members,
         )
         store = ServingStore(self.log.engine)
+        #: Set at SIGTERM (``bentoml_quirks.refuse_new_connections_on_sigterm``): reads
+        #: still queued are refused, the read in hand finishes, the serving state is no
+        #: longer followed; predictions in flight drain as ever.
+        self.stopping = threading.Event()
         self.switch = Switchboard(
             self.fleet,
             store,
@@ -122,6 +120,7 @@ class Runtime:
             core.serving_poll_s,
             report=self.guardrail_report if core.guardrail else None,
             guardrail_interval_s=core.guardrail_interval_s,
+            stopping=self.stopping.is_set,
         )
         self.evidence = LedgerEvidence(self.log, self.metrics, self.fleet.cache)
         max_bytes = int(get_ops_settings().max_body_mb * (1 << 20))
@@ -161,6 +160,8 @@ class Runtime:
         deadline = (request.started if request else time.monotonic()) + READ_WAIT_S
 
         def run() -> T:
+            if self.stopping.is_set():
+                raise Stopping("this worker is stopping (SIGTERM); send the request again")
             if time.monotonic() > deadline:
                 raise ReadsBusy(f"too many reads wait ahead of this one (over {READ_WAIT_S:g} "
                                 "s); try again later")  # fmt: skip
@@ -292,6 +293,8 @@ class Runtime:
         while True:
             try:
                 await self.read(self.drift_gauges)
+            except Stopping:
+                return
             except Exception:  # the gauges keep their last values; the next round retries
                 logger.exception("drift gauges not updated")
             await asyncio.sleep(interval)

@@ -122,24 +122,25 @@ def listening_fd(argv: list[str] | None = None) -> int | None:
     return None
 
 
-def refuse_new_connections_on_sigterm() -> None:
-    """In the entry worker: at SIGTERM, stop the shared socket listening, then drain.
-
-    Must run after uvicorn installed its handler (a service's ``__init__`` does).
-    """
+def refuse_new_connections_on_sigterm(stopping: threading.Event | None = None) -> None:
+    """In the entry worker: at SIGTERM, set ``stopping``, stop the shared socket listening,
+    then drain (uvicorn's own handler). Run after uvicorn installed it (``__init__`` is)."""
     fd = listening_fd()
     uvicorn_exit = signal.getsignal(signal.SIGTERM)
-    if fd is None or not callable(uvicorn_exit):
+    if (fd is None and stopping is None) or not callable(uvicorn_exit):
         return
     if threading.current_thread() is not threading.main_thread():
         return
 
     def stop_listening(sig: int, frame: FrameType | None) -> None:
-        try:
-            with socket.socket(fileno=os.dup(fd)) as listener:
-                listener.shutdown(socket.SHUT_RDWR)  # for every process holding it
-        except OSError as exc:  # already shut by another worker
-            logging.getLogger(__name__).debug("listening socket: %s", exc)
+        if stopping is not None:
+            stopping.set()
+        if fd is not None:
+            try:
+                with socket.socket(fileno=os.dup(fd)) as listener:
+                    listener.shutdown(socket.SHUT_RDWR)  # for every process holding it
+            except OSError as exc:  # already shut by another worker
+                logging.getLogger(__name__).debug("listening socket: %s", exc)
         uvicorn_exit(sig, frame)
 
     signal.signal(signal.SIGTERM, stop_listening)

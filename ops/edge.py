@@ -7,10 +7,11 @@ that is not plain ASCII digits is 400), which media type and content coding are 
 (415; gzip and deflate bodies are expanded on the way in, the limit counting the expanded
 bytes, see ``ops.body``). It gives every request an id, and it is the one place every
 error answer is rendered (``render``), counted once by kind and logged once: WARNING for
-a client's mistake (no traceback), ERROR for ours. A field the route does not read is 422
-naming it. A client that leaves before sending its whole body is not answered: it is
-counted as ``client_disconnected``, logged once at INFO, and its request ends at once
-(status 499 in BentoML's access log, the "client closed request" of proxies' logs).
+a client's mistake (no traceback) or a routine refusal (``ServiceError.routine``), ERROR
+for ours. A field the route does not read is 422 naming it. A client that leaves before
+sending its whole body is not answered: it is counted as ``client_disconnected``, logged
+once at INFO, and its request ends at once (status 499 in BentoML's access log, the
+"client closed request" of proxies' logs).
 """
 
 from __future__ import annotations
@@ -286,7 +287,7 @@ class EdgeMiddleware:
             **({"field": error.field} if error is not None and error.field else {}),
             **({"key_id": state.key_id} if state.key_id else {}),
         }
-        if status < 500:
+        if status < 500 or (error is not None and error.routine):
             logger.warning("request refused", extra={"fields": fields})
         elif kind == "internal":
             cause = state.cause

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import zlib
 from typing import Any
 
 import pytest
 
+from ensemble.errors import ServiceError, Stopping, Unavailable
 from ops.access import Access, RouteTable
 from ops.body import PIECE_BYTES, BodyRefused, Inflater, coding, declared_length
-from ops.edge import EdgeConfig, EdgeMiddleware
+from ops.edge import EdgeConfig, EdgeMiddleware, render
 
 LIMIT = 1 << 20
 
@@ -213,3 +215,28 @@ def test_the_413_says_what_to_send_instead_on_each_kind_of_route(
     if media == "application/octet-stream":
         assert f"over the body limit of {LIMIT} bytes" in error and "devices" not in error
     assert ran == ([] if framing == "length" else [True])  # a declared length: never read
+
+
+@pytest.mark.parametrize(
+    ("error", "level"),
+    [
+        (Stopping("this worker is stopping"), logging.WARNING),
+        (Unavailable("the members are away"), logging.ERROR),
+    ],
+    ids=["routine", "ours"],
+)
+def test_a_routine_503_is_logged_at_warning_and_another_at_error(
+    error: ServiceError, level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker refusing queued reads as it stops is a normal rollout, not an incident: an
+    alert on ERROR lines stays quiet; a 503 of ours is still an ERROR. Both are counted."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await render(error)(scope, receive, send)
+
+    with caplog.at_level(logging.INFO, logger="ops.edge"):
+        sent, kinds = _run(app, [{"type": "http.request", "body": b"{}"}], [])
+    assert sent[0]["status"] == 503 and kinds == [error.kind]
+    assert (b"retry-after", b"1") in sent[0]["headers"]
+    (line,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert line.levelno == level

@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ensemble.errors import ReadsBusy, Stopping
 from entry import runtime
-from entry.runtime import ReadsBusy, Runtime
+from entry.runtime import Runtime
 from ops.edge import CURRENT, RequestState
 
 
@@ -23,6 +24,7 @@ def test_a_read_queued_past_its_wait_is_answered_503_and_not_run(
     monkeypatch.setattr(runtime, "READ_WAIT_S", 0.2)
     reads = Runtime.__new__(Runtime)  # only its read threads are used here
     reads._reads = ThreadPoolExecutor(1)
+    reads.stopping = threading.Event()
     release = threading.Event()
     ran: list[str] = []
 
@@ -51,6 +53,7 @@ def test_a_read_in_time_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime, "READ_WAIT_S", 5.0)
     reads = Runtime.__new__(Runtime)
     reads._reads = ThreadPoolExecutor(1)
+    reads.stopping = threading.Event()
 
     async def go() -> float:
         CURRENT.set(RequestState("r2", started=time.monotonic() - 1.0))
@@ -60,3 +63,35 @@ def test_a_read_in_time_runs(monkeypatch: pytest.MonkeyPatch) -> None:
         assert asyncio.run(go()) == 3.0
     finally:
         reads._reads.shutdown()
+
+
+def test_reads_still_queued_at_sigterm_are_refused_and_the_one_in_hand_finishes() -> None:
+    """SIGTERM with reads queued: the worker drained the whole queue before it could exit
+    (40 queued reports: 34.9 s). Now the read in hand finishes and the queued ones answer
+    503 ``stopping`` without running: another replica takes them."""
+    reads = Runtime.__new__(Runtime)
+    reads._reads = ThreadPoolExecutor(1)
+    reads.stopping = threading.Event()
+    release = threading.Event()
+    ran: list[str] = []
+
+    async def go() -> tuple[object, list[BaseException | str]]:
+        CURRENT.set(RequestState("r3"))
+        first = asyncio.ensure_future(reads.read(lambda: release.wait(5) and "first"))
+        queued = [
+            asyncio.ensure_future(reads.read(lambda i=i: ran.append(f"q{i}") or "q"))
+            for i in range(3)
+        ]
+        await asyncio.sleep(0.1)
+        reads.stopping.set()  # what the SIGTERM handler does
+        release.set()
+        done = await first
+        return done, list(await asyncio.gather(*queued, return_exceptions=True))
+
+    try:
+        first, queued = asyncio.run(go())
+    finally:
+        reads._reads.shutdown()
+    assert first == "first" and ran == []
+    assert all(isinstance(q, Stopping) and q.status == 503 for q in queued), queued
+    assert all(q.kind == "stopping" and "Retry-After" in q.headers() for q in queued)  # type: ignore[union-attr]

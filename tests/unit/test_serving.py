@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from pathlib import Path
 
@@ -386,6 +387,30 @@ def test_a_replica_that_cannot_read_the_state_keeps_serving_and_says_so(tmp_path
 
     asyncio.run(briefly())
     assert board.prepared and seen.failures >= 1 and board.serving.state.champion == "v1"
+
+
+def test_a_stopping_worker_stops_following_without_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At SIGTERM the members go while the entry drains: the state is no longer followed,
+    a failure meanwhile is neither counted nor logged as an error, and ``run`` returns."""
+    board, store, _, seen, _ = _switchboard(tmp_path)
+    stopping = threading.Event()
+    board.stopping = stopping.is_set
+
+    async def briefly() -> None:
+        task = asyncio.create_task(board.run())
+        await asyncio.sleep(0.1)
+        stopping.set()
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE serving_state"))
+        await asyncio.wait_for(task, 2)
+
+    with caplog.at_level(logging.INFO, logger="ensemble.switchboard"):
+        asyncio.run(briefly())
+    assert board.prepared and seen.failures == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("stopped following" in r.getMessage() for r in caplog.records)
 
 
 def test_the_guardrail_stops_a_candidate_the_report_finds_worse(tmp_path: Path) -> None:
