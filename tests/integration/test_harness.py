@@ -10,7 +10,10 @@ import httpx
 import pytest
 
 from tests import serving
-from tests.integration.conftest import API_KEYS, start_server
+from tests.integration.conftest import base_env
+
+#: A one-route BentoML service: the harness is what is tested here, not the ensemble.
+TINY = "tests.fixtures.tiny_service:Tiny"
 
 
 def test_free_ports_are_below_the_ephemeral_range_and_never_repeat() -> None:
@@ -21,7 +24,7 @@ def test_free_ports_are_below_the_ephemeral_range_and_never_repeat() -> None:
 
 
 def test_a_start_whose_port_was_taken_retries_on_another(
-    model_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with socket.socket() as taken:
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
@@ -30,18 +33,22 @@ def test_a_start_whose_port_was_taken_retries_on_another(
         occupied = taken.getsockname()[1]
         real = serving.free_port
 
+        given: list[int] = []
+
         def ports() -> Iterator[int]:
+            given.append(occupied)
             yield occupied
             while True:
-                yield real()
+                given.append(real())
+                yield given[-1]
 
         picks = ports()
         monkeypatch.setattr(serving, "free_port", lambda: next(picks))
-        server = start_server(
-            model_home, tmp_path / "serve.log", data_dir=str(tmp_path / "data"), api_keys=API_KEYS
-        )
+        server = serving.serve(TINY, base_env(tmp_path), tmp_path / "serve.log")
         try:
             assert not server.url.endswith(f":{occupied}")
+            assert given[0] == occupied and server.url.endswith(f":{given[-1]}")
             assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200
+            assert httpx.post(f"{server.url}/ping", json={}, timeout=5).text == "pong"
         finally:
             server.stop()
