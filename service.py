@@ -10,6 +10,7 @@ logs and counts every error. Serve with ``bentoml serve`` from the repository ro
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import bentoml
@@ -76,7 +77,11 @@ class _Entry:
     def _check_before_workers_start() -> None:
         # Runs once in the `bentoml serve` process: a bad store stops the server
         # with the message, instead of a worker restarting in a loop.
-        check_deployment()
+        try:
+            check_deployment()
+        except (RuntimeError, ValueError) as exc:  # a start-up check's message, not a bug's
+            print(f"error: yield-ensemble cannot start: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
         bentoml_quirks.exit_nonzero_on_worker_loss()
 
     def __init__(self) -> None:

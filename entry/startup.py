@@ -112,7 +112,11 @@ def check_log(started: Loaded | None = None) -> Loaded:
                 raise RuntimeError(
                     f"the serving state in {log.safe_url} (revision {state.revision}, by "
                     f"{state.changed_by}) serves version {version}, which this service cannot "
-                    f"serve: {exc}"
+                    f"serve: {exc}. Serve with the model store that has that run "
+                    f"(BENTOML_HOME), or make a run this store has the champion: "
+                    f"YIELD_ENSEMBLE_MODEL_VERSION=<run> (`bentoml models list` names them; "
+                    f"the ledger keeps {version} as the previous champion), or start a ledger "
+                    f"of its own (YIELD_ENSEMBLE_DATA_DIR)"
                 ) from exc
             wrong = loaded[-1].other_features(loaded[0].schema)
             if wrong:

@@ -58,3 +58,35 @@ def test_a_store_without_a_decision_serves_unfitted_rules_and_refuses_fitted_one
         log = srv.log_text()
     assert (body["combiner"], body["threshold"]) == ("majority:1", 0.5)
     assert "unfitted rules at P(pass) 0.5" in log
+
+
+def test_a_ledger_serving_a_run_the_store_lacks_stops_with_what_to_do_and_no_traceback(
+    model_home: Path, tmp_path: Path
+) -> None:
+    """A newcomer's case: a new model store (another BENTOML_HOME, or ~/bentoml removed)
+    beside the ledger of the old one, whose champion run the new store does not have. The
+    server must not swap the champion by itself; it stops, saying how to choose, in one
+    message (exit 2), not a traceback."""
+    import sqlalchemy as sa
+
+    from ensemble.serving import ServingState
+    from ledger.migrate import upgrade
+    from ledger.serving import ServingStore
+
+    data = tmp_path / "data"
+    data.mkdir()
+    engine = sa.create_engine(f"sqlite:///{data / 'predictions.db'}")
+    upgrade(engine)
+    ServingStore(engine).change(lambda s: ServingState(0, "run-gone"), "start-up:old", "configure")
+    engine.dispose()
+    env = base_env(model_home, data_dir=str(data))
+    run = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", "service:YieldEnsemble",
+         "--port", str(free_port()), "--host", "127.0.0.1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert run.returncode == 2, out[-3000:]
+    assert "error: yield-ensemble cannot start: the serving state" in out
+    assert "run-gone" in out and "YIELD_ENSEMBLE_MODEL_VERSION=<run>" in out
+    assert "Traceback" not in out, out[-3000:]
