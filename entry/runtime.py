@@ -155,7 +155,8 @@ class Runtime:
 
     async def read(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``call`` in the reads' own threads (reports, dashboards, feedback); ReadsBusy
-        if it would start ``READ_WAIT_S`` after its request came in."""
+        if it would start ``READ_WAIT_S`` after its request came in, Stopping if it would
+        start after SIGTERM (``stopping``)."""
         request = current_request()
         deadline = (request.started if request else time.monotonic()) + READ_WAIT_S
 

@@ -122,19 +122,18 @@ def listening_fd(argv: list[str] | None = None) -> int | None:
     return None
 
 
-def refuse_new_connections_on_sigterm(stopping: threading.Event | None = None) -> None:
+def refuse_new_connections_on_sigterm(stopping: threading.Event) -> None:
     """In the entry worker: at SIGTERM, set ``stopping``, stop the shared socket listening,
     then drain (uvicorn's own handler). Run after uvicorn installed it (``__init__`` is)."""
     fd = listening_fd()
     uvicorn_exit = signal.getsignal(signal.SIGTERM)
-    if (fd is None and stopping is None) or not callable(uvicorn_exit):
+    if not callable(uvicorn_exit):
         return
     if threading.current_thread() is not threading.main_thread():
         return
 
     def stop_listening(sig: int, frame: FrameType | None) -> None:
-        if stopping is not None:
-            stopping.set()
+        stopping.set()
         if fd is not None:
             try:
                 with socket.socket(fileno=os.dup(fd)) as listener:

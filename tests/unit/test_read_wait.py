@@ -15,6 +15,14 @@ from entry.runtime import Runtime
 from ops.edge import CURRENT, RequestState
 
 
+def _reads_only() -> Runtime:
+    """A Runtime with only what ``Runtime.read`` uses: one read thread, its stop flag."""
+    reads = Runtime.__new__(Runtime)
+    reads._reads = ThreadPoolExecutor(1)
+    reads.stopping = threading.Event()
+    return reads
+
+
 def test_a_read_queued_past_its_wait_is_answered_503_and_not_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -22,9 +30,7 @@ def test_a_read_queued_past_its_wait_is_answered_503_and_not_run(
     answered 504 (no request id, no Retry-After); past ``READ_WAIT_S`` a read now answers
     ReadsBusy (503) when its turn comes, and what it would have run does not run."""
     monkeypatch.setattr(runtime, "READ_WAIT_S", 0.2)
-    reads = Runtime.__new__(Runtime)  # only its read threads are used here
-    reads._reads = ThreadPoolExecutor(1)
-    reads.stopping = threading.Event()
+    reads = _reads_only()
     release = threading.Event()
     ran: list[str] = []
 
@@ -51,9 +57,7 @@ def test_a_read_queued_past_its_wait_is_answered_503_and_not_run(
 
 def test_a_read_in_time_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime, "READ_WAIT_S", 5.0)
-    reads = Runtime.__new__(Runtime)
-    reads._reads = ThreadPoolExecutor(1)
-    reads.stopping = threading.Event()
+    reads = _reads_only()
 
     async def go() -> float:
         CURRENT.set(RequestState("r2", started=time.monotonic() - 1.0))
@@ -69,9 +73,7 @@ def test_reads_still_queued_at_sigterm_are_refused_and_the_one_in_hand_finishes(
     """SIGTERM with reads queued: the worker drained the whole queue before it could exit
     (40 queued reports: 34.9 s). Now the read in hand finishes and the queued ones answer
     503 ``stopping`` without running: another replica takes them."""
-    reads = Runtime.__new__(Runtime)
-    reads._reads = ThreadPoolExecutor(1)
-    reads.stopping = threading.Event()
+    reads = _reads_only()
     release = threading.Event()
     ran: list[str] = []
 
