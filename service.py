@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+import entry.preflight  # noqa: F401  (first of ours: a bad setting stops start-up in one line)
 from ensemble.formats import RECORDS, SINGLE, WAFER
 from ensemble.pipeline import Format
 from ensemble.settings import get_settings
@@ -28,9 +29,8 @@ from entry.answers import answer, request_id
 from entry.feedback import feedback as record_feedback
 from entry.feedback import feedback_file
 from entry.reads import dashboard_app, report_app
-from entry.runtime import Runtime, current, install, served_schema
+from entry.runtime import TRAFFIC_TIMEOUT_S, Runtime, current, install, served_schema
 from entry.startup import check_deployment, check_keys, load_version
-from ledger.settings import get_ledger_settings
 from models import bentoml_quirks
 from models.base import decision_reference
 from models.services import MEMBER_SERVICES
@@ -51,9 +51,8 @@ from ops.edge import EdgeConfig, EdgeMiddleware
 from ops.settings import get_ops_settings
 from stdf.format import STDF
 
-# Every area's settings are read and validated here, once: a bad one stops start-up.
+# Every area's settings, validated by ``entry.preflight`` before any of ours was imported.
 SETTINGS, OPS = get_settings(), get_ops_settings()
-get_ledger_settings()
 # Before BentoML's worker builds its uvicorn config, which it does after loading this module.
 bentoml_quirks.serve_connections(OPS.keepalive_s, OPS.header_timeout_s)
 JSON = "application/json"
@@ -210,7 +209,7 @@ raw_app = Starlette(
 YieldEnsemble = bentoml.service(
     name="yield_ensemble",
     workers=OPS.entry_workers,
-    traffic={"timeout": 60},
+    traffic={"timeout": TRAFFIC_TIMEOUT_S},
     # BentoML's own probe of the members waits 5 s for a stopped one; __is_ready__ asks.
     runner_probe={"enabled": False, "timeout": 1, "period": 10},
     **bentoml_quirks.tracing_options(OPS.tracing, ["/predict", "/feedback"]),

@@ -37,4 +37,10 @@ def safe_url(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL: its text, masked
-        return redact(url)
+        masked = redact(url)
+        if masked == url and "@" in url:
+            # No "scheme://" for redact to find (a typo such as "postgresql+psycopg//u:pw@h"):
+            # everything from the first ":" to the last "@" may be a password.
+            head, _, host = url.rpartition("@")
+            masked = f"{head.split(':', 1)[0]}:***@{host}"
+        return masked

@@ -90,3 +90,26 @@ def test_a_ledger_serving_a_run_the_store_lacks_stops_with_what_to_do_and_no_tra
     assert "error: yield-ensemble cannot start: the serving state" in out
     assert "run-gone" in out and "YIELD_ENSEMBLE_MODEL_VERSION=<run>" in out
     assert "Traceback" not in out, out[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ({"max_body_mb": "-1"}, "YIELD_ENSEMBLE_MAX_BODY_MB"),
+        ({"challenger_fraction": "1e39"}, "YIELD_ENSEMBLE_CHALLENGER_FRACTION"),
+        ({"model_version": "../../etc/passwd"}, "YIELD_ENSEMBLE_MODEL_VERSION"),
+        (
+            {"database_url": "postgresql+psycopg//yield:SECRETPW123@127.0.0.1:5432/x"},
+            "not a database URL",
+        ),
+    ],
+    ids=["ops", "core", "version", "url-typo"],
+)
+def test_a_bad_setting_stops_start_up_in_one_line_without_a_secret(
+    model_home: Path, tmp_path: Path, setting: dict[str, str], named: str
+) -> None:
+    """Settings are read at import by several modules: a bad one came out as a traceback
+    from whichever read it first (exit 1), and a URL with a typo showed its password."""
+    out = _serve_fails(model_home, tmp_path, **setting)
+    assert "error: yield-ensemble cannot start:" in out and named in out, out[-3000:]
+    assert "Traceback" not in out and "SECRETPW123" not in out, out[-3000:]
