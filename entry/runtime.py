@@ -51,6 +51,9 @@ READ_THREADS = 2
 #: 503 (``ReadsBusy``), not run: under a crowd of dashboards, a clear answer to retry
 #: before BentoML's 60 s traffic timeout answers 504 without one.
 READ_WAIT_S = 30.0
+#: BentoML's time limit on one entry request (``traffic.timeout``): a request in flight at
+#: SIGTERM, a client stalled mid-body included, ends within it; the drain does too.
+TRAFFIC_TIMEOUT_S = 60
 
 
 def member_call(proxy: Any, version: str) -> Callable[[np.ndarray], Any]:

@@ -53,11 +53,13 @@ def test_deployment_matches_the_service() -> None:
     for name in env:  # every variable is a real setting
         assert name.removeprefix("YIELD_ENSEMBLE_").lower() in SETTING_FIELDS
     grace = Settings.model_fields["member_shutdown_grace_s"].default
-    from entry.runtime import READ_WAIT_S
+    from entry.runtime import READ_WAIT_S, TRAFFIC_TIMEOUT_S
 
-    # The drain outlasts the members' grace and a read queued as long as reads may queue.
+    # The drain outlasts the members' grace, a read queued as long as reads may queue, and
+    # a request as long as BentoML lets one run (a client stalled mid-body holds it so long).
     assert pod["terminationGracePeriodSeconds"] > grace + 10
     assert pod["terminationGracePeriodSeconds"] >= READ_WAIT_S + 10
+    assert pod["terminationGracePeriodSeconds"] >= TRAFFIC_TIMEOUT_S + 10
     assert pod["securityContext"]["runAsNonRoot"] is True
 
 
