@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger.engine import error_text, strict_json
+from ledger.engine import error_text, storable
 from ledger.spool import Spool
 
 logger = logging.getLogger("ledger.predlog")
@@ -62,7 +62,7 @@ class DeadLetter:
             keep = []
             for entry, why in segment.records():
                 record = entry.get("record") if why is None else None
-                good, _, _ = strict_json([record] if isinstance(record, list) else [])
+                good, _, _ = storable([record] if isinstance(record, list) else [])
                 error = None
                 if good:
                     try:

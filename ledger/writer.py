@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from ensemble.errors import LogBackedUp
 from ledger.dead_letter import DeadLetter
-from ledger.engine import PredictionWrites, make_engine, strict_json
+from ledger.engine import PredictionWrites, make_engine, storable
 from ledger.journal import Journal, Recorded, entry, recover
 from ledger.policy import Durability, LogEvent, LogStatus, Retention, prune
 from ledger.spool import Spool
@@ -251,10 +251,10 @@ class LogWriter:
 
         Rows refused on their own go to the dead letter and are not counted.
         """
-        records, payload, refused = strict_json(records)
+        records, rows, refused = storable(records)
         if refused:
             self._to_dead_letter(refused)
-        error, refused_alone = self._insert_isolating(records, payload)
+        error, refused_alone = self._insert_isolating(records, rows)
         if error is None:
             self._set_database_error(None)
             self._written_at = time.monotonic()
@@ -275,10 +275,10 @@ class LogWriter:
         return "spilled", len(records)
 
     def _insert_isolating(
-        self, records: list[list[Any]], payload: str | None = None
+        self, records: list[list[Any]], rows: list[tuple[Any, ...]] | None = None
     ) -> tuple[str | None, int]:
         """``PredictionWrites.insert_isolating``; refused rows go to the dead letter."""
-        return self._writes.insert_isolating(records, payload, self._to_dead_letter)
+        return self._writes.insert_isolating(records, rows, self._to_dead_letter)
 
     def _replay_spill(self) -> None:
         """Write back one spilled segment, oldest first, when the database takes writes."""
