@@ -197,6 +197,9 @@ def split_key(ids: dict[str, str | None]) -> str | None:
     return next((ids[f] for f in ID_FIELDS if ids.get(f) is not None), None)
 
 
+_DEVICE_FIELDS = frozenset({"features", *ID_FIELDS})
+
+
 def parse_batch(
     devices: Any, schema: FeatureSchema, max_devices: int
 ) -> tuple[np.ndarray, list[dict[str, str | None]]]:
@@ -216,11 +219,16 @@ def parse_batch(
             raise InvalidInput(f"devices[{i}]", "must be an object with 'features'")
         if "features" not in device:
             raise InvalidInput(f"devices[{i}].features", "missing")
-        extra = set(device) - {"features", *ID_FIELDS}
-        if extra:
-            raise unknown_field(f"devices[{i}].{sorted(extra)[0]}", ("features", *ID_FIELDS))
+        if not device.keys() <= _DEVICE_FIELDS:
+            extra = sorted(set(device) - _DEVICE_FIELDS)[0]
+            raise unknown_field(f"devices[{i}].{extra}", ("features", *ID_FIELDS))
         feature_rows.append(device["features"])
-        ids.append({f: parse_identifier(device.get(f), f"devices[{i}].{f}") for f in ID_FIELDS})
+        # The field's name is formatted only for an id given (10,000 devices: 30,000
+        # f-strings otherwise, 10% of the parse).
+        ids.append({
+            f: None if (v := device.get(f)) is None else parse_identifier(v, f"devices[{i}].{f}")
+            for f in ID_FIELDS
+        })  # fmt: skip
     repeated([d["device_id"] for d in ids], "devices[{i}].device_id", "device_id")
     return parse_rows(feature_rows, schema, "devices"), ids
 
