@@ -34,7 +34,7 @@ async def _record(
     """Record ``items``; counts (``unknown`` adds the ones already known to be unknown)."""
     log = runtime.log
     sent_by = _sender()
-    statuses = await runtime.read(log.add_outcomes, items, sent_by) if items else []
+    statuses = await runtime.feedback(log.add_outcomes, items, sent_by) if items else []
     counts = dict.fromkeys(STATUSES, 0)
     counts["unknown"] = len(unknown)
     for st in statuses:
@@ -45,7 +45,7 @@ async def _record(
     for status, n in counts.items():
         if n:
             runtime.metrics.feedback.labels(status=status).inc(n)
-    await runtime.read(_update_accuracy, runtime)
+    await runtime.feedback(_update_accuracy, runtime)
     request_log.info(
         "feedback",
         extra={"fields": {"request_id": request_id, "key_id": sent_by, "received": received,
@@ -71,7 +71,7 @@ async def feedback(runtime: Runtime, request_id: str, raw: Any) -> dict[str, Any
     """The answer to a ``/feedback`` body's ``outcomes``: counts, and the unknown ones."""
     items = parse_outcomes(raw, MAX_OUTCOMES)
     # Predictions served a moment ago may still sit in the writer's queue.
-    await runtime.read(runtime.log.flush, 10.0)
+    await runtime.feedback(runtime.log.flush, 10.0)
     return await _record(runtime, request_id, items, [], len(items))
 
 
@@ -92,10 +92,10 @@ async def feedback_file(
 
     if not body:
         raise StdfInvalid("the body is empty; send the STDF file itself")
-    parts = await runtime.read(read, body, max_bytes)
+    parts = await runtime.feedback(read, body, max_bytes)
     if len(parts) > MAX_OUTCOMES:
         raise StdfInvalid(f"at most {MAX_OUTCOMES} parts per file, the file has {len(parts)}")
-    await runtime.read(runtime.log.flush, 10.0)
+    await runtime.feedback(runtime.log.flush, 10.0)
 
     def text(v: Any) -> str | None:
         return None if v is None or v == "" else str(v)
@@ -110,7 +110,7 @@ async def feedback_file(
         for i in known
     ]  # fmt: skip
     find = functools.partial(latest_requests, runtime.log.engine, dies)
-    rids = await runtime.read(retried, find, what="finding the dies' predictions")
+    rids = await runtime.feedback(retried, find, what="finding the dies' predictions")
     items, unknown = [], []
     for i, die, rid in zip(known, dies, rids, strict=True):
         if rid is None:

@@ -1,8 +1,8 @@
 """Reads cannot take a replica out of service (issue 23, item 4).
 
 Many clients reading the A/B report and the dashboards at once queue in the reads' own
-threads; readiness probes have a thread of their own and keep answering 200, and
-predictions keep being answered.
+threads; readiness probes and feedback have threads of their own and keep being answered,
+and predictions keep being answered.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ def test_a_crowd_of_reads_leaves_probes_and_predictions_alone(
                          "device_id": [f"rl{w}-{i}" for i in range(4000)]}  # fmt: skip
                 assert client.post("/predict_wafer", json=wafer).status_code == 200
 
-        async def load() -> tuple[list[int], list[int], list[int]]:
+        async def load() -> tuple[list[int], list[int], list[int], list[dict[str, int]]]:
             stop = time.monotonic() + 12  # ~48 probes, ~240 predictions under 24 readers
             reads: list[int] = []
             probes: list[int] = []
             predictions: list[int] = []
+            feedback: list[dict[str, int]] = []
             async with httpx.AsyncClient(base_url=srv.url, timeout=60) as http:
 
                 async def reader(i: int) -> None:
@@ -58,10 +59,23 @@ def test_a_crowd_of_reads_leaves_probes_and_predictions_alone(
                         predictions.append(r.status_code)
                         await asyncio.sleep(0.05)
 
-                await asyncio.gather(*(reader(i) for i in range(24)), prober(), predictor())
-            return reads, probes, predictions
+                async def sender() -> None:
+                    k = 0
+                    while time.monotonic() < stop:
+                        outcome = {"device_id": f"rl0-{k}", "actual": "fail"}
+                        r = await http.post("/feedback", json={"outcomes": [outcome]},
+                                            headers=AUTH)  # fmt: skip
+                        feedback.append(r.json()["counts"] if r.status_code == 200 else {})
+                        k += 1
 
-        reads, probes, predictions = asyncio.run(load())
+                await asyncio.gather(
+                    *(reader(i) for i in range(24)), prober(), predictor(), sender()
+                )
+            return reads, probes, predictions, feedback
+
+        reads, probes, predictions, feedback = asyncio.run(load())
         assert reads and set(reads) <= {200}, sorted(set(reads))
         assert probes and set(probes) == {200}, f"{probes.count(200)} of {len(probes)} ready"
         assert predictions and set(predictions) == {200}
+        # Every outcome sent was answered and recorded (a new one each time).
+        assert feedback and all(c.get("recorded") == 1 for c in feedback), feedback[:5]

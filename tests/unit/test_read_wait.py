@@ -16,9 +16,11 @@ from ops.edge import CURRENT, RequestState
 
 
 def _reads_only() -> Runtime:
-    """A Runtime with only what ``Runtime.read`` uses: one read thread, its stop flag."""
+    """A Runtime with only what ``Runtime.read`` and ``.feedback`` use: one thread each,
+    the stop flag."""
     reads = Runtime.__new__(Runtime)
     reads._reads = ThreadPoolExecutor(1)
+    reads._feedback = ThreadPoolExecutor(1)
     reads.stopping = threading.Event()
     return reads
 
@@ -97,3 +99,61 @@ def test_reads_still_queued_at_sigterm_are_refused_and_the_one_in_hand_finishes(
     assert first == "first" and ran == []
     assert all(isinstance(q, Stopping) and q.status == 503 for q in queued), queued
     assert all(q.kind == "stopping" and "Retry-After" in q.headers() for q in queued)  # type: ignore[union-attr]
+
+
+def test_feedback_is_recorded_while_every_read_thread_is_busy() -> None:
+    """With 40 dashboard readers on a real server, 8 /feedback senders got 1-3 answers in
+    6 s: feedback queued in the read threads. It has threads of its own now."""
+    reads = _reads_only()
+    release = threading.Event()
+
+    async def go() -> tuple[str, bool]:
+        CURRENT.set(RequestState("r5"))
+        blocked = asyncio.ensure_future(reads.read(lambda: release.wait(5) and "read"))
+        await asyncio.sleep(0.05)  # the one read thread is taken
+        recorded = await reads.feedback(lambda: "recorded")
+        read_still_held = not blocked.done()  # it ends only when released below
+        release.set()
+        await blocked
+        return recorded, read_still_held
+
+    try:
+        recorded, read_still_held = asyncio.run(go())
+    finally:
+        reads._reads.shutdown()
+        reads._feedback.shutdown()
+    assert recorded == "recorded" and read_still_held
+
+
+def test_feedback_queued_at_sigterm_is_refused_as_reads_are() -> None:
+    reads = _reads_only()
+    reads.stopping.set()
+
+    async def go() -> None:
+        CURRENT.set(RequestState("r6"))
+        await reads.feedback(lambda: "recorded")
+
+    try:
+        with pytest.raises(Stopping):
+            asyncio.run(go())
+    finally:
+        reads._reads.shutdown()
+        reads._feedback.shutdown()
+
+
+def test_a_keyword_reaches_the_call_whatever_its_name() -> None:
+    """The dashboards pass ``what=`` to their call (a 500 for every dashboard read when the
+    queue's own parameters took keywords)."""
+    reads = _reads_only()
+
+    async def go() -> tuple[str, str]:
+        CURRENT.set(RequestState("r7"))
+        echo = lambda **kw: ",".join(f"{k}={v}" for k, v in sorted(kw.items()))  # noqa: E731
+        return (await reads.read(echo, what="w", lane="l", pool="p", call="c"),
+                await reads.feedback(echo, what="w", lane="l"))  # fmt: skip
+
+    try:
+        assert asyncio.run(go()) == ("call=c,lane=l,pool=p,what=w", "lane=l,what=w")
+    finally:
+        reads._reads.shutdown()
+        reads._feedback.shutdown()
