@@ -44,14 +44,11 @@ logger = logging.getLogger("yield_ensemble")
 T = TypeVar("T")
 #: How long a member may take to load the versions of a new serving state.
 PREPARE_TIMEOUT_S = 120.0
-#: Reads (report, dashboards, drift) run at most this many at once, in their own threads:
-#: probes, predictions and feedback never wait behind them.
-READ_THREADS = 2
-#: Threads for /feedback and /feedback_stdf (recording outcomes), apart from the reads.
-FEEDBACK_THREADS = 2
-#: A read still waiting for a read thread this long after its request came in is answered
-#: 503 (``ReadsBusy``), not run: under a crowd of dashboards, a clear answer to retry
-#: before BentoML's 60 s traffic timeout answers 504 without one.
+#: Threads for reads (report, dashboards, drift) and, apart, for /feedback and
+#: /feedback_stdf: probes, predictions and feedback never wait behind the reads.
+READ_THREADS = FEEDBACK_THREADS = 2
+#: A read (or feedback) still queued this long after its request came in answers 503
+#: (``ReadsBusy``), not run: a clear answer to retry before BentoML's 60 s timeout's 504.
 READ_WAIT_S = 30.0
 #: BentoML's time limit on one entry request (``traffic.timeout``): a request in flight at
 #: SIGTERM, a client stalled mid-body included, ends within it; the drain does too.
@@ -160,24 +157,19 @@ class Runtime:
         return self.switch.serving
 
     async def read(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """``call`` in the reads' own threads (reports, dashboards, drift); ReadsBusy
-        if it would start ``READ_WAIT_S`` after its request came in, Stopping if it would
-        start after SIGTERM (``stopping``)."""
+        """``call`` in the reads' threads (reports, dashboards, drift); ReadsBusy if it
+        would start ``READ_WAIT_S`` after its request came in, Stopping after SIGTERM."""
         return await self._queued(self._reads, "reads", call, *args, **kwargs)
 
     async def feedback(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """``call`` in feedback's own threads (``FEEDBACK_THREADS``), under the rules of
-        ``read``: outcomes are recorded while any number of dashboards read (in the read
-        threads, 8 senders behind 40 dashboard readers waited ~4.6 s an answer)."""
+        """``call`` in feedback's own threads, under ``read``'s rules: outcomes are
+        recorded while any number of dashboards read."""
         return await self._queued(self._feedback, "feedback calls", call, *args, **kwargs)
 
-    async def _queued(
-        self, pool: ThreadPoolExecutor, lane: str, call: Callable[..., T], /, *args: Any,
-        **kwargs: Any,
-    ) -> T:  # fmt: skip
-        """``call(*args, **kwargs)`` in ``pool`` (any keyword reaches ``call``)."""
-        request = current_request()
-        deadline = (request.started if request else time.monotonic()) + READ_WAIT_S
+    async def _queued(self, pool: ThreadPoolExecutor, lane: str, call: Callable[..., T], /,
+                      *args: Any, **kwargs: Any) -> T:  # fmt: skip
+        deadline = ((r.started if (r := current_request()) else time.monotonic())
+                    + READ_WAIT_S)  # fmt: skip
 
         def run() -> T:
             if self.stopping.is_set():

@@ -365,7 +365,7 @@ def test_feedback_committed_then_a_lost_database_still_answers_its_counts(
         return call(*args)
 
     metrics = ServiceMetrics(pc.CollectorRegistry())
-    runtime = SimpleNamespace(log=log, metrics=metrics, read=read)
+    runtime = SimpleNamespace(log=log, metrics=metrics, feedback=read)
     try:
         answer = asyncio.run(feedback(runtime, "f1", [{"device_id": "D1", "actual": "pass"}]))
         assert answer["counts"]["recorded"] == 1
