@@ -10,7 +10,6 @@ logs and counts every error. Serve with ``bentoml serve`` from the repository ro
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import bentoml
@@ -20,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-import entry.preflight  # noqa: F401  (first of ours: a bad setting stops start-up in one line)
+import entry.preflight  # first of ours: a bad setting stops start-up in one line
 from ensemble.formats import RECORDS, SINGLE, WAFER
 from ensemble.pipeline import Format
 from ensemble.settings import get_settings
@@ -79,8 +78,7 @@ class _Entry:
         try:
             check_deployment()
         except (RuntimeError, ValueError) as exc:  # a start-up check's message, not a bug's
-            print(f"error: yield-ensemble cannot start: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
+            entry.preflight.cannot_start(exc)
         bentoml_quirks.exit_nonzero_on_worker_loss()
 
     def __init__(self) -> None:

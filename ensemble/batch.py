@@ -5,6 +5,7 @@ and the log and the metrics read. ``records()`` makes the per-device dicts of th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -43,8 +44,6 @@ class Batch:
     # The arm the split assigned each row to (indexes ``arms``), where the router set it;
     # it differs from ``arm`` where another arm answered (the assigned one's member down).
     assigned: np.ndarray | None = None
-    # ``vote_dicts``' list once made: the answer and the prediction log both read it.
-    _vote_dicts: list[dict[str, float]] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def empty(cls, n: int, members: Sequence[str], arms: Sequence[str]) -> Batch:
@@ -90,21 +89,17 @@ class Batch:
             )
         )
 
+    @functools.cached_property
     def vote_dicts(self) -> list[dict[str, float]]:
         """Per row, member -> P(pass) of the members that voted. Made once (the answer and
         the prediction log share the dicts: neither may change them)."""
-        if self._vote_dicts is not None:
-            return self._vote_dicts
         if not np.isnan(self.votes).any():  # every member voted on every row
-            made = [dict(zip(self.members, row, strict=True)) for row in self.votes.T.tolist()]
-        else:
-            columns = self.votes.tolist()
-            made = [
-                {m: c[i] for m, c in zip(self.members, columns, strict=True) if c[i] == c[i]}
-                for i in range(len(self))
-            ]
-        self._vote_dicts = made
-        return made
+            return [dict(zip(self.members, row, strict=True)) for row in self.votes.T.tolist()]
+        columns = self.votes.tolist()
+        return [
+            {m: c[i] for m, c in zip(self.members, columns, strict=True) if c[i] == c[i]}
+            for i in range(len(self))
+        ]
 
     def arm_names(self) -> list[str]:
         return [self.arms[a] for a in self.arm.tolist()]
@@ -133,7 +128,7 @@ class Batch:
                 zip(
                     self.passed.tolist(),
                     self.probability.tolist(),
-                    self.vote_dicts(),
+                    self.vote_dicts,
                     arms,
                     self.degraded.tolist(),
                     self.cached.tolist(),

@@ -3,14 +3,35 @@
 The router returns one ``Prediction`` per device. ``single_answer``/``batch_answer``
 make the JSON body of ``/predict`` and ``/predict_batch``; ``single_log``/``batch_log``
 the request log line. The ledger makes its database rows from the same records
-(``ledger.tables.Served``). A ``TypedDict``, not a class: 100,000 cached records stay
+(``ledger.tables.Served``). ``strict_json`` encodes answers and the rows' JSON alike. A
+``TypedDict``, not a class: 100,000 cached records stay
 plain dicts of floats, which the garbage collector does not track.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
+
+from pydantic_core import to_json
+
+
+def strict_json(value: Any) -> bytes:
+    """``value`` as compact strict JSON (UTF-8); ValueError for NaN or infinity, TypeError
+    or ValueError for an object JSON cannot hold.
+
+    pydantic-core's serializer (Rust) writes the values ``json.dumps`` would, in a
+    fraction of its time (a 10,000-device answer: 15% of the entry's CPU samples under
+    ``json.dumps``; 10,000 log rows: ~20 ms against ~180 ms).
+    """
+    text = to_json(value, inf_nan_mode="constants")
+    if b"NaN" in text or b"Infinity" in text:
+        # A non-finite number, or those letters inside a string: the standard library
+        # tells the two apart (ValueError for the first).
+        return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
+    return text
+
 
 #: A device's identifiers: device_id, wafer_id, lot_id (None when not given).
 Ids = dict[str, str | None]

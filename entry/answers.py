@@ -8,15 +8,14 @@ becomes its own status; a database outage the ledger recognises becomes a 503
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic_core import to_json
 from starlette.responses import Response
 
 from ensemble.errors import Internal, LedgerUnavailable, ServiceError
+from ensemble.responses import strict_json
 from ops.edge import REQUEST_ID_HEADER, current, render
 
 #: Called with (endpoint, seconds) for every answered request (the duration histogram).
@@ -47,18 +46,10 @@ def failed(exc: BaseException) -> Response:
 
 
 def encode(body: Any, status: int = 200) -> Response:
-    """``body`` as strict JSON with the request id header; ValueError or TypeError when
-    it has none (NaN, an object JSON cannot hold).
-
-    Encoded here, not by BentoML: its pydantic dump of a 10,000-device answer took 44%
-    of the entry's CPU (py-spy --gil). pydantic-core's serializer (Rust) writes the
-    values ``json.dumps`` would, compact, in a fraction of its time (a 10,000-device
-    records answer: 15% of the entry's CPU samples under ``json.dumps``)."""
-    text = to_json(body, inf_nan_mode="constants")
-    if b"NaN" in text or b"Infinity" in text:
-        # A non-finite number, or those letters in a string: the standard library tells
-        # the two apart (ValueError for the first, as an answer never holds one).
-        text = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+    """``body`` as strict JSON (``ensemble.responses.strict_json``: ValueError or TypeError
+    when it has none) with the request id header. Encoded here, not by BentoML: its
+    pydantic dump of a 10,000-device answer took 44% of the entry's CPU (py-spy --gil)."""
+    text = strict_json(body)
     return Response(
         text,
         status_code=status,

@@ -8,13 +8,20 @@ with one line naming the variable (``ensemble.settings.SettingsError``) and exit
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 from ensemble.settings import SettingsError, get_settings
 from ledger.settings import get_ledger_settings
 from ops.settings import get_ops_settings
 
+
+def cannot_start(reason: object) -> NoReturn:
+    """Stop ``bentoml serve`` with one line saying why, exit status 2, no traceback."""
+    print(f"error: yield-ensemble cannot start: {reason}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
+
+
 try:
     get_settings(), get_ops_settings(), get_ledger_settings()
 except SettingsError as exc:
-    print(f"error: yield-ensemble cannot start: {exc}", file=sys.stderr, flush=True)
-    raise SystemExit(2) from None
+    cannot_start(exc)

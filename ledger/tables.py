@@ -156,7 +156,7 @@ class Served:
             assigned = b.assigned_names()
             prediction = ["pass" if p else "fail" for p in b.passed.tolist()]
             columns: tuple[list[Any], ...] = (arms, prediction, b.probability.tolist(),
-                       b.cached.tolist(), b.degraded.tolist(), b.vote_dicts())  # fmt: skip
+                       b.cached.tolist(), b.degraded.tolist(), b.vote_dicts)  # fmt: skip
             combiner: list[Any] = [b.rules[a][0] for a in arms]
         else:
             r = self.results

@@ -17,7 +17,7 @@ def _batch(votes: np.ndarray) -> Batch:
 
 def test_every_member_voted() -> None:
     votes = np.random.default_rng(0).random((3, 5)).astype(np.float32)
-    dicts = _batch(votes).vote_dicts()
+    dicts = _batch(votes).vote_dicts
     assert dicts == [
         {"random_forest": float(votes[0, i]), "xgboost": float(votes[1, i]),
          "keras": float(votes[2, i])}
@@ -27,9 +27,9 @@ def test_every_member_voted() -> None:
 
 def test_a_member_without_a_vote_is_absent_from_its_rows_only() -> None:
     votes = np.array([[0.9, 0.8, 0.7], [math.nan, 0.6, 0.5], [math.nan, math.nan, math.nan]])
-    assert _batch(votes).vote_dicts() == [
+    assert _batch(votes).vote_dicts == [
         {"random_forest": 0.9},
         {"random_forest": 0.8, "xgboost": 0.6},
         {"random_forest": 0.7, "xgboost": 0.5},
     ]
-    assert _batch(np.zeros((3, 0))).vote_dicts() == []
+    assert _batch(np.zeros((3, 0))).vote_dicts == []
