@@ -79,6 +79,24 @@ def prune(engine: sa.Engine, retention: Retention, now: float | None = None) -> 
     return deleted
 
 
+class Pruner:
+    """Applies ``retention`` to ``engine`` when it is due (every ``retention.every_s``), from
+    the writer's thread; a failure is logged and tried again when next due."""
+
+    def __init__(self, engine: sa.Engine, retention: Retention) -> None:
+        self.engine, self.retention, self._next = engine, retention, 0.0
+
+    def when_due(self) -> None:
+        r = self.retention
+        if not r.limited or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + r.every_s
+        try:
+            prune(self.engine, r)
+        except sa.exc.SQLAlchemyError as exc:
+            logger.error("prediction log retention failed: %s", exc)
+
+
 @dataclass
 class LogStatus:
     """What the writer has done since start, for metrics, health and the exit code."""
@@ -93,3 +111,18 @@ class LogStatus:
 
 #: Told what the writer did with how many rows: written, spilled, replayed, dead_letter, lost.
 LogEvent = Callable[[str, int], None]
+
+
+def memory_only(
+    database_error: str | None, spill_error: str | None, journal_error: str | None
+) -> str | None:
+    """Why a served row would be held in this process's memory only, else None: the
+    database refuses writes, the spill failed and the journal failed (each error as its
+    text, None when it works). Such a row is lost if the process stops before the
+    database is back, so the log refuses to serve it (``LogWriter.check_room``)."""
+    if database_error is None or spill_error is None or journal_error is None:
+        return None
+    return (
+        f"the database refuses writes ({database_error}), the spill fails ({spill_error}) "
+        f"and the journal fails ({journal_error})"
+    )

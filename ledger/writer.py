@@ -21,13 +21,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from ensemble.errors import LogBackedUp
 from ledger.dead_letter import DeadLetter
 from ledger.engine import PredictionWrites, make_engine, storable
 from ledger.journal import Journal, Recorded, entry, recover
-from ledger.policy import Durability, LogEvent, LogStatus, Retention, prune
+from ledger.policy import (
+    Durability,
+    LogEvent,
+    LogStatus,
+    Pruner,
+    Retention,
+    memory_only,
+    prune,
+)
 from ledger.spool import Spool
 from ledger.tables import Served
 from ops.gc_tuning import return_freed_memory
@@ -38,6 +44,7 @@ WROTE_RECENTLY_S = 5.0
 #: After writing this many rows at once, hand freed heap back to the OS: a wafer's rows
 #: (~40 MB of Python objects and JSON) otherwise stay in this thread's malloc arena.
 TRIM_AFTER_ROWS = 5_000
+REFUSAL = "not serving predictions it cannot record"
 
 
 class LogWriter:
@@ -63,6 +70,7 @@ class LogWriter:
         self._writes = PredictionWrites(self.engine)
         self.flush_interval_s = flush_interval_s
         self.retention = retention or Retention()
+        self._pruner = Pruner(self.engine, self.retention)
         self.durability = durability or Durability()
         spill_dir = self.durability.spill_dir
         self.spill = Spool(spill_dir, self.durability.spill_max_bytes) if spill_dir else None
@@ -81,7 +89,6 @@ class LogWriter:
         self._flush_requested = False
         self._progress_at = time.monotonic()
         self._written_at = -math.inf  # when the database last took a batch of rows
-        self._next_prune = 0.0
         self._next_replay = 0.0
         self._spill_error: str | None = None
         if self.spill is not None:
@@ -104,22 +111,30 @@ class LogWriter:
         with self._cond:
             if self._closing:
                 raise RuntimeError("prediction log is closed")
-            self._enqueued += 1
-            if self.journal is not None and not self.journal.append(self._enqueued, blob):
+            if self.journal is not None and not self.journal.append(self._enqueued + 1, blob):
                 self._emit("journal_failed", n)
+                if why := self._memory_only():
+                    raise LogBackedUp(f"{why}; {REFUSAL}")
+            self._enqueued += 1
             self._queue.append((self._enqueued, accepted))
             self._pending_rows += n
-            # No wake-up: the writer comes every flush interval. Woken at once, it
-            # took the GIL from the response still being encoded for these rows.
+            # No wake-up: woken at once, the writer took the GIL from the response.
 
     def check_room(self) -> None:
-        """Raise LogBackedUp when the log may not take more rows (checked before serving)."""
+        """Raise LogBackedUp when the log may not take more rows (checked before serving):
+        it holds ``max_pending_rows`` in memory, or a row would be held in memory only."""
         if self._pending_rows >= self.durability.max_pending_rows:
-            raise LogBackedUp(
-                f"the prediction log holds {self._pending_rows} unwritten predictions and "
-                f"can neither write nor spill them ({self.status.database_error}); "
-                "not serving predictions it cannot record"
-            )
+            raise LogBackedUp(f"the prediction log holds {self._pending_rows} unwritten "
+                              "predictions and can neither write nor spill them "
+                              f"({self.status.database_error}); {REFUSAL}")  # fmt: skip
+        if why := self._memory_only():
+            raise LogBackedUp(f"{why}; {REFUSAL}")
+
+    def _memory_only(self) -> str | None:
+        """``memory_only`` as last found (without a spill, rows wait in memory by design)."""
+        journal_error = self.journal.failed if self.journal is not None else "not open"
+        why = memory_only(self.status.database_error, self._spill_error, journal_error)
+        return why if self.spill is not None else None
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything accepted so far is in the database or the spill."""
@@ -130,11 +145,8 @@ class LogWriter:
             return self._cond.wait_for(lambda: self._done >= target, timeout)
 
     def close(self, timeout: float = 30.0) -> LogStatus:
-        """Flush, stop the writer and release the database; ``status.lost`` counts lost rows.
-
-        Rows the database does not take at close go to the spill. Rows still in
-        memory after ``timeout`` are lost and added to ``status.lost``.
-        """
+        """Flush, stop the writer and release the database. Rows the database does not take
+        go to the spill; rows still in memory after ``timeout`` are lost (``status.lost``)."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -169,16 +181,15 @@ class LogWriter:
         return self._writes.refuses()
 
     def accepting(self) -> str | None:
-        """None while served rows have a durable place to go, else why not (for /readyz).
-
-        The database taking writes is enough; while it does not, the spill is. A batch
-        written in the last ``WROTE_RECENTLY_S`` says the database takes writes: no probe
-        row is written then (under load that round trip is what made probes late).
-        """
+        """None while served rows have a durable place to go, else why not (for /readyz):
+        the database, else the spill. A batch written in the last ``WROTE_RECENTLY_S`` says
+        the database takes writes (no probe row then: under load its round trip was late)."""
         if not self._thread.is_alive():
             return "prediction log writer is not running"
         if self._pending_rows >= self.durability.max_pending_rows:
             return f"prediction log holds {self._pending_rows} unwritten rows in memory"
+        if why := self._memory_only():  # predictions are refused: say so until they are not
+            return why
         recent = time.monotonic() - self._written_at < WROTE_RECENTLY_S
         if recent and self.status.database_error is None:
             return None
@@ -210,7 +221,7 @@ class LogWriter:
                 else:
                     self._progress_at = time.monotonic()
                     self._replay_spill()
-                self._maybe_prune()
+                self._pruner.when_due()
             except Exception:  # the writer must outlive any fault; /livez watches it
                 logger.exception("prediction log writer fault")
                 self._pause()
@@ -333,16 +344,6 @@ class LogWriter:
     def replay_dead_letter(self) -> tuple[int, int]:
         """Try every dead-lettered row again: (written, still refused)."""
         return self._dead.replay(self._writes.insert)
-
-    def _maybe_prune(self) -> None:
-        r = self.retention
-        if not r.limited or time.monotonic() < self._next_prune:
-            return
-        self._next_prune = time.monotonic() + r.every_s
-        try:
-            self.prune()
-        except sa.exc.SQLAlchemyError as exc:
-            logger.error("prediction log retention failed: %s", exc)
 
     def prune(self, now: float | None = None) -> int:
         """Apply the retention setting now; returns the predictions deleted."""

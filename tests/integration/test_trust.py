@@ -348,7 +348,9 @@ def _remount(path: Path, mode: str) -> None:
 def test_a_log_with_nowhere_to_write_fails_livez_then_the_exit_code(
     model_home: Path, tmp_path: Path
 ) -> None:
-    """Database read-only and no usable spill: unready, then not alive, then exit 1."""
+    """Database read-only, no usable spill and so no journal: once the writer has found
+    that, predictions are refused (503 naming all three); what was answered before is
+    held in memory: unready, then not alive, then exit 1 saying the rows were lost."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     with _tmpfs(tmp_path / "db") as data:
@@ -360,10 +362,12 @@ def test_a_log_with_nowhere_to_write_fails_livez_then_the_exit_code(
         }
         with running(model_home, tmp_path, **settings) as srv:
             _remount(data, "ro")
-            rows = feature_rows(5, seed=9)
-            answered = [
-                httpx.post(f"{srv.url}/predict", json={"features": r}).status_code for r in rows
-            ]
+            rows, answered = feature_rows(100, seed=9), []
+            for r in rows:
+                answered.append(httpx.post(f"{srv.url}/predict", json={"features": r}))
+                if answered[-1].status_code != 200:
+                    break
+                time.sleep(0.05)
             deadline = time.monotonic() + 15
             while httpx.get(f"{srv.url}/livez").status_code == 200:
                 assert time.monotonic() < deadline, "livez never failed"
@@ -371,7 +375,11 @@ def test_a_log_with_nowhere_to_write_fails_livez_then_the_exit_code(
             assert httpx.get(f"{srv.url}/readyz", timeout=5).status_code == 503
             code = srv.stop()
         text = srv.log_text()
-    assert answered == [200] * 5
+    codes = [a.status_code for a in answered]
+    assert codes[0] == 200 and codes[-1] == 503 and set(codes[:-1]) == {200}, codes
+    refusal = answered[-1].json()["error"]
+    assert "the spill fails" in refusal and "the journal fails (not open)" in refusal
+    assert "not serving predictions it cannot record" in refusal
     assert code == 1, text[-3000:]
     assert "rows lost" in text and "exiting 1" in text
 

@@ -6,10 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
+from ensemble.errors import LogBackedUp
 from ledger.journal import ROWS_UP_TO, Journal, Recorded, entry, orphans
 from ledger.predlog import Durability, PredictionLog
 from tests.unit.test_predlog import _served
@@ -121,3 +124,39 @@ def test_an_unusable_directory_leaves_the_log_working_without_a_journal(tmp_path
     assert log.flush(10)
     log.close()
     assert _ids(f"sqlite:///{tmp_path / 'log.db'}") == ["a.0"]
+
+
+def test_a_row_with_nowhere_durable_to_go_is_refused_not_answered(tmp_path: Path) -> None:
+    """The database down, the spill full and the journal's disk full: a row accepted would
+    live in memory only (a stop would lose an answered prediction), so it is refused."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    durability = Durability(spill_dir=tmp_path / "spill", spill_max_bytes=1)
+    log = PredictionLog(url, flush_interval_s=0.05, retry_backoff_s=0.05, durability=durability)
+    assert log.journal is not None
+    with log.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE predictions RENAME TO predictions_away"))
+    log.record(_served(["a.0"], ["d1"]))  # database and spill fail; the journal holds it
+    deadline = time.monotonic() + 5
+    while "spill fails" not in (log.accepting() or "") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "spill fails" in (log.accepting() or "")
+    log.check_room()  # the journal still takes rows: a stop would not lose them
+    os.close(log.journal._fd)
+    log.journal._fd = os.open("/dev/full", os.O_WRONLY)
+    with pytest.raises(LogBackedUp, match=r"journal fails .*No space") as refused:
+        log.record(_served(["b.0"], ["d2"]))
+    assert "the database refuses writes" in str(refused.value)
+    assert "would exceed 1 bytes" in str(refused.value)
+    assert log.pending_rows == 1  # b.0 was not taken
+    with pytest.raises(LogBackedUp, match="not serving predictions it cannot record"):
+        log.check_room()  # and nothing more is served until a place comes back
+    assert "journal fails" in (log.accepting() or "")  # readiness says the same
+    with log.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE predictions_away RENAME TO predictions"))
+    assert log.flush(5)
+    log.check_room()  # the database takes rows again: serving goes on, journal or not
+    assert log.accepting() is None
+    log.record(_served(["c.0"], ["d3"]))
+    assert log.flush(5)
+    assert log.close().lost == 0
+    assert _ids(url) == ["a.0", "c.0"]
