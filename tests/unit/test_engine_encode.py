@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from ledger.engine import SQLITE_ROWS_PER_STATEMENT, PredictionWrites, make_engine, storable
+from ledger.engine import (
+    SQLITE_ROWS_PER_STATEMENT,
+    PredictionWrites,
+    _bulk_rows,
+    make_engine,
+    storable,
+)
 from ledger.migrate import upgrade
 from ledger.tables import JSON_COLUMNS, Served, predictions
 
@@ -108,3 +114,43 @@ def test_sqlite_insert_stores_every_row_as_given(tmp_path: Path, n: int) -> None
         assert json.loads(row.votes) == record[VOTES]
         assert (row.probability, row.device_id, row.ts) == (record[8], record[3], record[1])
     engine.dispose()
+
+
+def _one_at_a_time(records: list[list[Any]]) -> tuple[list[Any], list[Any], list[Any]]:
+    """``storable``'s answer made a record at a time: what its column-wise path must equal."""
+    results = [storable([r]) for r in records]
+    return (
+        [g for good, _, _ in results for g in good],
+        [row for _, rows, _ in results for row in rows],
+        [x for _, _, refused in results for x in refused],
+    )
+
+
+def test_the_column_wise_rows_are_the_row_by_row_rows_to_the_byte() -> None:
+    records = _records(2 * SQLITE_ROWS_PER_STATEMENT + 7, seed=3)
+    records[5][VOTES] = {}  # a die no member answered
+    records[6][FEATURES] = [1, 2.5, -0.0]  # ints beside floats
+    assert _bulk_rows(records) is not None  # the column-wise path answers these
+    assert storable(records) == _one_at_a_time(records)
+
+
+@pytest.mark.parametrize(
+    ("at", "value"),
+    [
+        (FEATURES, ["],[", 1.0]),  # text that would cut the column's JSON in the wrong place
+        (VOTES, {"a},{b": 0.5}),  # a key that is no identifier
+        (VOTES, {"keras": [0.5]}),
+        (FEATURES, [True, 1.0]),
+        (FEATURES, [10**400]),  # no float holds it
+        (FEATURES, None),
+        (COLUMNS.index("probability"), 10**400),
+        (COLUMNS.index("probability"), 1e308),  # finite, but the column's sum is not
+        (COLUMNS.index("die_x"), 3.5),
+    ],
+)
+def test_a_record_of_another_shape_is_stored_as_it_would_be_alone(at: int, value: Any) -> None:
+    records = _records(20)
+    records[7][at] = value
+    records[8][at] = value
+    assert _bulk_rows(records) is None
+    assert storable(records) == _one_at_a_time(records)
