@@ -129,3 +129,31 @@ def test_an_unknown_runtime_in_the_table_is_refused_by_name() -> None:
     bad = {CHOICE_KEY: {"rungs": [{"min_rows": 1, "runtime": "gpu"}]}}
     with pytest.raises(ValueError, match="no runtime 'gpu'"):
         _adapter(bad)
+
+
+def test_a_busy_machine_slows_a_sample_not_the_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each runtime's time is its fastest sample: interference only ever adds time, so a
+    runtime slowed in most of its samples is still timed at its own speed (a clock that
+    the calls advance stands in for the machine)."""
+    import train.runtimes as timing
+
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+
+    class Runtime:
+        def __init__(self, ms: float, slowed_every: int) -> None:
+            self.ms, self.slowed_every, self.calls = ms, slowed_every, 0
+
+        def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+            self.calls += 1
+            busy = self.calls % self.slowed_every != 0  # all but every n-th call slowed 3x
+            clock[0] += self.ms * (3 if busy else 1) / 1000
+            return np.zeros(len(rows), dtype=np.float32)
+
+    timed = timing.time_runtimes(
+        {"a": Runtime(10.0, slowed_every=3), "b": Runtime(12.0, slowed_every=1)},
+        np.zeros((4, 2), dtype=np.float32),
+        sizes=(1_000,),
+    )
+    assert timed == {"a": (pytest.approx(10.0),), "b": (pytest.approx(12.0),)}
+    assert choose(timed, (1_000,)).describe() == "a"  # with the median, "a" was timed at 30 ms
