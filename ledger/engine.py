@@ -279,6 +279,8 @@ def _json_texts(column: Sequence[Any]) -> list[str] | None:
         keys = set(chain.from_iterable(column))
         if not all(type(k) is str and k.isidentifier() for k in keys):
             return None
+        if any("NaN" in k or "Infinity" in k for k in keys):
+            return None  # strict_json would encode the whole column with the standard library
         cells, opening, closing = list(chain.from_iterable(map(dict.values, column))), "{", "}"
     else:
         return None

@@ -139,6 +139,7 @@ def test_the_column_wise_rows_are_the_row_by_row_rows_to_the_byte() -> None:
     [
         (FEATURES, ["],[", 1.0]),  # text that would cut the column's JSON in the wrong place
         (VOTES, {"a},{b": 0.5}),  # a key that is no identifier
+        (VOTES, {"InfinityNet": 3.0517578125e-05}),  # the standard library would write all
         (VOTES, {"keras": [0.5]}),
         (FEATURES, [True, 1.0]),
         (FEATURES, [10**400]),  # no float holds it
