@@ -30,7 +30,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ledger.engine import PredictionWrites
+import sqlalchemy as sa
+
+from ledger.engine import PredictionWrites, error_text
 from ledger.spool import CLAIMED, _alive
 from ledger.tables import Served
 
@@ -195,8 +197,14 @@ def recover(
     be stored now (the database and the spill both refuse) is put back for later."""
     for path, entries in orphans(journal.directory):
         records = [rec for served in entries for rec in served.records()]
-        missing = writes.not_stored(records)
-        outcome, stored = store(missing, True) if missing else ("written", 0)
+        try:
+            missing = writes.not_stored(records)
+        except sa.exc.SQLAlchemyError as exc:  # cannot tell what is stored: put it back
+            logger.warning("prediction log cannot read the ledger to recover %s: %s",
+                           path.name, error_text(exc))  # fmt: skip
+            outcome, stored = "held", 0
+        else:
+            outcome, stored = store(missing, True) if missing else ("written", 0)
         if outcome == "held":
             path.rename(path.with_name(path.name.split(CLAIMED, 1)[0]))
             return

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -92,9 +93,13 @@ class Pruner:
             return
         self._next = time.monotonic() + r.every_s
         try:
-            prune(self.engine, r)
+            self.run()
         except sa.exc.SQLAlchemyError as exc:
             logger.error("prediction log retention failed: %s", exc)
+
+    def run(self, now: float | None = None) -> int:
+        """Apply the retention now (``prune``); returns the predictions deleted."""
+        return prune(self.engine, self.retention, now)
 
 
 @dataclass
@@ -113,14 +118,19 @@ class LogStatus:
 LogEvent = Callable[[str, int], None]
 
 
+#: The end of every refusal by the log: it does not answer what it cannot record.
+REFUSAL = "not serving predictions it cannot record"
+
+
 def memory_only(
-    database_error: str | None, spill_error: str | None, journal_error: str | None
+    database_error: str | None, spill_error: str | None, journal_error: str | None, spill: Any
 ) -> str | None:
     """Why a served row would be held in this process's memory only, else None: the
     database refuses writes, the spill failed and the journal failed (each error as its
     text, None when it works). Such a row is lost if the process stops before the
-    database is back, so the log refuses to serve it (``LogWriter.check_room``)."""
-    if database_error is None or spill_error is None or journal_error is None:
+    database is back, so the log refuses to serve it (``LogWriter.check_room``). A log
+    without a spill (``spill`` None: library use) holds rows in memory by design: None."""
+    if spill is None or database_error is None or spill_error is None or journal_error is None:
         return None
     return (
         f"the database refuses writes ({database_error}), the spill fails ({spill_error}) "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from typing import Any
 SUFFIX = ".jsonl"
 #: A segment being replayed carries this plus the replaying process's pid.
 CLAIMED = ".replaying-"
+#: What ``Spool.room`` asks of the spool: room for a few hundred rows, and a file that size.
+ROOM_BYTES = 64 << 10
 
 
 class SpoolFull(OSError):
@@ -101,6 +104,21 @@ class Spool:
             os.fsync(f.fileno())
         temporary.rename(final)
         return final
+
+    def room(self) -> str | None:
+        """None when a segment could be written now, else why not: the spool holds all but
+        ``ROOM_BYTES`` of ``max_bytes``, or its directory takes no file of ``ROOM_BYTES``."""
+        try:
+            if self.max_bytes is not None and self.size()[1] + ROOM_BYTES > self.max_bytes:
+                raise SpoolFull(f"{self.directory} is within {ROOM_BYTES} bytes of its limit")
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.directory) as f:
+                f.write(bytes(ROOM_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            return f"{exc.__class__.__name__}: {exc}"
+        return None
 
     def claim_oldest(self) -> Segment | None:
         """Take the oldest segment for this process, or None when the spool is empty.

@@ -1,12 +1,10 @@
 """The prediction log's writer: batches in a background thread, never stalls, never loses silently.
 
-The request path only appends to an in-memory queue. A writer thread inserts in
-batches (one statement per batch). A row the database refuses on its own goes to
-the dead letter; while the database takes no writes at all, rows go to the on-disk
-spill and are replayed when it is back (``ledger.spool``). Every accepted request is
-journaled first (``ledger.journal``), so it survives the death of this process.
-``close()`` flushes what is left and says what was lost. Engine and insert:
-``ledger.engine``; dead letter: ``ledger.dead_letter``; retention: ``ledger.policy``.
+The request path only appends to an in-memory queue; a writer thread inserts in batches
+(``ledger.engine``). A row the database refuses on its own goes to the dead letter; while
+the database takes no writes, rows go to the on-disk spill (``ledger.spool``), replayed
+when it is back. Every accepted request is journaled first (``ledger.journal``); ``close()``
+says what was lost. Retention, and when a prediction is refused: ``ledger.policy``.
 """
 
 from __future__ import annotations
@@ -25,15 +23,7 @@ from ensemble.errors import LogBackedUp
 from ledger.dead_letter import DeadLetter
 from ledger.engine import PredictionWrites, make_engine, storable
 from ledger.journal import Journal, Recorded, entry, recover
-from ledger.policy import (
-    Durability,
-    LogEvent,
-    LogStatus,
-    Pruner,
-    Retention,
-    memory_only,
-    prune,
-)
+from ledger.policy import REFUSAL, Durability, LogEvent, LogStatus, Pruner, Retention, memory_only
 from ledger.spool import Spool
 from ledger.tables import Served
 from ops.gc_tuning import return_freed_memory
@@ -44,7 +34,6 @@ WROTE_RECENTLY_S = 5.0
 #: After writing this many rows at once, hand freed heap back to the OS: a wafer's rows
 #: (~40 MB of Python objects and JSON) otherwise stay in this thread's malloc arena.
 TRIM_AFTER_ROWS = 5_000
-REFUSAL = "not serving predictions it cannot record"
 
 
 class LogWriter:
@@ -89,7 +78,7 @@ class LogWriter:
         self._flush_requested = False
         self._progress_at = time.monotonic()
         self._written_at = -math.inf  # when the database last took a batch of rows
-        self._next_replay = 0.0
+        self._next_replay = self._next_look = 0.0  # when _replay_spill, _look_again go next
         self._spill_error: str | None = None
         if self.spill is not None:
             self.spill.recover()
@@ -112,9 +101,9 @@ class LogWriter:
             if self._closing:
                 raise RuntimeError("prediction log is closed")
             if self.journal is not None and not self.journal.append(self._enqueued + 1, blob):
-                self._emit("journal_failed", n)
                 if why := self._memory_only():
                     raise LogBackedUp(f"{why}; {REFUSAL}")
+                self._emit("journal_failed", n)
             self._enqueued += 1
             self._queue.append((self._enqueued, accepted))
             self._pending_rows += n
@@ -131,10 +120,9 @@ class LogWriter:
             raise LogBackedUp(f"{why}; {REFUSAL}")
 
     def _memory_only(self) -> str | None:
-        """``memory_only`` as last found (without a spill, rows wait in memory by design)."""
-        journal_error = self.journal.failed if self.journal is not None else "not open"
-        why = memory_only(self.status.database_error, self._spill_error, journal_error)
-        return why if self.spill is not None else None
+        """``ledger.policy.memory_only`` as the writer last found the three places."""
+        journal = self.journal.failed if self.journal is not None else "not open"
+        return memory_only(self.status.database_error, self._spill_error, journal, self.spill)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything accepted so far is in the database or the spill."""
@@ -200,8 +188,6 @@ class LogWriter:
             return f"{refused}; and the spill fails: {self._spill_error}"
         return None
 
-    # -- writer thread ---------------------------------------------------------
-
     def _run(self) -> None:
         self._recover_journals()
         while True:
@@ -221,10 +207,24 @@ class LogWriter:
                 else:
                     self._progress_at = time.monotonic()
                     self._replay_spill()
+                    self._look_again()
                 self._pruner.when_due()
             except Exception:  # the writer must outlive any fault; /livez watches it
                 logger.exception("prediction log writer fault")
                 self._pause()
+
+    def _look_again(self) -> None:
+        """Idle, every ``retry_backoff_s``: if rows could only be held in memory, probe the
+        database and spill (no write clears them); store journals left by dead processes."""
+        if time.monotonic() < self._next_look:
+            return
+        self._next_look = time.monotonic() + self.retry_backoff_s
+        if self._memory_only():
+            if self._writes.refuses() is None:
+                self._set_database_error(None)
+            elif self.spill is not None and self.spill.room() is None:
+                self._spill_error = None
+        self._recover_journals()
 
     def _pause(self) -> None:
         with self._cond:
@@ -347,4 +347,4 @@ class LogWriter:
 
     def prune(self, now: float | None = None) -> int:
         """Apply the retention setting now; returns the predictions deleted."""
-        return prune(self.engine, self.retention, now)
+        return self._pruner.run(now)

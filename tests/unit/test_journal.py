@@ -8,12 +8,14 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from ensemble.errors import LogBackedUp
 from ledger.journal import ROWS_UP_TO, Journal, Recorded, entry, orphans
+from ledger.migrate import upgrade
 from ledger.predlog import Durability, PredictionLog
 from tests.unit.test_predlog import _served
 
@@ -160,3 +162,74 @@ def test_a_row_with_nowhere_durable_to_go_is_refused_not_answered(tmp_path: Path
     assert log.flush(5)
     assert log.close().lost == 0
     assert _ids(url) == ["a.0", "c.0"]
+
+
+def _orphan(directory: Path, request_id: str) -> Path:
+    """A journal left by a process that is gone (a pid no process has)."""
+    from ledger.journal import _HEADER, SUFFIX
+
+    directory.mkdir(parents=True, exist_ok=True)
+    blob = Journal.encode(entry(_served([request_id], ["d0"])))
+    path = directory / f"4194300-1{SUFFIX}"
+    path.write_bytes(_HEADER.pack(len(blob), 1) + blob)
+    return path
+
+
+def _until(check: Any, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return bool(check())
+
+
+def test_refusals_end_when_the_database_is_back_though_nothing_was_queued(tmp_path: Path) -> None:
+    """Start-up recovery finds the database refusing and the spill full, with nothing
+    queued: the writer probes again by itself, so serving resumes (and the dead process's
+    journal is stored) once the database is back, not at the next restart."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine = sa.create_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:  # every insert refused; reads still work
+        conn.exec_driver_sql(
+            "CREATE TRIGGER down BEFORE INSERT ON predictions "
+            "BEGIN SELECT RAISE(ABORT, 'down'); END"
+        )
+    orphan = _orphan(tmp_path / "spill" / "journal", "orphan.0")
+    durability = Durability(spill_dir=tmp_path / "spill", spill_max_bytes=1)
+    log = PredictionLog(url, flush_interval_s=0.05, retry_backoff_s=0.05, durability=durability)
+    assert log.journal is not None
+    assert _until(lambda: log.status.database_error is not None and log._spill_error is not None)
+    good = log.journal._fd
+    log.journal._fd = os.open("/dev/full", os.O_WRONLY)
+    with pytest.raises(LogBackedUp, match="journal fails"):
+        log.record(_served(["refused.0"], ["d1"]))
+    os.close(log.journal._fd)
+    log.journal._fd = good
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER down")
+    assert _until(lambda: log.accepting() is None), log.accepting()
+    log.check_room()
+    log.record(_served(["after.0"], ["d2"]))
+    assert log.flush(5) and _until(lambda: not orphan.exists())
+    assert log.close().lost == 0
+    assert _ids(url) == ["after.0", "orphan.0"]
+    engine.dispose()
+
+
+def test_a_dead_process_journal_waits_while_the_ledger_cannot_be_read(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine = sa.create_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE predictions RENAME TO away")
+    orphan = _orphan(tmp_path / "spill" / "journal", "orphan.0")
+    log = PredictionLog(url, flush_interval_s=0.05, retry_backoff_s=0.05,
+                        durability=Durability(spill_dir=tmp_path / "spill"))  # fmt: skip
+    time.sleep(0.5)  # start-up recovery and a few idle rounds: the file waits, unclaimed
+    assert orphan.exists() and log._thread.is_alive()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE away RENAME TO predictions")
+    assert _until(lambda: not orphan.exists())
+    assert log.close().lost == 0
+    assert _ids(url) == ["orphan.0"]
+    engine.dispose()

@@ -27,3 +27,14 @@ def test_the_bound_counts_bytes_already_held(tmp_path: Path) -> None:
     spool.append(["12345"])
     with pytest.raises(SpoolFull):
         spool.append(["67890"])
+
+
+def test_room_says_whether_a_segment_could_be_written_now(tmp_path: Path) -> None:
+    assert Spool(tmp_path / "spill").room() is None
+    assert "of its limit" in (Spool(tmp_path / "small", max_bytes=100).room() or "")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert "NotADirectoryError" in (Spool(blocker / "spill").room() or "")
+    full = Spool(tmp_path / "spill", max_bytes=1 << 20)
+    full.append(["x" * 1000] * 1000)  # ~1 MB: less than a few hundred rows left
+    assert "of its limit" in (full.room() or "")
