@@ -238,11 +238,12 @@ class OutOfRange:
         return out
 
     def die(self, i: int) -> dict[str, float]:
-        """Die ``i``'s {feature: distance} (empty when in range)."""
+        """Die ``i``'s {feature: distance} (empty when in range): ``per_die``'s, to the bit
+        (the ledger stores ``per_die``; ``round`` and ``np.round`` differ past ~1e9)."""
         if not len(self.dies):
             return {}
-        row = self.distance[i]
-        return {self.names[j]: round(float(row[j]), 6) for j in np.flatnonzero(row)}
+        row = np.round(self.distance[i].astype(np.float64), 6).tolist()
+        return {name: d for name, d in zip(self.names, row, strict=True) if d}
 
     def by_feature(self) -> dict[str, int]:
         """Feature -> how many dies have it out of range (features with none left out)."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from ensemble.drift import Ranges, Reference, out_of_range
+from ensemble.drift import OutOfRange, Ranges, Reference, out_of_range
 from ensemble.schema import DEFAULT_FEATURES
 from ledger import drift as reads
 from ledger.drift_stats import drift, holm
@@ -53,6 +53,18 @@ def test_out_of_range_flags_which_features_and_how_far() -> None:
     assert flags.per_die() == [None, {"a": 0.5}, {"a": 0.25, "b": 0.5}]
     assert flags.summary() == {"dies": 2, "features": {"a": 2, "b": 1}}
     assert out_of_range(rows, None).per_die() == [None, None, None]
+
+
+def test_a_die_is_flagged_as_the_ledger_stores_it() -> None:
+    """The single answer's flags (``die``) are the ledger's (``per_die``) to the bit: a
+    distance far past the range (there ``round`` and ``np.round`` differ in the last
+    place) and one that rounds to nothing (dropped, not answered as 0.0)."""
+    distance = np.array([[1.2e-7, 4.045518398215282e39, 1.0], [0.0, 0.0, 0.0]])
+    flags = OutOfRange(("a", "b", "c"), distance, np.array([0]))
+    assert flags.die(0) == flags.per_die()[0]
+    assert set(flags.die(0)) == {"b", "c"} and np.isfinite(flags.die(0)["b"])
+    assert [json.dumps(flags.die(0))] == [json.dumps(flags.per_die()[0])]
+    assert flags.die(1) == {} and flags.per_die()[1] is None
 
 
 def test_out_of_range_distances_are_the_defined_ones_exactly() -> None:
