@@ -231,10 +231,8 @@ class OutOfRange:
         out: list[dict[str, float] | None] = [None] * len(self.distance)
         if not len(self.dies):
             return out
-        names = self.names
-        rows = np.round(self.distance[self.dies].astype(np.float64), 6).tolist()
-        for i, row in zip(self.dies.tolist(), rows, strict=True):
-            out[i] = {name: d for name, d in zip(names, row, strict=True) if d}
+        for i, flags in zip(self.dies.tolist(), self._flags(self.dies), strict=True):
+            out[i] = flags
         return out
 
     def die(self, i: int) -> dict[str, float]:
@@ -242,8 +240,13 @@ class OutOfRange:
         (the ledger stores ``per_die``; ``round`` and ``np.round`` differ past ~1e9)."""
         if not len(self.dies):
             return {}
-        row = np.round(self.distance[i].astype(np.float64), 6).tolist()
-        return {name: d for name, d in zip(self.names, row, strict=True) if d}
+        return self._flags(np.array([i]))[0]
+
+    def _flags(self, dies: np.ndarray) -> list[dict[str, float]]:
+        """{feature: distance} of each of ``dies``, rounded to 6 places in float64, the
+        features whose distance rounds to 0 left out: the one rule for answers and ledger."""
+        rows = np.round(self.distance[dies].astype(np.float64), 6).tolist()
+        return [{n: d for n, d in zip(self.names, row, strict=True) if d} for row in rows]
 
     def by_feature(self) -> dict[str, int]:
         """Feature -> how many dies have it out of range (features with none left out)."""
